@@ -1,0 +1,141 @@
+"""Writing stage outputs so that nothing half-written ever looks complete.
+
+Every stage builds its outputs under a temporary name beside the final path and renames them
+into place only when the work is done (a rename within one folder is atomic on POSIX). A
+stage killed midway leaves at most a `.tmp-` folder or file, which the next run removes.
+
+Also here: the skip report each stage keeps (what it left out and why, never silently) and
+the one-line summary each stage prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+TMP_MARK = ".tmp-"
+
+
+def _clear_stale(path: Path) -> None:
+    """Remove temporaries left beside `path` by an earlier, killed run."""
+    if path.parent.is_dir():
+        for stale in path.parent.glob(f".{path.name}{TMP_MARK}*"):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path | str) -> Iterator[Path]:
+    """Yield an empty temporary folder that replaces `path` when the block succeeds.
+
+    On an exception the temporary folder is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary file path that replaces `path` when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs should read like any other file
+    _replace(tmp, path)
+
+
+def to_json_text(obj: Any) -> str:
+    """JSON as every stage writes it: sorted keys, fixed indentation, trailing newline, so
+    the same content always gives the same bytes (and the same md5 in dvc.lock)."""
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_json(path: Path | str, obj: Any) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(to_json_text(obj))
+
+
+class SkipReport:
+    """What a stage left out, file by file, with the reason; written to the report file.
+
+    A stage adds one entry per skipped item and writes the report with its outputs, so the
+    counts are kept with the pipeline (and diffed by `dvc metrics diff` / git).
+    """
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.entries: list[dict[str, str]] = []
+        self.notes: dict[str, Any] = {}
+
+    def skip(self, file: str, reason: str) -> None:
+        self.entries.append({"file": str(file), "reason": reason})
+
+    def note(self, key: str, value: Any) -> None:
+        """A count or fact worth keeping that is not a skip (e.g. cycles clipped)."""
+        self.notes[key] = value
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def as_dict(self) -> dict[str, Any]:
+        by_reason = Counter(e["reason"] for e in self.entries)
+        return {
+            "stage": self.stage,
+            "skipped": len(self.entries),
+            "skipped_by_reason": dict(sorted(by_reason.items())),
+            "skipped_files": self.entries,
+            **self.notes,
+        }
+
+    def write(self, path: Path | str) -> None:
+        write_json(path, self.as_dict())
+        for entry in self.entries[:10]:
+            print(f"{self.stage}: skipped {entry['file']}: {entry['reason']}", file=sys.stderr)
+        if len(self.entries) > 10:
+            print(f"{self.stage}: ... and {len(self.entries) - 10} more, see {path}", file=sys.stderr)
+
+
+class StageTimer:
+    """Measures a stage and prints its one summary line: `stage: what it did (N s)`."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def done(self, summary: str) -> None:
+        print(f"{self.stage}: {summary} in {self.seconds:.1f} s", flush=True)

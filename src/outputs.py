@@ -11,6 +11,7 @@ the one-line summary each stage prints.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -84,6 +85,20 @@ def to_json_text(obj: Any) -> str:
 def write_json(path: Path | str, obj: Any) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(to_json_text(obj))
+
+
+def write_csv(path: Path | str, rows: list[dict[str, str]], fieldnames: list[str] | None = None) -> None:
+    """Write dict rows as CSV, atomically, with LF line endings whatever the platform."""
+    fieldnames = fieldnames or (list(rows[0]) if rows else [])
+    with atomic_file(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_csv(path: Path | str) -> list[dict[str, str]]:
+    with Path(path).open(newline="") as f:
+        return list(csv.DictReader(f))
 
 
 class SkipReport:

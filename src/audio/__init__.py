@@ -1,0 +1,1 @@
+"""Signal processing of the audio stages: pure functions on numpy arrays, plus I/O helpers."""

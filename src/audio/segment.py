@@ -1,0 +1,52 @@
+"""Cutting recordings into respiratory cycles of one fixed length."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CycleSpan:
+    """A cycle's samples within its recording, after clipping to the audio."""
+
+    start: int
+    end: int
+    clipped: bool  # the annotation ran past the end of the audio
+
+
+def cycle_span(start_s: float, end_s: float, rate: int, length: int) -> CycleSpan | None:
+    """Sample range of an annotated cycle in a recording of `length` samples at `rate`.
+
+    A cycle that runs past the end of the audio is clipped to it (`clipped` set); one with
+    no samples left (zero length, or starting after the audio ends) gives None.
+    """
+    start = int(round(start_s * rate))
+    end = int(round(end_s * rate))
+    clipped = end > length
+    end = min(end, length)
+    if end <= start:
+        return None
+    return CycleSpan(start, end, clipped)
+
+
+def fit_length(cycle: np.ndarray, length: int, pad: str) -> np.ndarray:
+    """Bring a cycle (time,) to exactly `length` samples.
+
+    Longer cycles keep their first `length` samples (the start of a cycle is inspiration,
+    where crackles sit). Shorter ones are padded: `repeat` tiles the cycle (no silent tail
+    the network could learn cycle length from), `zero` appends zeros.
+    """
+    n = len(cycle)
+    if n == 0:
+        raise ValueError("cannot fit an empty cycle")
+    if n >= length:
+        return np.asarray(cycle[:length], dtype=np.float32)
+    if pad == "repeat":
+        return np.resize(np.asarray(cycle, dtype=np.float32), length)
+    if pad == "zero":
+        out = np.zeros(length, dtype=np.float32)
+        out[:n] = cycle
+        return out
+    raise ValueError(f"segment.pad must be one of repeat, zero; got {pad!r}")

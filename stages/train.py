@@ -1,0 +1,136 @@
+"""Stage train: ResNet (+CBAM) with focal or cross-entropy loss on the training cycles.
+
+data/spectrograms -> models/model.pt (best epoch by validation ICBHI score),
+models/split.csv (every cycle's part: train/val/test/excluded), metrics/train.json,
+metrics/train_history.csv (per-epoch curves, a DVC plot).
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from src.cli import StageError, run_stage
+from src.dataset import CycleDataset, frequency_stats, load_spectrograms
+from src.icbhi import CLASS_NAMES
+from src.loss import build_loss
+from src.metrics import scores_of
+from src.model import build_model
+from src.outputs import StageTimer, atomic_file, write_csv, write_json
+from src.params import load_params
+from src.splits import PARTS, assign_parts
+from src.training import NonFiniteLossError, lr_factor, make_optimizer, predict, resolve_device, seed_everything, train_one_epoch
+
+IN = Path("data/spectrograms")
+MODEL, SPLIT = Path("models/model.pt"), Path("models/split.csv")
+METRICS, HISTORY = Path("metrics/train.json"), Path("metrics/train_history.csv")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def main() -> None:
+    timer = StageTimer("train")
+    params = load_params()
+    tp = params.train
+    device = resolve_device(tp.device)
+    specs, rows = load_spectrograms(IN)
+    labels = np.array([int(r["label"]) for r in rows])
+    patients = np.array([int(r["patient"]) for r in rows])
+    official = np.array([r["official_split"] for r in rows])
+    parts = assign_parts(params.split, patients, labels, official, tp.val_fraction, params.split.seed)
+    index = {part: np.flatnonzero(parts == part) for part in PARTS}
+    for part in ("train", "val", "test"):
+        if len(index[part]) == 0:
+            raise StageError(f"split.method={params.split.method} leaves no {part} cycles ({len(rows)} cycles in all)")
+
+    seed_everything(tp.seed)
+    mean, std = frequency_stats(specs, index["train"])
+    make = lambda part, shuffle, batch: DataLoader(  # noqa: E731
+        CycleDataset(specs, labels, index[part], mean, std),
+        batch_size=batch,
+        shuffle=shuffle,
+        num_workers=tp.workers,
+        generator=torch.Generator().manual_seed(tp.seed),
+        pin_memory=device.type == "cuda",
+    )
+    train_loader = make("train", True, tp.batch_size)
+    val_loader = make("val", False, tp.batch_size)
+    model = build_model(params.model.depth, params.model.cbam, params.model.cbam_reduction, len(CLASS_NAMES))
+    model = model.to(device).to(memory_format=torch.channels_last)
+    loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha).to(device)
+    optimizer = make_optimizer(model, tp)
+    augment_rng = torch.Generator().manual_seed(tp.seed + 1)
+
+    history: list[dict[str, str]] = []
+    best: dict | None = None
+    bar = tqdm(total=tp.epochs * len(train_loader), desc="train", unit="batch", leave=False)
+    for epoch in range(1, tp.epochs + 1):
+        lr = tp.lr * lr_factor(tp.schedule, epoch - 1, tp.epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        try:
+            train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, device, tp, augment_rng, epoch, on_step=lambda: bar.update(1))
+        except NonFiniteLossError as err:
+            raise StageError(str(err)) from err
+        probs, val_true = predict(model, val_loader, device)
+        val_loss = loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-12)).float().to(device), torch.from_numpy(val_true).to(device)).item()
+        val = scores_of(val_true, probs.argmax(1))
+        history.append(
+            {
+                "epoch": str(epoch),
+                "lr": f"{lr:.6g}",
+                "train_loss": f"{train_loss:.6f}",
+                "val_loss": f"{val_loss:.6f}",
+                **{f"val_{k}": _fmt(val[k]) for k in ("accuracy", "se", "sp", "icbhi_score")},
+            }
+        )
+        score = val["icbhi_score"] if val["icbhi_score"] is not None else -1.0
+        improved = best is None or score > best["score"]
+        if improved:
+            best = {"score": score, "epoch": epoch, "val": val, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        bar.write(
+            f"epoch {epoch}/{tp.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
+            f"val SE {_fmt(val['se'])} SP {_fmt(val['sp'])} score {_fmt(val['icbhi_score'])}{' *' if improved else ''}"
+        )
+    bar.close()
+
+    checkpoint = {
+        "state_dict": best["state"],
+        "class_names": list(CLASS_NAMES),
+        "params": {k: dataclasses.asdict(getattr(params, k)) for k in ("data", "synthetic", "resample", "normalize", "segment", "stft", "split", "model", "loss", "train")},
+        "input_mean": torch.from_numpy(mean),
+        "input_std": torch.from_numpy(std),
+        "epoch": best["epoch"],
+    }
+    with atomic_file(MODEL) as tmp:
+        torch.save(checkpoint, tmp)
+    write_csv(SPLIT, [{"index": str(i), "recording": rows[i]["recording"], "patient": rows[i]["patient"], "label": rows[i]["label"], "part": parts[i]} for i in range(len(rows))])
+    write_csv(HISTORY, history)
+    counts = {part: int(len(index[part])) for part in PARTS}
+    write_json(
+        METRICS,
+        {
+            "best_epoch": best["epoch"],
+            "val_icbhi_score": best["val"]["icbhi_score"],
+            "val_se": best["val"]["se"],
+            "val_sp": best["val"]["sp"],
+            "epochs": tp.epochs,
+            "cycles": counts,
+            "patients": {part: int(len(np.unique(patients[index[part]]))) for part in PARTS},
+            "device": device.type,
+            "seconds": round(timer.seconds, 1),
+        },
+    )
+    timer.done(
+        f"ResNet-{params.model.depth}{' + CBAM' if params.model.cbam else ''}, {params.loss.name} loss, {tp.epochs} epochs on "
+        f"{counts['train']} cycles ({device.type}); best val score {_fmt(best['val']['icbhi_score'])} at epoch {best['epoch']}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage("train", main)

@@ -270,6 +270,24 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class Table3Params:
+    seeds: tuple[int, ...]
+    bootstrap: int
+    bootstrap_seed: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
+            raise ParamsError(f"table3.seeds must be a non-empty list of integers; got {self.seeds!r}")
+        for i, seed in enumerate(self.seeds):
+            _integer(f"table3.seeds[{i}]", seed, 0)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ParamsError(f"table3.seeds must be distinct; got {list(self.seeds)}")
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        _integer("table3.bootstrap", self.bootstrap, 100)
+        _integer("table3.bootstrap_seed", self.bootstrap_seed, 0)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     synthetic: SyntheticParams
@@ -282,6 +300,7 @@ class Params:
     loss: LossParams
     train: TrainParams
     evaluate: EvaluateParams
+    table3: Table3Params
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -308,26 +327,10 @@ def parse_params(raw: Any) -> Params:
     unknown = sorted(set(raw) - set(groups))
     if unknown:
         raise ParamsError(f"unknown group {unknown[0]!r}; params.yaml has {', '.join(groups)}")
-    hints = {f.name: cls for f, cls in zip(dataclasses.fields(Params), _GROUP_CLASSES)}
     missing = [g for g in groups if g not in raw]
     if missing:
         raise ParamsError(f"missing group {missing[0]!r} in params.yaml")
-    return Params(**{name: _group(hints[name], name, raw[name]) for name in groups})
-
-
-_GROUP_CLASSES = (
-    DataParams,
-    SyntheticParams,
-    ResampleParams,
-    NormalizeParams,
-    SegmentParams,
-    StftParams,
-    SplitParams,
-    ModelParams,
-    LossParams,
-    TrainParams,
-    EvaluateParams,
-)
+    return Params(**{name: _group(globals()[cls], name, raw[name]) for name, cls in groups.items()})
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:

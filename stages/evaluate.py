@@ -73,6 +73,7 @@ def main() -> None:
         [
             {
                 "recording": rows[i]["recording"],
+                "patient": rows[i]["patient"],
                 "start": rows[i]["start"],
                 "end": rows[i]["end"],
                 "device": rows[i]["device_corrected"],

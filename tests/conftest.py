@@ -1,0 +1,94 @@
+"""Shared fixtures: where the real ICBHI files are, and throw-away copies of the project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def shared_dir(env: str, name: str) -> Path:
+    """A folder of real ICBHI files beside the project, or skip the test saying why."""
+    path = Path(os.environ.get(env, SHARED / name))
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent (set {env} to a folder of real ICBHI files to run this test)")
+    return path
+
+
+@pytest.fixture
+def icbhi_sample() -> Path:
+    return shared_dir("ICBHI_SAMPLE_DIR", "icbhi-sample")
+
+
+@pytest.fixture
+def icbhi_metadata() -> Path:
+    return shared_dir("ICBHI_METADATA_DIR", "icbhi-metadata")
+
+
+# Environment for DVC and git in a throw-away copy: no analytics, no user config side effects.
+DVC_ENV = {
+    **os.environ,
+    "DVC_NO_ANALYTICS": "1",
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def project_files() -> list[str]:
+    """Files git would put in a clone of the working tree: tracked and untracked-not-ignored."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    return [f for f in out.splitlines() if (ROOT / f).is_file()]
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=DVC_ENV, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def set_params(project: Path, overrides: dict[str, dict]) -> None:
+    """Merge `{group: {key: value}}` into the copy's params.yaml."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for group, values in overrides.items():
+        params[group].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+# Small enough for a whole pipeline in well under a minute on 2 cores, big enough that every
+# class and both official split sides have cycles.
+TINY_PARAMS = {
+    "synthetic": {"patients": 8, "recordings": 12, "recording_seconds": 12},
+    "segment": {"duration": 2.0},
+    "model": {"depth": 18},
+    "train": {"epochs": 1, "batch_size": 16},
+}
+
+
+def make_project_copy(dest: Path, overrides: dict[str, dict] | None = None) -> Path:
+    """Copy the project into `dest` as a fresh git repository (one commit), DVC ready."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in project_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    if overrides:
+        set_params(dest, overrides)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "copy of the project"], dest)
+    run(["dvc", "config", "--local", "core.analytics", "false"], dest)
+    return dest

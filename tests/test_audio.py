@@ -1,0 +1,141 @@
+"""The audio stages' signal processing: resampling, normalization, segmentation, STFT."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from src.audio.normalize import level_dbfs, normalize
+from src.audio.resample import Resampler
+from src.audio.segment import cycle_span, fit_length
+from src.audio.spectrogram import Spectrogram
+from src.audio.store import AudioStore, AudioStoreWriter
+from src.audio.wavio import AudioReadError, read_mono
+
+
+def tone(freq: float, rate: int, seconds: float, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def peak_frequency(x: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spectrum)])
+
+
+@pytest.mark.parametrize("source_rate", [44100, 10000, 4000])
+def test_resampling_keeps_a_440_hz_tone_at_440_hz(source_rate):
+    out = Resampler(4000)(tone(440, source_rate, 2.0), source_rate)
+    assert len(out) == 8000
+    assert peak_frequency(out, 4000) == pytest.approx(440, abs=1.0)
+    # Amplitude kept: the band-limited kernel passes 440 Hz untouched (RMS of 0.5 sine).
+    assert np.sqrt(np.mean(out[400:-400] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)
+
+
+def test_resampling_removes_content_above_the_new_nyquist():
+    # 3 kHz at 44.1 kHz is above the 2 kHz Nyquist of 4 kHz: naive decimation would alias it
+    # to 1 kHz at full strength. The anti-aliasing filter must remove it.
+    out = Resampler(4000)(tone(3000, 44100, 2.0) + tone(440, 44100, 2.0, amp=0.1), 44100)
+    spectrum = np.abs(np.fft.rfft(out[400:-400] * np.hanning(len(out) - 800)))
+    freqs = np.fft.rfftfreq(len(out) - 800, 1 / 4000)
+    alias = spectrum[np.abs(freqs - 1000) < 20].max()
+    kept = spectrum[np.abs(freqs - 440) < 20].max()
+    assert alias < kept * 1e-2  # >= 40 dB below the in-band tone of a fifth of its amplitude
+
+
+@pytest.mark.parametrize("method,target", [("rms", -20.0), ("peak", -1.0), ("rms", -35.5)])
+def test_normalization_reaches_its_level(method, target):
+    rng = np.random.default_rng(0)
+    quiet = (rng.standard_normal(8000) * 0.001).astype(np.float32)
+    out, gain = normalize(quiet, method, target)
+    assert level_dbfs(out, method) == pytest.approx(target, abs=1e-3)
+    assert gain == pytest.approx(target - level_dbfs(quiet, method), abs=1e-6)
+
+
+def test_normalization_of_silence_does_not_divide_by_zero():
+    out, gain = normalize(np.zeros(100, np.float32), "rms", -20)
+    assert gain == 0.0 and not out.any() and np.isfinite(out).all()
+
+
+def test_normalization_none_is_identity():
+    x = np.linspace(-0.3, 0.3, 50, dtype=np.float32)
+    out, gain = normalize(x, "none", -20)
+    assert gain == 0 and np.array_equal(out, x)
+
+
+def test_cycle_span_clips_and_skips():
+    assert cycle_span(0.5, 1.0, 4000, 10_000) == cycle_span(0.5, 1.0, 4000, 10_000)
+    span = cycle_span(0.5, 1.0, 4000, 10_000)
+    assert (span.start, span.end, span.clipped) == (2000, 4000, False)
+    clipped = cycle_span(2.0, 3.0, 4000, 10_000)  # audio ends at 2.5 s
+    assert (clipped.start, clipped.end, clipped.clipped) == (8000, 10_000, True)
+    assert cycle_span(1.0, 1.0, 4000, 10_000) is None  # zero length
+    assert cycle_span(3.0, 4.0, 4000, 10_000) is None  # after the end
+
+
+def test_fit_length_pads_by_repeating_or_zeros_and_crops_from_the_start():
+    cycle = np.array([1, 2, 3], np.float32)
+    assert fit_length(cycle, 8, "repeat").tolist() == [1, 2, 3, 1, 2, 3, 1, 2]
+    assert fit_length(cycle, 5, "zero").tolist() == [1, 2, 3, 0, 0]
+    assert fit_length(np.arange(10, dtype=np.float32), 4, "repeat").tolist() == [0, 1, 2, 3]
+    assert fit_length(cycle, 3, "zero").tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="segment.pad"):
+        fit_length(cycle, 8, "mirror")
+
+
+def test_spectrogram_shape_and_a_tones_bin():
+    rate, n_fft, hop = 4000, 256, 128
+    spec = Spectrogram(n_fft, hop)(torch.from_numpy(np.stack([tone(500, rate, 8.0), tone(1250, rate, 8.0)])))
+    assert spec.shape == (2, 129, 251)
+    # Bin k is k * rate / n_fft Hz: 500 Hz -> bin 32, 1250 Hz -> bin 80.
+    assert spec[0].mean(dim=1).argmax().item() == 32
+    assert spec[1].mean(dim=1).argmax().item() == 80
+
+
+def test_spectrogram_scales():
+    x = torch.from_numpy(tone(500, 4000, 1.0))[None]
+    power = Spectrogram(256, 256, scale="linear")(x)
+    assert torch.allclose(Spectrogram(256, 256, scale="log")(x), torch.log(power + 1e-6))
+    db = Spectrogram(256, 256, scale="db", top_db=40)(x)
+    assert db.max() - db.min() <= 40 + 1e-4
+    hamming = Spectrogram(256, 256, window="hamming")(x)
+    assert hamming.shape == power.shape and not torch.allclose(hamming, torch.log(power + 1e-6))
+
+
+def test_store_round_trip(tmp_path):
+    with AudioStoreWriter(tmp_path, 4000) as writer:
+        writer.append({"stem": "a"}, np.arange(5, dtype=np.float32))
+        writer.append({"stem": "b"}, np.array([9.5], np.float32))
+    store = AudioStore(tmp_path)
+    assert [r["stem"] for r in store.rows] == ["a", "b"]
+    assert store.samples(0).tolist() == [0, 1, 2, 3, 4] and store.samples(1).tolist() == [9.5]
+    (tmp_path / "samples.f32").write_bytes(b"\0" * 8)  # damaged: fewer bytes than the index
+    with pytest.raises(ValueError, match="damaged"):
+        AudioStore(tmp_path)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "FLOAT"])
+def test_read_mono_reads_every_width_and_mixes_channels(tmp_path, subtype):
+    stereo = np.stack([tone(440, 4000, 0.5, 0.4), tone(440, 4000, 0.5, 0.2)], axis=1)
+    path = tmp_path / "x.wav"
+    sf.write(path, stereo, 4000, subtype=subtype)
+    samples, rate = read_mono(path)
+    assert rate == 4000 and samples.dtype == np.float32 and samples.ndim == 1
+    np.testing.assert_allclose(samples, stereo.mean(axis=1), atol=1e-4)
+
+
+def test_read_mono_rejects_bad_files(tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, tone(440, 4000, 1.0), 4000, subtype="PCM_16")
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(good.read_bytes()[:3000])
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF" + bytes(range(256)) * 4)
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.array([0.1, np.nan, 0.2], np.float32), 4000, subtype="FLOAT")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), 4000, subtype="PCM_16")
+    for path, reason in [(truncated, "truncated"), (corrupt, "not a readable"), (nan, "NaN"), (empty, "no audio")]:
+        with pytest.raises(AudioReadError, match=reason) as err:
+            read_mono(path)
+        assert path.name in str(err.value)

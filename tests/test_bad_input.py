@@ -1,0 +1,170 @@
+"""Bad input through the real stage scripts: skipped and reported, or stopped with an error
+that names the file and line. The rule: a problem confined to one recording (unreadable,
+truncated, non-finite or silent audio, a missing partner file, a name outside the ICBHI
+pattern, no cycles) skips that recording and is counted in metrics/reports/<stage>.json; a
+problem that makes the data ambiguous or wrong as a whole (a malformed annotation line, a
+duplicated stem) stops the stage, since silently dropping it would change the class counts.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from tests.conftest import ROOT
+
+GOOD_CYCLES = "0.0\t1.5\t0\t0\n1.5\t3.0\t1\t0\n3.0\t4.0\t0\t1\n"
+
+
+def tone(seconds: float = 4.0, rate: int = 4000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+
+
+def add_recording(raw: Path, stem: str, audio: np.ndarray | None = None, annotation: str | None = GOOD_CYCLES, rate: int = 4000) -> None:
+    sf.write(raw / f"{stem}.wav", tone() if audio is None else audio, rate, subtype="PCM_16" if audio is None or np.isfinite(audio).all() else "FLOAT")
+    if annotation is not None:
+        (raw / f"{stem}.txt").write_text(annotation)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    for part in ("src", "stages"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    add_recording(tmp_path / "data" / "raw", "101_1b1_Al_sc_Meditron")
+    return tmp_path
+
+
+def stage(project: Path, name: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=project, capture_output=True, text=True)
+
+
+def audio_stages(project: Path) -> subprocess.CompletedProcess:
+    for name in ("resample", "normalize", "segment"):
+        result = stage(project, name)
+        if result.returncode != 0:
+            return result
+    return result
+
+
+def report(project: Path, name: str) -> dict:
+    return json.loads((project / "metrics" / "reports" / f"{name}.json").read_text())
+
+
+def test_bad_recordings_are_skipped_and_reported(project):
+    raw = project / "data" / "raw"
+    add_recording(raw, "102_1b1_Ar_sc_Meditron")
+    (raw / "102_1b1_Ar_sc_Meditron.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 10)  # corrupt
+    add_recording(raw, "103_1b1_Ar_sc_Meditron")
+    full = (raw / "103_1b1_Ar_sc_Meditron.wav").read_bytes()
+    (raw / "103_1b1_Ar_sc_Meditron.wav").write_bytes(full[: len(full) // 2])  # truncated
+    add_recording(raw, "104_1b1_Ar_sc_Meditron", audio=np.array([0.1, np.nan] * 8000, np.float32))
+    add_recording(raw, "105_1b1_Ar_sc_Meditron", audio=np.zeros(16000, np.float32))
+    add_recording(raw, "106_1b1_Ar_sc_Meditron", annotation=None)  # wav without annotation
+    (raw / "107_1b1_Ar_sc_Meditron.txt").write_text(GOOD_CYCLES)  # annotation without wav
+    add_recording(raw, "patient7_recording")  # outside the naming pattern
+    add_recording(raw, "108_1b1_Ar_sc_Meditron", annotation="")  # no cycles
+    (raw / "ICBHI_challenge_train_test.txt").write_text("101_1b1_Al_sc_Meditron\ttrain\n999_1b1_Al_sc_Meditron\ttest\n")
+
+    result = audio_stages(project)
+    assert result.returncode == 0, result.stderr
+    resample = report(project, "resample")
+    reasons = {entry["file"]: entry["reason"] for entry in resample["skipped_files"]}
+    assert "not a readable" in reasons["102_1b1_Ar_sc_Meditron.wav"]
+    assert "truncated" in reasons["103_1b1_Ar_sc_Meditron.wav"]
+    assert "NaN" in reasons["104_1b1_Ar_sc_Meditron.wav"]
+    assert "zero" in reasons["105_1b1_Ar_sc_Meditron.wav"]
+    assert "without its annotation" in reasons["106_1b1_Ar_sc_Meditron.wav"]
+    assert "without its .wav" in reasons["107_1b1_Ar_sc_Meditron.txt"]
+    assert "not PID_RecIdx" in reasons["patient7_recording.wav"]
+    assert resample["skipped"] == 7
+    assert resample["split_file_names_unknown_recordings"] == 1
+    segment = report(project, "segment")
+    assert segment["skipped_files"] == [{"file": "108_1b1_Ar_sc_Meditron.txt", "reason": "annotation file has no cycles"}]
+    assert segment["cycles"] == 3  # the one good recording
+    assert "7 skipped" in subprocess.run([sys.executable, "-m", "stages.resample"], cwd=project, capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("0.0\t1.5\t0", "expected 4 columns"),
+        ("0.0\tabc\t0\t0", "must be numbers"),
+        ("2.0\t1.0\t0\t0", "is after end"),
+        ("0.0\t1.0\t2\t0", "crackles must be 0 or 1"),
+    ],
+)
+def test_malformed_annotation_stops_with_file_and_line(project, line, message):
+    (project / "data" / "raw" / "101_1b1_Al_sc_Meditron.txt").write_text(GOOD_CYCLES + line + "\n")
+    result = audio_stages(project)
+    assert result.returncode == 1
+    assert f"101_1b1_Al_sc_Meditron.txt:4: " in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / "data" / "cycles").exists()  # nothing half-written
+
+
+def test_cycles_past_the_audio_are_clipped_and_counted(project):
+    # 4 s of audio: the second cycle is clipped, the third starts after the end.
+    (project / "data" / "raw" / "101_1b1_Al_sc_Meditron.txt").write_text("0.0\t3.0\t0\t0\n3.0\t5.0\t1\t0\n4.5\t6.0\t0\t1\n3.0\t3.0\t0\t0\n")
+    assert audio_stages(project).returncode == 0
+    segment = report(project, "segment")
+    assert segment["cycles"] == 2 and segment["cycles_clipped_to_audio"] == 1
+    assert [e["file"] for e in segment["skipped_files"]] == ["101_1b1_Al_sc_Meditron.txt:3", "101_1b1_Al_sc_Meditron.txt:4"]
+
+
+def test_duplicated_stem_stops(project):
+    sub = project / "data" / "raw" / "again"
+    sub.mkdir()
+    add_recording(sub, "101_1b1_Al_sc_Meditron")
+    result = stage(project, "resample")
+    assert result.returncode == 1 and "appears twice" in result.stderr
+    assert not (project / "data" / "resampled").exists()
+
+
+def test_no_usable_recording_stops(project):
+    (project / "data" / "raw" / "101_1b1_Al_sc_Meditron.wav").write_bytes(b"not audio")
+    result = stage(project, "resample")
+    assert result.returncode == 1 and "no usable recordings" in result.stderr
+
+
+@pytest.mark.parametrize("key,value,message", [("model.depth", 50, "model.depth must be one of 18, 34"), ("split.method", "kfold", "split.method must be one of")])
+def test_invalid_params_stop_the_stage_naming_the_key(project, key, value, message):
+    group, name = key.split(".")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params[group][name] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    result = stage(project, "resample")
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_killed_stage_leaves_nothing_that_looks_complete(project):
+    """SIGKILL the segment stage after its first cycle is written: no data/cycles appears,
+    only a temporary, which the next run clears before writing a complete output."""
+    assert audio_stages(project).returncode == 0
+    shutil.rmtree(project / "data" / "cycles")
+    killer = (
+        "import os, signal, stages.segment as stage\n"
+        "real = stage.fit_length\n"
+        "calls = []\n"
+        "def dying(*args):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(*args)\n"
+        "stage.fit_length = dying\n"
+        "stage.main()\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", killer], cwd=project, capture_output=True, text=True)
+    assert killed.returncode == -9
+    assert not (project / "data" / "cycles").exists()
+    assert list((project / "data").glob(".cycles.tmp-*"))
+    assert stage(project, "segment").returncode == 0
+    assert not list((project / "data").glob(".cycles.tmp-*"))
+    assert np.load(project / "data" / "cycles" / "cycles.npy").shape[0] == 3

@@ -1,0 +1,40 @@
+"""How a stage script ends: expected errors as one line on stderr and exit code 1.
+
+An expected error is one the user can act on (a bad params.yaml value, a malformed ICBHI
+file, a missing path, a failed download): a traceback would only hide its message. Any
+other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from src.acquire.archive import ArchiveError
+from src.acquire.http import DownloadError
+from src.icbhi import IcbhiFormatError
+from src.params import ParamsError
+
+
+class StageError(RuntimeError):
+    """An expected failure of a stage that no more specific error type describes."""
+
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    ParamsError,
+    IcbhiFormatError,
+    FileNotFoundError,
+    DownloadError,
+    ArchiveError,
+    StageError,
+)
+
+
+def run_stage(name: str, main: Callable[[], None]) -> None:
+    """Run a stage's `main`; on an expected error print `<name>: error: <message>` and exit 1."""
+    try:
+        main()
+    except EXPECTED_ERRORS as err:
+        message = " ".join(str(err).splitlines())
+        print(f"{name}: error: {message}", file=sys.stderr)
+        sys.exit(1)

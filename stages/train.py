@@ -122,8 +122,9 @@ def main() -> None:
             "epochs": tp.epochs,
             "cycles": counts,
             "patients": {part: int(len(np.unique(patients[index[part]]))) for part in PARTS},
+            # No wall time here: metrics must be the same bytes on every run (README,
+            # "Reproducibility"); the stage's summary line reports the time.
             "device": device.type,
-            "seconds": round(timer.seconds, 1),
         },
     )
     timer.done(

@@ -1,0 +1,113 @@
+"""The DVC workflow end to end, in throw-away git copies of the project (never this tree).
+
+With tiny params (tests/conftest.py: TINY_PARAMS) the whole pipeline takes well under a
+minute; these tests check what users rely on: which stages a change reruns, that
+`dvc metrics show/diff` see the scores, and that two clean runs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import TINY_PARAMS, make_project_copy, run
+
+pytestmark = pytest.mark.slow
+STAGES = ["download", "resample", "normalize", "segment", "stft", "train", "evaluate"]
+
+
+def ran(output: str) -> list[str]:
+    """Stages DVC executed (or restored from its run cache) in a repro/exp run output."""
+    return sorted(set(re.findall(r"Running stage '([a-z0-9_]+)'", output)), key=STAGES.index)
+
+
+def dvc(project: Path, *args: str) -> str:
+    result = run(["dvc", *args], project)
+    return result.stdout + result.stderr
+
+
+def dvc_json(project: Path, *args: str):
+    return json.loads(run(["dvc", *args, "--json"], project).stdout)
+
+
+def lock_outs(project: Path) -> dict[str, str]:
+    """{output path: md5} from dvc.lock, for every stage."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> tuple[Path, str, dict[str, str]]:
+    project = make_project_copy(tmp_path_factory.mktemp("first"), TINY_PARAMS)
+    output = dvc(project, "repro")
+    # Commit the result, as a user keeping a baseline would: `dvc exp run --temp` starts
+    # from the last commit (dvc.lock included), so later changes are measured against it.
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "baseline"], project)
+    return project, output, lock_outs(project)
+
+
+def test_repro_runs_every_stage_and_metrics_show_the_scores(first_run):
+    project, output, _ = first_run
+    assert ran(output) == STAGES
+    metrics = next(iter(dvc_json(project, "metrics", "show").values()))["data"]
+    evaluation = metrics["metrics/eval.json"]["data"]
+    for key in ("accuracy", "se", "sp", "icbhi_score"):
+        assert 0.0 <= evaluation[key] <= 1.0
+    assert evaluation["synthetic_data"] is True and "NOT ICBHI" in evaluation["note"]
+    assert metrics["metrics/raw.json"]["data"]["recordings"] == 12
+    # One summary line per stage.
+    for stage in STAGES:
+        assert re.search(rf"^{stage}: .* in \d+\.\d s$", output, re.MULTILINE), f"no summary line for {stage}"
+
+
+def test_second_repro_runs_nothing_and_status_is_clean(first_run):
+    project, _, _ = first_run
+    assert ran(dvc(project, "repro")) == []
+    assert "up to date" in dvc(project, "status")
+
+
+def test_two_clean_runs_give_the_same_bytes(first_run, tmp_path):
+    _, _, first_lock = first_run
+    second = make_project_copy(tmp_path / "second", TINY_PARAMS)
+    dvc(second, "repro")
+    assert lock_outs(second) == first_lock
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (["-S", "loss.gamma=2"], ["train", "evaluate"]),
+        (["-S", "model.cbam=false"], ["train", "evaluate"]),
+        (["-S", "model.depth=34"], ["train", "evaluate"]),
+        (["-S", "split.method=patient"], ["train", "evaluate"]),
+        (["-S", "stft.hop_length=128"], ["stft", "train", "evaluate"]),
+        (["-S", "normalize.method=peak"], ["normalize", "segment", "stft", "train", "evaluate"]),
+    ],
+)
+def test_exp_run_reruns_only_what_a_change_touches(first_run, change, expected):
+    project, _, _ = first_run
+    output = dvc(project, "exp", "run", "--temp", *change)  # --temp: the workspace stays the baseline
+    assert ran(output) == expected
+
+
+def test_exp_run_in_the_workspace_then_metrics_diff(tmp_path):
+    """The README's path: `dvc repro`, commit the baseline, `dvc exp run -S ...`, diff."""
+    project = make_project_copy(tmp_path / "exp", TINY_PARAMS)
+    dvc(project, "repro")
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "baseline"], project)
+    output = dvc(project, "exp", "run", "-S", "loss.gamma=2", "-S", "train.seed=1")
+    assert ran(output) == ["train", "evaluate"]
+    diff = dvc_json(project, "metrics", "diff", "--all")["metrics/eval.json"]
+    assert diff["gamma"]["old"] == 1.0 and diff["gamma"]["new"] == 2
+    assert diff["seed"]["old"] == 0 and diff["seed"]["new"] == 1
+    for key in ("accuracy", "se", "sp", "icbhi_score"):
+        assert diff[key]["old"] is not None and diff[key]["new"] is not None
+    assert "loss.gamma" in dvc(project, "params", "diff")
+    shown = dvc(project, "exp", "show", "--csv")
+    assert "icbhi_score" in shown and "loss.gamma" in shown

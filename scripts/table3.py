@@ -1,0 +1,206 @@
+"""The paper's Table 3 in one command: eight configurations x seeds as DVC experiments, one table.
+
+    python scripts/table3.py --run --report              # seeds from params.yaml table3.seeds
+    python scripts/table3.py --run --report --seeds 0 1  # other seeds
+    python scripts/table3.py --report                    # tabulate experiments already run
+
+--run   runs the audio stages (download .. stft) once with `dvc repro stft` and stages
+        (`git add`) dvc.lock and their git-tracked reports; queues one experiment per
+        configuration and seed (`dvc exp run --queue -n t3-r34-cbam-focal-s0 -S
+        model.depth=34 ...`) on top of the workspace's params.yaml; and runs the queue with
+        `dvc exp run --run-all`, which starts the queue's workers and follows every
+        experiment's log until the queue is empty. In each experiment the audio stages are
+        unchanged ("Stage 'stft' didn't change, skipping") and their data come out of the DVC
+        cache: only train and evaluate run. An experiment of that name that already exists
+        for the current commit is kept, so an interrupted grid resumes.
+--report  reads each experiment's metrics/eval.json and metrics/predictions.csv from its
+        experiment commit (both are git-tracked outputs) and writes reports/table3.md and
+        reports/table3.csv (see src/table3.py for the statistics).
+
+Queued experiments see committed files and changes to tracked files only (DVC copies the
+workspace through git): --run refuses to start while pipeline files are untracked.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `python scripts/table3.py` puts scripts/, not the repository root, on sys.path; the root is
+# needed to import the library as `src.*`, as the stages do when run with `python -m`.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+import yaml  # noqa: E402
+
+from src.outputs import atomic_file  # noqa: E402
+from src.params import load_params  # noqa: E402
+from src.table3 import CONFIGS, Run, aggregate, check_same_data, run_from_files, to_csv, to_markdown  # noqa: E402
+
+REPORT_MD, REPORT_CSV = ROOT / "reports" / "table3.md", ROOT / "reports" / "table3.csv"
+# What a queued experiment must find in git (it is built from a git commit of the workspace).
+PIPELINE_PATHS = ("dvc.yaml", "params.yaml", "stages", "src", "data/local")
+# The stages no grid parameter reaches: `dvc repro stft` runs them (stft and its upstream).
+AUDIO_STAGES = ("download", "resample", "normalize", "segment", "stft")
+# Params shown in the report's header: the settings every run shares besides the grid's own.
+HEADER_PARAMS = (
+    "split.method", "segment.duration", "stft.n_fft", "stft.hop_length",
+    "train.epochs", "train.batch_size", "train.lr", "loss.gamma", "loss.alpha",
+)  # fmt: skip
+
+
+def command(cmd: Sequence[str], capture: bool = False) -> str:
+    """Run `cmd` in the repository root; its output goes to ours unless captured. Exit on failure."""
+    result = subprocess.run(list(cmd), cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else None)
+    if result.returncode != 0:
+        raise SystemExit(f"table3: `{' '.join(cmd)}` failed with exit code {result.returncode}")
+    return result.stdout or ""
+
+
+def experiments() -> dict[str, dict[str, Any]]:
+    """The finished experiments of the current commit, by name: {'rev': sha, 'params': params.yaml}."""
+    head = command(["git", "rev-parse", "HEAD"], capture=True).strip()
+    found = {}
+    for baseline in json.loads(command(["dvc", "exp", "show", "--json"], capture=True)):
+        if baseline["rev"] != head:
+            continue
+        for exp in baseline.get("experiments") or []:
+            # Queued, running and failed entries are listed too; only finished ones have results.
+            if exp.get("executor") and exp["executor"].get("state") != "success":
+                continue
+            for rev in exp["revs"]:
+                if rev.get("name"):
+                    found[rev["name"]] = {"rev": rev["rev"], "params": rev["data"]["params"]["params.yaml"]["data"]}
+    return found
+
+
+def stage_audio_results() -> None:
+    """`git add` dvc.lock and the audio stages' git-tracked outputs, so that experiments reuse them.
+
+    A queued experiment starts from a git snapshot of the workspace (commit + changes to files
+    git tracks). DVC's run-cache cannot stand in for what is missing there: it skips stages
+    with `cache: false` outputs that are not metrics, such as the audio stages' reports. With
+    dvc.lock and those reports staged (as `dvc config core.autostage true` would do), every
+    experiment finds the audio stages unchanged and checks their data out of the DVC cache.
+    """
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    outs = [out["path"] for stage in AUDIO_STAGES for out in lock["stages"][stage].get("outs", [])]
+    # Cached outputs are git-ignored by DVC; the others are the files git must carry.
+    ignored = set(subprocess.run(["git", "check-ignore", *outs], cwd=ROOT, text=True, capture_output=True).stdout.split())
+    tracked = ["dvc.lock", *(path for path in outs if path not in ignored)]
+    command(["git", "add", "--", *tracked])
+    print(f"table3: staged {' '.join(tracked)} for the experiments (git add; nothing is committed)", flush=True)
+
+
+def run_grid(seeds: Sequence[int], jobs: int) -> None:
+    """Run every configuration x seed not yet run for this commit as a queued DVC experiment."""
+    untracked = command(["git", "ls-files", "--others", "--exclude-standard", "--", *PIPELINE_PATHS], capture=True).split()
+    if untracked:
+        raise SystemExit(
+            "table3: queued experiments only see files git knows, and these are untracked: "
+            f"{', '.join(untracked)}. `git add` them (committing is not needed) and run again."
+        )
+    print("table3: audio stages (download .. stft), once for the whole grid", flush=True)
+    command(["dvc", "repro", AUDIO_STAGES[-1]])
+    stage_audio_results()
+    existing = experiments()
+    queued = []
+    for config in CONFIGS:
+        for seed in seeds:
+            name = config.experiment_name(seed)
+            if name in existing:
+                print(f"table3: keeping experiment {name} of this commit (`dvc exp remove {name}` to rerun it)")
+                continue
+            overrides = [arg for key, value in config.overrides(seed).items() for arg in ("-S", f"{key}={value}")]
+            command(["dvc", "exp", "run", "--queue", "--quiet", "-n", name, *overrides])
+            queued.append(name)
+    if not queued:
+        return
+    print(f"table3: running {len(queued)} experiments, {jobs} at a time", flush=True)
+    command(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)])
+    # `--run-all` exits 0 even when an experiment failed: check that each one left a result.
+    failed = [name for name in queued if name not in experiments()]
+    if failed:
+        raise SystemExit(f"table3: experiments failed: {', '.join(failed)} (see `dvc queue logs <name>`)")
+
+
+def _nested(params: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        params = params.get(key, {}) if isinstance(params, dict) else {}
+    return params
+
+
+def collect(seeds: Sequence[int]) -> tuple[list[Run], list[str], dict[str, str]]:
+    """The grid's runs read back from their experiment commits, the names not found, header settings."""
+    found = experiments()
+    runs, missing, used = [], [], []
+    for config in CONFIGS:
+        for seed in seeds:
+            name = config.experiment_name(seed)
+            if name not in found:
+                missing.append(name)
+                continue
+            rev = found[name]["rev"]
+            eval_json = json.loads(command(["git", "show", f"{rev}:metrics/eval.json"], capture=True))
+            run = run_from_files(eval_json, command(["git", "show", f"{rev}:metrics/predictions.csv"], capture=True))
+            if (run.config, run.seed) != (config, seed):
+                raise SystemExit(f"table3: experiment {name} holds {run.config.experiment_name(run.seed)}'s results")
+            runs.append(run)
+            used.append(found[name]["params"])
+    settings = {}
+    for key in HEADER_PARAMS:
+        values = sorted({json.dumps(_nested(p, key)) for p in used})
+        settings[key] = values[0] if len(values) == 1 else f"varies: {', '.join(values)}"
+    return runs, missing, settings
+
+
+def report(seeds: Sequence[int], replicates: int, bootstrap_seed: int) -> None:
+    runs, missing, settings = collect(seeds)
+    if not runs:
+        raise SystemExit(f"table3: no experiments found for this commit (expected e.g. {CONFIGS[-1].experiment_name(seeds[0])}); run with --run")
+    provenance = check_same_data(runs)
+    rows = aggregate(runs, replicates, bootstrap_seed)
+    head = command(["git", "rev-parse", "--short", "HEAD"], capture=True).strip()
+    header = {
+        "Experiments": f"t3-<config>-s<seed> of commit {head}, seeds {' '.join(map(str, seeds))}",
+        **settings,
+        "Bootstrap": f"{replicates} resamples of the test patients, seed {bootstrap_seed}",
+    }
+    markdown = to_markdown(rows, provenance, header, missing)
+    for path, text in ((REPORT_MD, markdown), (REPORT_CSV, to_csv(rows))):
+        with atomic_file(path) as tmp:
+            tmp.write_text(text)
+    print(markdown)
+    print(f"table3: wrote {REPORT_MD.relative_to(ROOT)} and {REPORT_CSV.relative_to(ROOT)}")
+    if missing:
+        print(f"table3: {len(missing)} experiments not found: {', '.join(missing)}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="store_true", help="run the grid as DVC experiments")
+    parser.add_argument("--report", action="store_true", help="write reports/table3.md and .csv")
+    parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: params.yaml table3.seeds)")
+    # One at a time by default: training already uses both cores of a small machine, and
+    # parallel workers would only compete for them (and each holds its own copy of the data).
+    parser.add_argument("--jobs", type=int, default=1, help="experiments run in parallel (default 1)")
+    args = parser.parse_args(argv)
+    if not (args.run or args.report):
+        parser.error("nothing to do: give --run, --report or both")
+    table3 = load_params(ROOT / "params.yaml").table3
+    seeds = args.seeds if args.seeds is not None else list(table3.seeds)
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        parser.error(f"--seeds must be distinct integers >= 0; got {seeds}")
+    if args.run:
+        run_grid(seeds, args.jobs)
+    if args.report:
+        report(seeds, table3.bootstrap, table3.bootstrap_seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import NamedTuple
 
 import numpy as np
@@ -209,7 +210,18 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def _draw_patient(pid: int, diagnosis: str, rng: np.random.Generator) -> Patient:
+def _stratified_normals(rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` standard normal draws, one from each of `n` equal-probability strata, shuffled.
+
+    Patient tendencies drawn this way spread over the whole distribution even for a few
+    patients, so the corpus's class mix varies less from seed to seed than with plain draws.
+    """
+    normal = NormalDist()
+    return np.array([normal.inv_cdf((k + rng.random()) / n) for k in rng.permutation(n)])
+
+
+def _draw_patient(pid: int, diagnosis: str, tendency: tuple[float, float], rng: np.random.Generator) -> Patient:
+    """A patient's metadata and traits; `tendency` is their (crackle, wheeze) standard score."""
     model = DIAGNOSES[diagnosis]
     low, high = model.ages
     if diagnosis == "COPD":
@@ -236,9 +248,6 @@ def _draw_patient(pid: int, diagnosis: str, rng: np.random.Generator) -> Patient
     # Brightness: children's thin chest walls pass more high frequency, obesity less.
     corner = (420.0 if child else 300.0 - 3.0 * ((bmi or 27.0) - 27.0)) * float(np.exp(rng.normal(0.0, 0.15)))
     heart = rng.uniform(85.0, 110.0) if child else rng.uniform(60.0, 100.0)
-    # Tendencies to crackles and to wheezes, slightly anti-correlated: patients of one
-    # diagnosis lean to one picture ("crackler" or "wheezer") more than to both.
-    crackle_z, wheeze_z = rng.multivariate_normal((0.0, 0.0), ((1.0, -0.25), (-0.25, 1.0)))
     return Patient(
         pid=pid,
         diagnosis=diagnosis,
@@ -250,10 +259,10 @@ def _draw_patient(pid: int, diagnosis: str, rng: np.random.Generator) -> Patient
         device=_pick(rng, model.devices),
         cycle_seconds=cycle,
         inspiration_share=rng.uniform(0.28, 0.36) if diagnosis in ("COPD", "Asthma") else rng.uniform(0.34, 0.42),
-        crackle_logit=_logit(model.crackle) + 0.75 * crackle_z,
-        wheeze_logit=_logit(model.wheeze) + 0.75 * wheeze_z,
+        crackle_logit=_logit(model.crackle) + 0.75 * tendency[0],
+        wheeze_logit=_logit(model.wheeze) + 0.75 * tendency[1],
         fine_share=float(np.clip(model.fine + rng.normal(0.0, 0.2), 0.0, 1.0)),
-        crackles_per_cycle=rng.uniform(2.0, 9.0),
+        crackles_per_cycle=rng.uniform(3.0, 10.0),
         wheeze_hz=float(np.exp(rng.uniform(np.log(130.0), np.log(750.0)))),
         event_db=rng.normal(0.0, 3.0),
         heart_bpm=heart,
@@ -327,20 +336,35 @@ def _recording_seconds(rng: np.random.Generator, mean: float) -> float:
     return float(np.clip(mean * math.exp(rng.normal(-0.5 * 0.45**2, 0.45)), 5.0, 4.0 * mean))
 
 
-def _split(rng: np.random.Generator, patients: list[Patient], counts: dict[int, int]) -> dict[int, str]:
-    """Patient-wise split, ~60/40 by recordings and balanced per diagnosis: each diagnosis's
-    patients, largest first, go to the side furthest below its share so far."""
+def _split(rng: np.random.Generator, recordings: list[Recording]) -> dict[int, str]:
+    """Patient-wise split, ~60/40 by recordings with the class mix alike on both sides.
+
+    Patients, largest first (ties in random order), go one by one to the side that keeps
+    train's share of recordings and of each class's cycles closest to 60 %: with few
+    patients, a plain random split often leaves one side with almost no Both cycles.
+    """
+    counts: dict[int, np.ndarray] = {}
+    for r in recordings:
+        row = counts.setdefault(r.patient, np.zeros(1 + len(CLASS_NAMES)))
+        row[0] += 1
+        for _, _, crackle, wheeze in r.cycles:
+            row[1 + label_of(crackle, wheeze)] += 1
+    totals = np.maximum(sum(counts.values()), 1.0)
+    order = list(counts)
+    rng.shuffle(order)
+    order.sort(key=lambda pid: -counts[pid][0])
+    train, done = np.zeros_like(totals), np.zeros_like(totals)
     sides: dict[int, str] = {}
-    totals = {"train": 0, "test": 0}
-    for diagnosis in DIAGNOSES:
-        group = [p.pid for p in patients if p.diagnosis == diagnosis]
-        rng.shuffle(group)
-        for pid in sorted(group, key=lambda q: -counts[q]):
-            done = totals["train"] + totals["test"] + counts[pid]
-            deficit = _SPLIT_TRAIN_SHARE * done - totals["train"]
-            side = "train" if deficit >= counts[pid] / 2 else "test"
-            sides[pid] = side
-            totals[side] += counts[pid]
+    for pid in order:
+        done += counts[pid]
+
+        def miss(candidate: np.ndarray) -> float:
+            return float(np.sum(((candidate - _SPLIT_TRAIN_SHARE * done) / totals) ** 2))
+
+        side = "train" if miss(train + counts[pid]) <= miss(train) else "test"
+        if side == "train":
+            train += counts[pid]
+        sides[pid] = side
     return sides
 
 
@@ -350,12 +374,20 @@ def plan_corpus(config: SyntheticConfig) -> CorpusPlan:
     names = list(DIAGNOSES)
     diagnoses = [d for d, k in zip(names, _allocate(config.patients, [DIAGNOSES[d].patients for d in names])) for _ in range(k)]
     rng.shuffle(diagnoses)
-    patients = [_draw_patient(101 + i, d, rng) for i, d in enumerate(diagnoses)]
+    # Tendencies to crackles and to wheezes per diagnosis, slightly anti-correlated: patients
+    # lean to one picture ("crackler" or "wheezer") more than to both.
+    tendencies: list[tuple[float, float]] = [(0.0, 0.0)] * len(diagnoses)
+    for name in names:
+        members = [i for i, d in enumerate(diagnoses) if d == name]
+        crackle = _stratified_normals(rng, len(members))
+        wheeze = -0.25 * crackle + math.sqrt(1 - 0.25**2) * _stratified_normals(rng, len(members))
+        for i, c, w in zip(members, crackle, wheeze):
+            tendencies[i] = (float(c), float(w))
+    patients = [_draw_patient(101 + i, d, tendencies[i], rng) for i, d in enumerate(diagnoses)]
 
     weights = np.array([DIAGNOSES[p.diagnosis].recordings * math.exp(rng.normal(0.0, 0.5)) for p in patients])
     extra = rng.multinomial(config.recordings - config.patients, weights / weights.sum())
     counts = {p.pid: 1 + int(k) for p, k in zip(patients, extra)}
-    sides = _split(rng, patients, counts)
 
     recordings: list[Recording] = []
     for patient in patients:
@@ -379,10 +411,12 @@ def plan_corpus(config: SyntheticConfig) -> CorpusPlan:
                 cycles = tuple((start, end, int(rng.random() < p_crackle), int(rng.random() < p_wheeze)) for start, end in spans)
                 level = _DEVICE_LEVEL_DBFS[device] + patient_level + rng.normal(0.0, 4.0)
                 recordings.append(
-                    Recording(-1, patient.pid, index, location, mode, device, rate, subtype, samples, level, cycles, sides[patient.pid])
+                    Recording(-1, patient.pid, index, location, mode, device, rate, subtype, samples, level, cycles, "")
                 )
+    sides = _split(rng, recordings)
     recordings.sort(key=lambda r: r.stem)  # numbered in file-name order, as the split file lists them
-    return CorpusPlan(patients=tuple(patients), recordings=tuple(dataclasses.replace(r, number=i) for i, r in enumerate(recordings)))
+    numbered = (dataclasses.replace(r, number=i, split=sides[r.patient]) for i, r in enumerate(recordings))
+    return CorpusPlan(patients=tuple(patients), recordings=tuple(numbered))
 
 
 # --- rendering one recording ----------------------------------------------------------------
@@ -483,7 +517,7 @@ def render_recording(recording: Recording, patient: Patient, rng: np.random.Gene
 def _event_level(rng: np.random.Generator, patient: Patient, depth: float, offset_db: float) -> float:
     """Amplitude of an adventitious sound relative to the breath: the patient's loudness, a
     per-cycle spread, and one event in six faint (10-18 dB down), which keeps the task hard."""
-    level_db = offset_db + patient.event_db + rng.normal(0.0, 4.0)
+    level_db = offset_db + patient.event_db + rng.normal(0.0, 3.0)
     if rng.random() < 1 / 6:
         level_db -= rng.uniform(10.0, 18.0)
     return depth * 10.0 ** (level_db / 20.0)
@@ -493,7 +527,7 @@ def _add_crackles(audio: np.ndarray, rate: int, rng: np.random.Generator, patien
     """Add a cycle's crackles (at least two): fine ones in late inspiration, coarse ones in
     early inspiration and some in expiration, each with its own amplitude around the cycle's."""
     count = 2 + rng.poisson(patient.crackles_per_cycle - 1.0)
-    level = _event_level(rng, patient, breath.depth, 12.0)
+    level = _event_level(rng, patient, breath.depth, 14.0)
     for _ in range(count):
         fine = rng.random() < patient.fine_share
         if fine:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import soundfile as sf
@@ -28,6 +30,7 @@ from tqdm import tqdm
 
 from src.icbhi import CLASS_NAMES, DEMOGRAPHIC_FILE, DEVICE_RATES, DIAGNOSIS_FILE, LOCATIONS, SPLIT_FILE, label_of
 from src.synthetic import sounds
+from src.synthetic.sounds import FloatArray
 
 # Independent random streams of one seed: the plan, and one per rendered recording.
 _PLAN_STREAM = 0
@@ -123,9 +126,19 @@ _DEVICE_LEVEL_DBFS = {"AKGC417L": -33.0, "LittC2SE": -27.0, "Litt3200": -19.0, "
 _LOCATION_WEIGHTS = dict(zip(LOCATIONS, (130, 162, 168, 139, 132, 77, 112)))  # Tc Al Ar Pl Pr Ll Lr
 # Crackles arise in small airways and alveoli, most at the lung bases (posterior and lateral)
 # and hardly reach the trachea; wheezes transmit well along the airways to the trachea.
-_LOCATION_LOGIT = {"Tc": (-0.7, 0.3), "Al": (-0.2, 0.0), "Ar": (-0.2, 0.0), "Pl": (0.3, 0.0), "Pr": (0.3, 0.0), "Ll": (0.2, -0.1), "Lr": (0.2, -0.1)}
+# Logit offsets (crackle, wheeze) per location.
+_LOCATION_LOGIT = {
+    "Tc": (-0.7, 0.3),
+    "Al": (-0.2, 0.0),
+    "Ar": (-0.2, 0.0),
+    "Pl": (0.3, 0.0),
+    "Pr": (0.3, 0.0),
+    "Ll": (0.2, -0.1),
+    "Lr": (0.2, -0.1),
+}
 _SPLIT_TRAIN_SHARE = 0.6  # of recordings, patient-wise, as the official split
 _UPSAMPLE = {44100: 5}  # output rate -> synthesis at rate / factor (see render_recording)
+_K = TypeVar("_K", str, int)
 
 
 # --- the plan -------------------------------------------------------------------------------
@@ -423,16 +436,14 @@ def plan_corpus(config: SyntheticConfig) -> CorpusPlan:
 
 
 class _Breath(NamedTuple):
-    """One rendered breath: its labels, depth (linear loudness) and phases (seconds)."""
+    """One rendered breath: its labels, depth (linear loudness) and its two phases."""
 
     crackle: int
     wheeze: int
     depth: float
-    in_start: float
-    t_in: float
-    ex_start: float
-    t_ex: float
-    end: float  # end of the annotated cycle: no event of this breath may sound after it
+    inspiration: sounds.BreathPhase
+    expiration: sounds.BreathPhase
+    end: float  # end of the annotated cycle (s): no event of this breath may sound after it
 
 
 def _add(signal: np.ndarray, at_seconds: float, rate: int, wave: np.ndarray) -> None:
@@ -443,31 +454,19 @@ def _add(signal: np.ndarray, at_seconds: float, rate: int, wave: np.ndarray) -> 
         signal[lo:hi] += wave[lo - first : hi - first]
 
 
-def render_recording(recording: Recording, patient: Patient, rng: np.random.Generator) -> np.ndarray:
-    """The audio of one planned recording, `(recording.samples,)` float32 at `recording.rate`.
+def _breaths(recording: Recording, patient: Patient, rng: np.random.Generator) -> list[_Breath]:
+    """The breaths of a recording: one per annotated cycle, plus one before the first and one
+    after the last (breathing goes on outside the annotations; those carry no events).
 
-    Breath sound (vesicular, tracheal at Tc) shaped by each cycle's inspiration and
-    expiration; crackles in the cycles labelled crackle (mostly in inspiration: the airways
-    that closed at the end of expiration snap open as the lung inflates — early in
-    inspiration for coarse crackles, late for fine ones); a wheeze in those labelled wheeze
-    (mostly in expiration, when the airways narrow under dynamic compression); heart sounds,
-    room noise, friction, clicks, maybe mains hum; then the device's colouring and self-noise,
-    and the recording's level. Labels and audio agree: a Normal cycle has no crackle or wheeze.
+    Inspiration starts at the cycle's start and takes the patient's share of it; expiration
+    follows after a short pause. Vesicular: inspiration full and louder, expiration a soft
+    decrescendo; tracheal (Tc): both phases loud and similar, separated by a clear pause.
     """
-    # Every source lies below ~4 kHz, so a 44.1 kHz recording is synthesised at a fifth of its
-    # rate (8820 Hz) and brought to 44.1 kHz by the device stage; only self-noise is wider.
-    upsample = _UPSAMPLE.get(recording.rate, 1)
-    rate = recording.rate // upsample
-    n = -(-recording.samples // upsample)  # ceil
     tracheal = recording.location == "Tc"
     cycles = list(recording.cycles)
-    # Breathing goes on before the first and after the last annotated cycle (without events).
     median = patient.cycle_seconds
     spans = [(cycles[0][0] - median, cycles[0][0], 0, 0), *cycles, (cycles[-1][1], cycles[-1][1] + median, 0, 0)]
-
-    inspirations: list[sounds.BreathPhase] = []
-    expirations: list[sounds.BreathPhase] = []
-    breaths: list[_Breath] = []
+    breaths = []
     for start, end, crackle, wheeze in spans:
         length = end - start
         depth = math.exp(rng.normal(0.0, 0.15))  # breath-to-breath depth varies
@@ -475,35 +474,62 @@ def render_recording(recording: Recording, patient: Patient, rng: np.random.Gene
         t_in = length * patient.inspiration_share * rng.uniform(0.9, 1.1)
         pause = length * (rng.uniform(0.04, 0.08) if tracheal else rng.uniform(0.0, 0.03))
         t_ex = min(length * rng.uniform(0.45, 0.58), end - onset - t_in - pause)
-        # Vesicular: inspiration full and louder, expiration a soft decrescendo; tracheal:
-        # both phases loud and similar, separated by a clear pause.
-        inspirations.append(sounds.BreathPhase(onset, t_in, depth, 0.9, 0.5))
         exp_peak, exp_rise, exp_fall = (0.85, 0.6, 0.7) if tracheal else (rng.uniform(0.3, 0.55), 0.35, 1.6)
-        expirations.append(sounds.BreathPhase(onset + t_in + pause, t_ex, depth * exp_peak, exp_rise, exp_fall))
-        breaths.append(_Breath(crackle, wheeze, depth, onset, t_in, onset + t_in + pause, t_ex, end))
+        inspiration = sounds.BreathPhase(onset, t_in, depth, 0.9, 0.5)
+        expiration = sounds.BreathPhase(onset + t_in + pause, t_ex, depth * exp_peak, exp_rise, exp_fall)
+        breaths.append(_Breath(crackle, wheeze, depth, inspiration, expiration, end))
+    return breaths
 
+
+def _artefacts(n: int, rate: int, rng: np.random.Generator, recording: Recording, patient: Patient) -> FloatArray:
+    """Everything but the lungs, `(n,)` at `rate`, relative to a breath of depth 1: heart sounds
+    (loudest over the heart, left anterior; faint at the back and trachea), room noise, and in
+    some recordings clicks, friction and 50 Hz mains hum (recorded in Portugal and Greece)."""
+    heart_level = {"Al": 0.8, "Ll": 0.5, "Ar": 0.4}.get(recording.location, 0.2) * math.exp(rng.normal(0.0, 0.5))
+    out = heart_level * sounds.heart_sounds(n, rate, rng, patient.heart_bpm * rng.uniform(0.95, 1.05))
+    out += 10.0 ** (rng.uniform(-32.0, -16.0) / 20.0) * sounds.ambient_noise(n, rate, rng, rng.uniform(-6.0, -3.0))
+    if rng.random() < 0.35:
+        out += rng.uniform(0.5, 2.0) * sounds.clicks(n, rate, rng, rng.uniform(0.02, 0.3))
+    if rng.random() < 0.25:
+        out += rng.uniform(0.3, 1.2) * sounds.friction_bursts(n, rate, rng, rng.uniform(0.03, 0.2))
+    if rng.random() < 0.12:
+        out += 10.0 ** (rng.uniform(-30.0, -14.0) / 20.0) * sounds.mains_hum(n, rate, rng, 50.0)
+    return out
+
+
+def render_recording(recording: Recording, patient: Patient, rng: np.random.Generator) -> FloatArray:
+    """The audio of one planned recording, `(recording.samples,)` float32 at `recording.rate`.
+
+    Breath sound (vesicular, tracheal at Tc) shaped by each cycle's inspiration and
+    expiration; crackles in the cycles labelled crackle (mostly in inspiration: the airways
+    that closed at the end of expiration snap open as the lung inflates — early in
+    inspiration for coarse crackles, late for fine ones); a wheeze in those labelled wheeze
+    (mostly in expiration, when the airways narrow under dynamic compression); heart sounds
+    and artefacts; then the device's colouring and self-noise, and the recording's level.
+    Labels and audio agree: a Normal cycle has no crackle or wheeze.
+    """
+    # Every source lies below ~4 kHz, so a 44.1 kHz recording is synthesised at a fifth of its
+    # rate (8820 Hz) and brought to 44.1 kHz by the device stage; only self-noise is wider.
+    upsample = _UPSAMPLE.get(recording.rate, 1)
+    rate = recording.rate // upsample
+    n = -(-recording.samples // upsample)  # ceil
+    breaths = _breaths(recording, patient, rng)
+
+    # Inspiration is a little brighter than expiration (higher flow, more turbulence).
+    tracheal = recording.location == "Tc"
     corner = 900.0 * math.exp(rng.normal(0.0, 0.2)) if tracheal else patient.breath_corner_hz * math.exp(rng.normal(0.0, 0.1))
-    inspiration = sounds.shaped_noise(n, rate, rng, sounds.breath_response(corner * 1.15))
+    audio = sounds.shaped_noise(n, rate, rng, sounds.breath_response(corner * 1.15))
+    audio *= sounds.phase_envelope(n, rate, [b.inspiration for b in breaths])
     expiration = sounds.shaped_noise(n, rate, rng, sounds.breath_response(corner * 0.85))
-    audio = inspiration * sounds.phase_envelope(n, rate, inspirations) + expiration * sounds.phase_envelope(n, rate, expirations)
-    del inspiration, expiration
+    audio += expiration * sounds.phase_envelope(n, rate, [b.expiration for b in breaths])
+    del expiration
 
     for breath in breaths:
         if breath.crackle:
             _add_crackles(audio, rate, rng, patient, breath)
         if breath.wheeze:
             _add_wheeze(audio, rate, rng, patient, breath)
-
-    # Heart sounds are loudest over the heart (left anterior), faint at the back and trachea.
-    heart_level = {"Al": 0.8, "Ll": 0.5, "Ar": 0.4}.get(recording.location, 0.2) * math.exp(rng.normal(0.0, 0.5))
-    audio += heart_level * sounds.heart_sounds(n, rate, rng, patient.heart_bpm * rng.uniform(0.95, 1.05))
-    audio += 10.0 ** (rng.uniform(-32.0, -16.0) / 20.0) * sounds.ambient_noise(n, rate, rng, rng.uniform(-6.0, -3.0))
-    if rng.random() < 0.35:
-        audio += rng.uniform(0.5, 2.0) * sounds.clicks(n, rate, rng, rng.uniform(0.02, 0.3))
-    if rng.random() < 0.25:
-        audio += rng.uniform(0.3, 1.2) * sounds.friction_bursts(n, rate, rng, rng.uniform(0.03, 0.2))
-    if rng.random() < 0.12:  # recorded in Portugal and Greece: 50 Hz mains
-        audio += 10.0 ** (rng.uniform(-30.0, -14.0) / 20.0) * sounds.mains_hum(n, rate, rng, 50.0)
+    audio += _artefacts(n, rate, rng, recording, patient)
 
     audio = sounds.device_recording(audio, rate, rng, sounds.DEVICES[recording.device], upsample, recording.samples)
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
@@ -530,12 +556,13 @@ def _add_crackles(audio: np.ndarray, rate: int, rng: np.random.Generator, patien
     level = _event_level(rng, patient, breath.depth, 14.0)
     for _ in range(count):
         fine = rng.random() < patient.fine_share
+        inspiration, expiration = breath.inspiration, breath.expiration
         if fine:
-            at = breath.in_start + breath.t_in * rng.beta(5.0, 2.0)
+            at = inspiration.start + inspiration.duration * rng.beta(5.0, 2.0)
         elif rng.random() < 0.75:
-            at = breath.in_start + breath.t_in * rng.beta(2.0, 4.0)
+            at = inspiration.start + inspiration.duration * rng.beta(2.0, 4.0)
         else:
-            at = breath.ex_start + breath.t_ex * rng.beta(1.5, 4.0)
+            at = expiration.start + expiration.duration * rng.beta(1.5, 4.0)
         wave = level * math.exp(rng.normal(0.0, 0.35)) * sounds.crackle(rate, rng, fine)
         _add(audio, min(at, breath.end - wave.size / rate), rate, wave)
 
@@ -544,15 +571,17 @@ def _add_wheeze(audio: np.ndarray, rate: int, rng: np.random.Generator, patient:
     """Add a cycle's wheeze: expiratory mostly (75 %), else inspiratory, lasting 0.1 s to most
     of its phase, at the patient's pitch (±15 %), sometimes with a second, non-harmonic tone
     (polyphonic wheeze, typical of COPD)."""
-    start, phase = (breath.ex_start, breath.t_ex) if rng.random() < 0.75 else (breath.in_start, breath.t_in)
+    chosen = breath.expiration if rng.random() < 0.75 else breath.inspiration
+    start, phase = chosen.start, chosen.duration
     duration = min(max(phase * rng.uniform(0.35, 0.95), 0.12), max(phase, 0.12))
     at = start + rng.uniform(0.0, max(phase - duration, 0.0))
     level = _event_level(rng, patient, breath.depth, -3.0)
-    f0 = patient.wheeze_hz * math.exp(rng.normal(0.0, 0.15))
+    f0 = float(np.clip(patient.wheeze_hz * math.exp(rng.normal(0.0, 0.15)), 100.0, 1000.0))
     harmonics = (1.0, rng.uniform(0.1, 0.5), rng.uniform(0.0, 0.25))
     tone = sounds.wheeze(rate, rng, duration, f0, rng.uniform(-0.25, 0.1), harmonics)
     if rng.random() < 0.25:
-        tone = tone + rng.uniform(0.4, 0.9) * sounds.wheeze(rate, rng, duration, f0 * rng.uniform(1.25, 1.7), rng.uniform(-0.2, 0.1), (1.0, 0.2))
+        second = sounds.wheeze(rate, rng, duration, f0 * rng.uniform(1.25, 1.7), rng.uniform(-0.2, 0.1), (1.0, 0.2))
+        tone = tone + rng.uniform(0.4, 0.9) * second
     _add(audio, min(at, breath.end - tone.size / rate), rate, level * tone)
 
 
@@ -618,8 +647,8 @@ class CorpusSummary:
         }
 
 
-def _count(values: list) -> dict:
-    return {k: values.count(k) for k in sorted(set(values))}
+def _count(values: Iterable[_K]) -> dict[_K, int]:
+    return dict(sorted(Counter(values).items()))
 
 
 def summarize(plan: CorpusPlan) -> CorpusSummary:

@@ -83,10 +83,10 @@ def stage_audio_results() -> None:
     """`git add` dvc.lock and the audio stages' git-tracked outputs, so that experiments reuse them.
 
     A queued experiment starts from a git snapshot of the workspace (commit + changes to files
-    git tracks). DVC's run-cache cannot stand in for what is missing there: it skips stages
-    with `cache: false` outputs that are not metrics, such as the audio stages' reports. With
-    dvc.lock and those reports staged (as `dvc config core.autostage true` would do), every
-    experiment finds the audio stages unchanged and checks their data out of the DVC cache.
+    git tracks). With dvc.lock and the audio stages' reports staged (as `dvc config
+    core.autostage true` would do), every experiment finds the audio stages unchanged and
+    checks their data out of the DVC cache, and the audio stages' records stay in each
+    experiment's dvc.lock. Nothing is committed.
     """
     lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
     outs = [out["path"] for stage in AUDIO_STAGES for out in lock["stages"][stage].get("outs", [])]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from src.audio.arrays import NpyWriter
 from src.audio.segment import cycle_span, fit_length
 from src.audio.store import AudioStore
 from src.cli import StageError, run_stage
@@ -63,11 +64,9 @@ def main() -> None:
         raise StageError(f"no cycles found in the annotations of {len(store)} recordings")
     length = int(round(params.duration * int(store.rows[0]["rate"])))
     with atomic_dir(OUT) as tmp:
-        out = np.lib.format.open_memmap(tmp / "cycles.npy", mode="w+", dtype=np.float32, shape=(len(rows), length))
-        for n, (i, span) in enumerate(tqdm(spans, desc="segment", unit="cycle", leave=False)):
-            out[n] = fit_length(store.samples(i)[span.start : span.end], length, params.pad)
-        out.flush()
-        del out
+        with NpyWriter(tmp / "cycles.npy", (len(rows), length)) as out:
+            for i, span in tqdm(spans, desc="segment", unit="cycle", leave=False):
+                out.append(fit_length(store.samples(i)[span.start : span.end], length, params.pad)[None])
         write_csv(tmp / "manifest.csv", [{k: str(v) for k, v in r.items()} for r in rows])
     counts = np.bincount([int(r["label"]) for r in rows], minlength=len(CLASS_NAMES))
     report.note("cycles", len(rows))

@@ -7,35 +7,32 @@ manifest.csv, so training depends on this one folder).
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
+from src.audio.arrays import NpyWriter, iter_npy_rows, npy_shape
 from src.audio.spectrogram import Spectrogram
 from src.cli import run_stage
 from src.outputs import StageTimer, atomic_dir
 from src.params import load_params
 
 IN, OUT = Path("data/cycles"), Path("data/spectrograms")
-BATCH = 256  # cycles per STFT call: bounded memory (~ 256 x 129 x 251 x 8 bytes at most)
+BATCH = 256  # cycles per STFT call: memory stays at one batch (~ 256 x 129 x 251 x 8 bytes at most)
 
 
 def main() -> None:
     timer = StageTimer("stft")
     params = load_params().stft
-    cycles = np.load(IN / "cycles.npy", mmap_mode="r")  # (N, L)
+    count, length = npy_shape(IN / "cycles.npy")
     transform = Spectrogram(params.n_fft, params.hop_length, params.window, params.scale, params.top_db)
-    freqs, frames = params.n_fft // 2 + 1, 1 + cycles.shape[1] // params.hop_length
+    freqs, frames = params.n_fft // 2 + 1, 1 + length // params.hop_length
     with atomic_dir(OUT) as tmp:
-        out = np.lib.format.open_memmap(tmp / "spectrograms.npy", mode="w+", dtype=np.float32, shape=(len(cycles), freqs, frames))
-        with torch.inference_mode():
-            for start in tqdm(range(0, len(cycles), BATCH), desc="stft", unit="batch", leave=False):
-                batch = torch.from_numpy(np.array(cycles[start : start + BATCH]))
-                out[start : start + len(batch)] = transform(batch).numpy()
-        out.flush()
-        del out
+        with NpyWriter(tmp / "spectrograms.npy", (count, freqs, frames)) as out, torch.inference_mode():
+            batches = iter_npy_rows(IN / "cycles.npy", BATCH)
+            for batch in tqdm(batches, total=-(-count // BATCH), desc="stft", unit="batch", leave=False):
+                out.append(transform(torch.from_numpy(batch)).numpy())  # (B, L) -> (B, F, T)
         shutil.copyfile(IN / "manifest.csv", tmp / "manifest.csv")
-    timer.done(f"{len(cycles)} cycles -> {freqs} x {frames} {params.scale} spectrograms (n_fft {params.n_fft}, hop {params.hop_length})")
+    timer.done(f"{count} cycles -> {freqs} x {frames} {params.scale} spectrograms (n_fft {params.n_fft}, hop {params.hop_length})")
 
 
 if __name__ == "__main__":

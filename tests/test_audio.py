@@ -139,3 +139,23 @@ def test_read_mono_rejects_bad_files(tmp_path):
         with pytest.raises(AudioReadError, match=reason) as err:
             read_mono(path)
         assert path.name in str(err.value)
+
+
+def test_npy_streaming_matches_numpy_and_checks_row_counts(tmp_path):
+    from src.audio.arrays import NpyWriter, iter_npy_rows, npy_shape
+
+    data = np.random.default_rng(0).standard_normal((7, 3, 5)).astype(np.float32)
+    with NpyWriter(tmp_path / "a.npy", data.shape) as writer:
+        writer.append(data[:4])
+        writer.append(data[4:])
+    np.save(tmp_path / "b.npy", data)
+    assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
+    assert npy_shape(tmp_path / "a.npy") == (7, 3, 5)
+    batches = list(iter_npy_rows(tmp_path / "b.npy", 3))
+    assert [len(b) for b in batches] == [3, 3, 1] and np.array_equal(np.concatenate(batches), data)
+    with pytest.raises(ValueError, match="2 rows written, header says 7"):
+        with NpyWriter(tmp_path / "c.npy", data.shape) as writer:
+            writer.append(data[:2])
+    (tmp_path / "d.npy").write_bytes((tmp_path / "b.npy").read_bytes()[:-10])
+    with pytest.raises(ValueError, match="ends early"):
+        list(iter_npy_rows(tmp_path / "d.npy", 4))

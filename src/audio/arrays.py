@@ -14,7 +14,27 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 
-class NpyWriter:
+class StreamWriter:
+    """A writer over one open file, used as a context manager: on success `close()` finishes
+    (and checks) the output; on an error the file is only released, for the caller's atomic
+    folder to discard."""
+
+    _file: BinaryIO
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "StreamWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self._file.close()
+
+
+class NpyWriter(StreamWriter):
     """Writes an array of known `shape` to `path` as .npy, `append`ing rows in order."""
 
     def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype = np.dtype("<f4")) -> None:
@@ -36,15 +56,6 @@ class NpyWriter:
         self._file.close()
         if self._rows != self.shape[0]:
             raise ValueError(f"{self.path}: {self._rows} rows written, header says {self.shape[0]}")
-
-    def __enter__(self) -> "NpyWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if exc[0] is None:
-            self.close()
-        else:
-            self._file.close()
 
 
 def _read_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:

@@ -14,6 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
+from src.audio.arrays import StreamWriter
 from src.outputs import read_csv, write_csv
 
 SAMPLES_FILE = "samples.f32"
@@ -21,7 +22,7 @@ INDEX_FILE = "recordings.csv"
 DTYPE = np.dtype("<f4")
 
 
-class AudioStoreWriter:
+class AudioStoreWriter(StreamWriter):
     """Appends recordings to a store folder; `close()` writes the index."""
 
     def __init__(self, folder: Path, rate: int) -> None:
@@ -43,15 +44,6 @@ class AudioStoreWriter:
     def close(self) -> None:
         self._file.close()
         write_csv(self.folder / INDEX_FILE, self.rows)
-
-    def __enter__(self) -> "AudioStoreWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if exc[0] is None:
-            self.close()
-        else:
-            self._file.close()
 
 
 class AudioStore:

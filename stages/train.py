@@ -6,6 +6,7 @@ metrics/train_history.csv (per-epoch curves, a DVC plot).
 """
 
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,7 @@ def main() -> None:
     best: dict | None = None
     bar = tqdm(total=tp.epochs * len(train_loader), desc="train", unit="batch", leave=False)
     for epoch in range(1, tp.epochs + 1):
+        started = time.perf_counter()
         lr = tp.lr * lr_factor(tp.schedule, epoch - 1, tp.epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -95,7 +97,8 @@ def main() -> None:
             best = {"score": score, "epoch": epoch, "val": val, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         bar.write(
             f"epoch {epoch}/{tp.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
-            f"val SE {_fmt(val['se'])} SP {_fmt(val['sp'])} score {_fmt(val['icbhi_score'])}{' *' if improved else ''}"
+            f"val SE {_fmt(val['se'])} SP {_fmt(val['sp'])} score {_fmt(val['icbhi_score'])}, "
+            f"{time.perf_counter() - started:.0f} s{' *' if improved else ''}"
         )
     bar.close()
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from src.params import TrainParams
+from src.params import ParamsError, TrainParams
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -30,7 +30,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is cuda but no CUDA device is available; use auto or cpu")
+        raise ParamsError("train.device is cuda but no CUDA device is available; use auto or cpu")
     return torch.device(name)
 
 

@@ -43,7 +43,7 @@ class SyntheticConfig:
 
     `recordings` are spread over `patients` (each has at least one); `recording_seconds` is
     the mean length of a recording (most recordings have exactly this length, as most ICBHI
-    recordings last 20 s). The default gives about 1,200 cycles; `ICBHI_SCALE` about 6,900.
+    recordings last 20 s). The default gives about 1,100 cycles; `ICBHI_SCALE` about 6,900.
     """
 
     seed: int = 2017

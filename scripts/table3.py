@@ -154,8 +154,10 @@ def collect(seeds: Sequence[int]) -> tuple[list[Run], list[str], dict[str, str]]
             used.append(found[name]["params"])
     settings = {}
     for key in HEADER_PARAMS:
-        values = sorted({json.dumps(_nested(p, key)) for p in used})
-        settings[key] = values[0] if len(values) == 1 else f"varies: {', '.join(values)}"
+        # JSON text makes values hashable; strings are shown without its quotes.
+        values = [json.loads(v) for v in sorted({json.dumps(_nested(p, key)) for p in used})]
+        shown = [v if isinstance(v, str) else json.dumps(v) for v in values]
+        settings[key] = shown[0] if len(shown) == 1 else f"varies: {', '.join(shown)}"
     return runs, missing, settings
 
 

@@ -4,14 +4,14 @@
     python scripts/table3.py --run --report --seeds 0 1  # other seeds
     python scripts/table3.py --report                    # tabulate experiments already run
 
---run   runs the audio stages (download .. stft) once with `dvc repro stft` and stages
-        (`git add`) dvc.lock and their git-tracked reports; queues one experiment per
+--run   runs the audio stages (download .. stft) once with `dvc repro stft`, which also
+        records them in DVC's run cache; queues one experiment per
         configuration and seed (`dvc exp run --queue -n t3-r34-cbam-focal-s0 -S
         model.depth=34 ...`) on top of the workspace's params.yaml; and runs the queue with
         `dvc exp run --run-all`, which starts the queue's workers and follows every
         experiment's log until the queue is empty. In each experiment the audio stages are
-        unchanged ("Stage 'stft' didn't change, skipping") and their data come out of the DVC
-        cache: only train and evaluate run. An experiment of that name that already exists
+        restored from the run cache ("Stage 'stft' is cached - skipping run"): only train and
+        evaluate run. An experiment of that name that already exists
         for the current commit is kept, so an interrupted grid resumes.
 --report  reads each experiment's metrics/eval.json and metrics/predictions.csv from its
         experiment commit (both are git-tracked outputs) and writes reports/table3.md and
@@ -36,7 +36,6 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 from typing import Any, Sequence  # noqa: E402
 
-import yaml  # noqa: E402
 
 from src.outputs import atomic_file  # noqa: E402
 from src.params import load_params  # noqa: E402
@@ -79,24 +78,6 @@ def experiments() -> dict[str, dict[str, Any]]:
     return found
 
 
-def stage_audio_results() -> None:
-    """`git add` dvc.lock and the audio stages' git-tracked outputs, so that experiments reuse them.
-
-    A queued experiment starts from a git snapshot of the workspace (commit + changes to files
-    git tracks). With dvc.lock and the audio stages' reports staged (as `dvc config
-    core.autostage true` would do), every experiment finds the audio stages unchanged and
-    checks their data out of the DVC cache, and the audio stages' records stay in each
-    experiment's dvc.lock. Nothing is committed.
-    """
-    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
-    outs = [out["path"] for stage in AUDIO_STAGES for out in lock["stages"][stage].get("outs", [])]
-    # Cached outputs are git-ignored by DVC; the others are the files git must carry.
-    ignored = set(subprocess.run(["git", "check-ignore", *outs], cwd=ROOT, text=True, capture_output=True).stdout.split())
-    tracked = ["dvc.lock", *(path for path in outs if path not in ignored)]
-    command(["git", "add", "--", *tracked])
-    print(f"table3: staged {' '.join(tracked)} for the experiments (git add; nothing is committed)", flush=True)
-
-
 def run_grid(seeds: Sequence[int], jobs: int) -> None:
     """Run every configuration x seed not yet run for this commit as a queued DVC experiment."""
     untracked = command(["git", "ls-files", "--others", "--exclude-standard", "--", *PIPELINE_PATHS], capture=True).split()
@@ -107,7 +88,6 @@ def run_grid(seeds: Sequence[int], jobs: int) -> None:
         )
     print("table3: audio stages (download .. stft), once for the whole grid", flush=True)
     command(["dvc", "repro", AUDIO_STAGES[-1]])
-    stage_audio_results()
     existing = experiments()
     queued = []
     for config in CONFIGS:

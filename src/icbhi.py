@@ -136,11 +136,6 @@ def read_annotations(path: Path) -> list[Cycle]:
     return cycles
 
 
-def write_annotations(path: Path, cycles: list[tuple[float, float, int, int]]) -> None:
-    """Write cycles in the database's own layout (tab-separated, LF, no header)."""
-    path.write_text("".join(f"{s:.3f}\t{e:.3f}\t{c}\t{w}\n" for s, e, c, w in cycles))
-
-
 def read_split_file(path: Path) -> dict[str, str]:
     """Parse `stem<TAB>train|test` lines into {stem: split}; a repeated stem is an error."""
     split: dict[str, str] = {}

@@ -76,15 +76,11 @@ def atomic_file(path: Path | str) -> Iterator[Path]:
     _replace(tmp, path)
 
 
-def to_json_text(obj: Any) -> str:
+def write_json(path: Path | str, obj: Any) -> None:
     """JSON as every stage writes it: sorted keys, fixed indentation, trailing newline, so
     the same content always gives the same bytes (and the same md5 in dvc.lock)."""
-    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
-
-
-def write_json(path: Path | str, obj: Any) -> None:
     with atomic_file(path) as tmp:
-        tmp.write_text(to_json_text(obj))
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def write_csv(path: Path | str, rows: list[dict[str, str]], fieldnames: list[str] | None = None) -> None:

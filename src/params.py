@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import yaml
 
 from src.icbhi import CLASS_NAMES
+from src.synthetic import SyntheticConfig
 
 
 class ParamsError(ValueError):
@@ -107,10 +108,11 @@ class SyntheticParams:
     recording_seconds: float
 
     def __post_init__(self) -> None:
-        _integer("synthetic.seed", self.seed, 0)
-        _integer("synthetic.patients", self.patients, 1, 899)
-        _integer("synthetic.recordings", self.recordings, self.patients)
-        _number("synthetic.recording_seconds", self.recording_seconds, 5.0, 600.0)
+        # The generator owns these ranges, and its messages already name the keys.
+        try:
+            SyntheticConfig(**dataclasses.asdict(self))
+        except ValueError as err:
+            raise ParamsError(str(err)) from None
 
 
 @dataclass(frozen=True)

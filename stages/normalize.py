@@ -1,12 +1,12 @@
 """Stage normalize: each recording scaled to `normalize.target_dbfs` (RMS or peak).
 
 data/resampled -> data/normalized (same layout, plus each recording's gain),
-metrics/reports/normalize.json (silent recordings, left as they are).
+metrics/reports/normalize.json (the range of gains applied). All-zero recordings never get
+here: resample skips and reports them.
 """
 
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from src.audio.normalize import normalize
@@ -23,23 +23,18 @@ def main() -> None:
     params = load_params().normalize
     source = AudioStore(IN)
     report = SkipReport("normalize")
-    silent: list[str] = []
     gains: list[float] = []
     rate = int(source.rows[0]["rate"]) if source.rows else 0
     with atomic_dir(OUT) as tmp, AudioStoreWriter(tmp, rate) as store:
         for row, samples in tqdm(source, total=len(source), desc="normalize", unit="rec", leave=False):
             scaled, gain_db = normalize(samples, params.method, params.target_dbfs)
-            if params.method != "none" and not np.any(samples):
-                silent.append(row["stem"])
             gains.append(gain_db)
             meta = {k: v for k, v in row.items() if k not in ("rate", "offset", "length")}
             store.append({**meta, "gain_db": f"{gain_db:.3f}"}, scaled)
-    # resample skips all-zero recordings; one that became silent later is kept, and named here.
-    report.note("silent_recordings", silent)
     report.note("gain_db_range", [round(min(gains), 2), round(max(gains), 2)] if gains else [])
     report.write(REPORT)
     spread = f", gains {min(gains):+.1f} to {max(gains):+.1f} dB" if gains else ""
-    timer.done(f"{len(store.rows)} recordings to {params.method} {params.target_dbfs:g} dBFS{spread}, {len(silent)} silent")
+    timer.done(f"{len(store.rows)} recordings to {params.method} {params.target_dbfs:g} dBFS{spread}")
 
 
 if __name__ == "__main__":

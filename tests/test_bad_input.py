@@ -106,7 +106,7 @@ def test_malformed_annotation_stops_with_file_and_line(project, line, message):
     (project / "data" / "raw" / "101_1b1_Al_sc_Meditron.txt").write_text(GOOD_CYCLES + line + "\n")
     result = audio_stages(project)
     assert result.returncode == 1
-    assert f"101_1b1_Al_sc_Meditron.txt:4: " in result.stderr and message in result.stderr
+    assert "101_1b1_Al_sc_Meditron.txt:4: " in result.stderr and message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (project / "data" / "cycles").exists()  # nothing half-written
 

@@ -159,7 +159,7 @@ def test_lf_and_crlf_files_parse_alike(tmp_path: Path) -> None:
 def test_malformed_annotation_lines_name_the_file_and_line(tmp_path: Path, bad_line: str) -> None:
     path = tmp_path / "101_1b1_Al_sc_Meditron.txt"
     path.write_text(f"0.036\t0.579\t0\t0\n0.579\t2.45\t0\t0\n{bad_line}\n")
-    with pytest.raises(IcbhiFormatError, match=rf"101_1b1_Al_sc_Meditron\.txt:3\b"):
+    with pytest.raises(IcbhiFormatError, match=r"101_1b1_Al_sc_Meditron\.txt:3\b"):
         read_annotations(path)
 
 

@@ -51,7 +51,7 @@ def with_value(group, key, value):
         ("normalize", "method", "lufs", r"normalize.method must be one of rms, peak, none"),
         ("train", "epochs", 0, r"train.epochs must be >= 1"),
         ("train", "lr", "fast", r"train.lr must be a number"),
-        ("synthetic", "recordings", 3, r"synthetic.recordings must be >= 40"),
+        ("synthetic", "recordings", 3, r"synthetic.recordings must be an integer >= synthetic.patients \(40\); got 3"),
         ("table3", "seeds", [1, 1], r"table3.seeds must be distinct"),
     ],
 )

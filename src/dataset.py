@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from src.outputs import read_csv
 
@@ -58,3 +58,28 @@ class CycleDataset(Dataset):
         row = self.index[i]
         spec = torch.from_numpy(np.array(self.specs[row], dtype=np.float32))  # (F, T)
         return ((spec - self.mean) / self.std).unsqueeze(0), int(self.labels[row])
+
+
+def cycle_loader(
+    specs: np.ndarray,
+    labels: np.ndarray,
+    index: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    workers: int = 0,
+    seed: int = 0,
+    device: torch.device = torch.device("cpu"),
+) -> DataLoader:
+    """Batches `(x (B, 1, F, T), y (B,))` of the cycles in `index`; shuffled with a generator
+    seeded by `seed`, so the batch order repeats run after run."""
+    return DataLoader(
+        CycleDataset(specs, labels, index, mean, std),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=device.type == "cuda",
+    )

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from src.cli import StageError, run_stage
-from src.dataset import CycleDataset, load_spectrograms
+from src.dataset import cycle_loader, load_spectrograms
 from src.evaluation import patients_on_both_sides, per_group_scores, provenance
 from src.icbhi import CLASS_NAMES
 from src.metrics import confusion_matrix, icbhi_scores
@@ -42,10 +41,8 @@ def main() -> None:
     parts = np.array([r["part"] for r in split])
     labels = np.array([int(r["label"]) for r in rows])
     test = np.flatnonzero(parts == "test")
-    loader = DataLoader(
-        CycleDataset(specs, labels, test, checkpoint["input_mean"].numpy(), checkpoint["input_std"].numpy()),
-        batch_size=params.evaluate.batch_size,
-    )
+    mean, std = checkpoint["input_mean"].numpy(), checkpoint["input_std"].numpy()
+    loader = cycle_loader(specs, labels, test, mean, std, params.evaluate.batch_size, device=device)
     probs, true = predict(model, loader, device)
     pred = probs.argmax(1)
     cm = confusion_matrix(true, pred)

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from src.cli import StageError, run_stage
-from src.dataset import CycleDataset, frequency_stats, load_spectrograms
+from src.dataset import cycle_loader, frequency_stats, load_spectrograms
 from src.icbhi import CLASS_NAMES
 from src.loss import build_loss
 from src.metrics import scores_of
@@ -51,16 +50,9 @@ def main() -> None:
 
     seed_everything(tp.seed)
     mean, std = frequency_stats(specs, index["train"])
-    make = lambda part, shuffle, batch: DataLoader(  # noqa: E731
-        CycleDataset(specs, labels, index[part], mean, std),
-        batch_size=batch,
-        shuffle=shuffle,
-        num_workers=tp.workers,
-        generator=torch.Generator().manual_seed(tp.seed),
-        pin_memory=device.type == "cuda",
-    )
-    train_loader = make("train", True, tp.batch_size)
-    val_loader = make("val", False, tp.batch_size)
+    loader_args = dict(workers=tp.workers, seed=tp.seed, device=device)
+    train_loader = cycle_loader(specs, labels, index["train"], mean, std, tp.batch_size, shuffle=True, **loader_args)
+    val_loader = cycle_loader(specs, labels, index["val"], mean, std, tp.batch_size, **loader_args)
     model = build_model(params.model.depth, params.model.cbam, params.model.cbam_reduction, len(CLASS_NAMES))
     model = model.to(device).to(memory_format=torch.channels_last)
     loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha).to(device)

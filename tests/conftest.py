@@ -52,8 +52,9 @@ def project_files() -> list[str]:
     return [f for f in out.splitlines() if (ROOT / f).is_file()]
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=DVC_ENV, capture_output=True, text=True)
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Run a command in a project copy; a hang fails the test (TimeoutExpired) instead of CI."""
+    result = subprocess.run(cmd, cwd=cwd, env=DVC_ENV, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

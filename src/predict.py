@@ -1,0 +1,189 @@
+"""Classify recordings with a trained checkpoint: one CSV row per cycle (or window).
+
+    python -m src.predict RECORDING.wav [MORE.wav | FOLDER ...] [--model models/model.pt]
+        [--annotations auto|none|PATH] [--window S --hop S] [--out predictions.csv]
+
+The audio chain (sample rate, normalization, cycle length and padding, STFT, per-bin
+standardization) is the one the checkpoint was trained with, read from it. A research
+tool's screening aid, not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from src.audio.wavio import AudioReadError
+from src.cli import StageError, run_stage
+from src.icbhi import CLASS_NAMES, IcbhiFormatError
+from src.inference.checkpoint import TrainedModel, load_checkpoint
+from src.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
+from src.inference.windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS
+from src.outputs import StageTimer, atomic_file
+
+AUDIO_SUFFIXES = (".wav",)  # what a FOLDER argument is searched for (any file may be named directly)
+COLUMNS = [
+    "file",
+    "recording",
+    "unit",
+    "index",
+    "start",
+    "end",
+    "annotated_label",
+    "predicted_label",
+    *(f"p_{name}" for name in CLASS_NAMES),
+    "model_trained_on",
+]
+DISCLAIMER = "a research tool's screening aid, not a diagnosis"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m src.predict",
+        description=(
+            "Classify respiratory sound recordings (Normal, Crackle, Wheeze, Both) with a trained "
+            "checkpoint, using exactly the audio chain it was trained with (read from the checkpoint). "
+            f"The output is {DISCLAIMER}; a model trained on the synthetic corpus knows nothing about "
+            "real patients (the model_trained_on column and the summary say which data it saw)."
+        ),
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="RECORDING_OR_FOLDER", help="audio files (any rate, PCM width or channel count soundfile reads) or folders searched recursively for .wav files")
+    parser.add_argument("--model", type=Path, default=Path("models/model.pt"), help="checkpoint written by the train stage (default: %(default)s)")
+    parser.add_argument(
+        "--annotations",
+        default="auto",
+        metavar="auto|none|PATH",
+        help=(
+            "where the ICBHI cycle annotations (start end crackles wheezes) come from: auto (default) uses "
+            "RECORDING.txt beside each recording when present; none classifies windows; a .txt file "
+            "(with one recording) or a folder holding <recording stem>.txt files. A recording without "
+            "annotation is cut into windows"
+        ),
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=DEFAULT_WINDOW_SECONDS,
+        help=f"window length in seconds for recordings without annotation (default %(default)s: ICBHI's cycles last 2.7 s on average, 0.2-16 s); each window is fit to the model's cycle length as a short cycle is",
+    )
+    parser.add_argument("--hop", type=float, default=DEFAULT_HOP_SECONDS, help="seconds between window starts (default %(default)s: half a window, so every event under 1.5 s lies wholly in some window)")
+    parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV written, one row per cycle or window (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64, help="cycles per forward pass (default: %(default)s)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present, else CPU (default)")
+    args = parser.parse_args(argv)
+    if args.window <= 0 or args.hop <= 0:
+        parser.error(f"--window and --hop must be > 0 seconds; got {args.window} and {args.hop}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1; got {args.batch_size}")
+    return args
+
+
+def device_of(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise StageError("--device cuda, but no CUDA device is available; use auto or cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def expand_inputs(inputs: list[Path]) -> Iterator[Path]:
+    """Each input file as given; each folder's audio files (AUDIO_SUFFIXES), sorted, recursively.
+    A path that does not exist is yielded as it is, for the caller to report and skip."""
+    for path in inputs:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        else:
+            yield path
+
+
+def annotation_for(wav: Path, setting: str, single_input: bool) -> Path | None:
+    """The annotation file of `wav` under `--annotations` (see parse_args), or None for windows."""
+    if setting == "none":
+        return None
+    if setting == "auto":
+        beside = wav.with_suffix(".txt")
+        return beside if beside.is_file() else None
+    path = Path(setting)
+    if path.is_dir():
+        candidate = path / f"{wav.stem}.txt"
+        return candidate if candidate.is_file() else None
+    if not path.is_file():
+        raise FileNotFoundError(f"--annotations {setting}: no such file or folder")
+    if not single_input:
+        raise StageError(f"--annotations {setting} is one file, for one recording; give a folder of <recording stem>.txt files for several")
+    return path
+
+
+def rows_of(result: RecordingPrediction, trained_on: str) -> Iterator[dict[str, str]]:
+    for n, (start, end, annotated, probs) in enumerate(zip(result.starts, result.ends, result.annotated, result.probabilities), start=1):
+        yield {
+            "file": str(result.file),
+            "recording": result.file.stem,
+            "unit": result.unit,
+            "index": str(n),
+            "start": f"{start:g}" if result.unit == "cycle" else f"{start:.3f}",
+            "end": f"{end:g}" if result.unit == "cycle" else f"{end:.3f}",
+            "annotated_label": "" if annotated is None else CLASS_NAMES[annotated],
+            "predicted_label": CLASS_NAMES[int(probs.argmax())],
+            **{f"p_{name}": f"{probs[c]:.6f}" for c, name in enumerate(CLASS_NAMES)},
+            "model_trained_on": trained_on,
+        }
+
+
+def summary_of(result: RecordingPrediction) -> str:
+    """`file: 12 cycles: Normal 10, Crackle 2, Wheeze 0, Both 0; abnormal 17 %`."""
+    counts = np.bincount(result.predicted, minlength=len(CLASS_NAMES))
+    total = int(counts.sum())
+    mix = ", ".join(f"{name} {c}" for name, c in zip(CLASS_NAMES, counts))
+    unit = f"{total} cycles" if result.unit == "cycle" else f"{total} windows (no annotation: windows, not cycles)"
+    extra = f"; {result.cycles_without_audio} annotated cycles without audio left out" if result.cycles_without_audio else ""
+    return f"{result.file}: {unit}: {mix}; abnormal {100 * (total - counts[0]) / total:.0f} %{extra}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    timer = StageTimer("predict")
+    trained: TrainedModel = load_checkpoint(args.model, device_of(args.device))
+    trained_on = trained.provenance["data_source"]
+    print(f"predict: model {args.model}: {trained.describe()}; output is {DISCLAIMER}", file=sys.stderr, flush=True)
+    files = list(expand_inputs(args.inputs))
+    if not files:
+        raise StageError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(map(str, args.inputs))}")
+    units: Counter[str] = Counter()
+    skipped: list[str] = []
+    with atomic_file(args.out) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        bar = tqdm(files, desc="predict", unit="file", leave=False, disable=len(files) < 2)
+        for wav in bar:
+            try:
+                if not wav.is_file():
+                    raise SkippedRecording(f"{wav}: no such file")
+                annotation = annotation_for(wav, args.annotations, len(files) == 1)
+                result = classify_recording(trained, wav, annotation, args.window, args.hop, args.batch_size)
+            except (AudioReadError, IcbhiFormatError, SkippedRecording) as err:
+                skipped.append(str(wav))
+                bar.write(f"predict: skipped {' '.join(str(err).splitlines())}", file=sys.stderr)
+                continue
+            writer.writerows(rows_of(result, trained_on))
+            units[result.unit] += len(result.starts)
+            bar.write(summary_of(result))
+        bar.close()
+        if len(skipped) == len(files):
+            raise StageError(f"none of the {len(files)} files could be classified (each reason above); nothing written")
+    timer.done(
+        f"{len(files) - len(skipped)} files classified ({len(skipped)} skipped), {units['cycle']} cycles, "
+        f"{units['window']} windows -> {args.out}; model trained on {trained_on}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage("predict", main)

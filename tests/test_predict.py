@@ -1,0 +1,235 @@
+"""predict and export on the five real ICBHI recordings, with a model from a tiny pipeline run.
+
+The tiny run (stage scripts in a throw-away folder, data.source=local on ../shared/icbhi-sample)
+trains with an audio chain unlike params.yaml's (2 kHz, -25 dBFS, 2 s zero-padded cycles,
+hop 128), and predict runs from this project, whose params.yaml says otherwise: matching the
+evaluate stage cycle for cycle shows that predict takes every setting from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from src.audio.chain import AudioChain
+from src.dataset import load_spectrograms
+from src.icbhi import CLASS_NAMES
+from src.inference.checkpoint import CheckpointError, load_checkpoint
+from src.inference.export import onnx_probabilities
+from src.inference.recording import classify_spectrograms, prepare_recording
+from src.inference.windows import window_spans
+from src.outputs import read_csv
+from src.params import ParamsError
+from stages.evaluate import PREDICTIONS
+from tests.conftest import ROOT, TINY_PARAMS, shared_dir
+
+STAGES = ("download", "resample", "normalize", "segment", "stft", "train", "evaluate")
+PROBS = [f"p_{name}" for name in CLASS_NAMES]
+# Not params.yaml's values, so that only the checkpoint can tell predict to use them.
+CHAIN = {"resample": {"rate": 2000}, "normalize": {"target_dbfs": -25.0}, "segment": {"duration": 2.0, "pad": "zero"}, "stft": {"hop_length": 128}}
+
+
+def python(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(project folder after download..evaluate on the real recordings, the recordings' folder)."""
+    sample = shared_dir("ICBHI_SAMPLE_DIR", "icbhi-sample")
+    project = tmp_path_factory.mktemp("tiny")
+    for part in ("src", "stages"):
+        subprocess.run(["cp", "-r", str(ROOT / part), str(project / part)], check=True)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for group, values in {**TINY_PARAMS, **CHAIN}.items():
+        params[group].update(values)
+    params["data"].update(source="local", local_path=str(sample))
+    # The sample has no split file: a random cycle split gives the evaluate stage most cycles.
+    params["split"].update(method="random", test_fraction=0.6)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    for stage in STAGES:
+        result = python(["-m", f"stages.{stage}"], project)
+        assert result.returncode == 0, f"{stage}: {result.stderr}"
+    return project, sample
+
+
+def predict_cli(*args: str) -> subprocess.CompletedProcess:
+    """`python -m src.predict` run from this project (its params.yaml is not the model's)."""
+    return python(["-m", "src.predict", *args], ROOT)
+
+
+# --- fast: no trained model needed ---------------------------------------------------------
+
+
+def test_windows_cover_the_recording_with_overlap():
+    spans = window_spans(length=10_000, rate=1000, window_s=3.0, hop_s=1.5)
+    assert [(s.start, s.end) for s in spans] == [(0, 3000), (1500, 4500), (3000, 6000), (4500, 7500), (6000, 9000), (7500, 10_000)]
+    assert [s.clipped for s in spans] == [False] * 5 + [True]
+    assert [(s.start, s.end) for s in window_spans(2000, 1000, 3.0, 1.5)] == [(0, 2000)]  # shorter than a window
+    assert [(s.start, s.end) for s in window_spans(3000, 1000, 3.0, 1.5)] == [(0, 3000)]
+
+
+def test_audio_chain_from_params_names_a_missing_or_wrong_key():
+    groups = {name: dict(values) for name, values in yaml.safe_load((ROOT / "params.yaml").read_text()).items()}
+    assert AudioChain.from_params(groups).shape == (groups["stft"]["n_fft"] // 2 + 1, 1 + int(round(groups["segment"]["duration"] * groups["resample"]["rate"])) // groups["stft"]["hop_length"])
+    del groups["stft"]["hop_length"]
+    with pytest.raises(ParamsError, match=r"stft\.hop_length"):
+        AudioChain.from_params(groups)
+    groups["stft"]["hop_length"] = 0
+    with pytest.raises(ParamsError, match=r"stft\.hop_length must be >= 1"):
+        AudioChain.from_params(groups)
+
+
+def test_a_file_that_is_not_our_checkpoint_stops_with_one_line(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n")
+    partial = tmp_path / "partial.pt"
+    torch.save({"state_dict": {}, "epoch": 3}, partial)
+    code = tmp_path / "code.pt"
+    torch.save({"payload": np.random.default_rng(0)}, code)  # needs unpickling code: refused
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        load_checkpoint(text)
+    with pytest.raises(CheckpointError, match="missing class_names, params, input_mean, input_std"):
+        load_checkpoint(partial)
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        load_checkpoint(code)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "absent.pt")
+    recording = tmp_path / "r.wav"
+    sf.write(recording, np.zeros(8000, np.float32), 4000)
+    result = predict_cli(str(recording), "--model", str(partial), "--out", str(tmp_path / "p.csv"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"predict: error: {partial}: not a checkpoint of this project: missing class_names, params, input_mean, input_std"
+    assert "Traceback" not in result.stderr and not (tmp_path / "p.csv").exists()
+
+
+# --- slow: a tiny pipeline run on the real recordings ----------------------------------------
+
+
+@pytest.mark.slow
+def test_predict_gives_the_evaluate_stage_probabilities_cycle_for_cycle(tiny_run, tmp_path):
+    project, sample = tiny_run
+    out = tmp_path / "predictions.csv"
+    result = predict_cli(str(sample), "--model", str(project / "models" / "model.pt"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out)
+    assert len(rows) == 51 and {r["unit"] for r in rows} == {"cycle"}
+    assert {r["model_trained_on"] for r in rows} == {f"local({sample})"}
+    assert re.search(r"^predict: 5 files classified \(0 skipped\), 51 cycles, 0 windows -> .* in \d+\.\d s$", result.stdout, re.M)
+    assert "101_1b1_Al_sc_Meditron.wav: 12 cycles: " in result.stdout and "not a diagnosis" in result.stderr
+
+    # Every test cycle the evaluate stage scored: same class, same probabilities (6 decimals).
+    evaluated = read_csv(project / PREDICTIONS)
+    assert len(evaluated) >= 25
+    ours = {(r["recording"], r["start"], r["end"]): r for r in rows}
+    for e in evaluated:
+        p = ours[(e["recording"], e["start"], e["end"])]
+        assert (p["predicted_label"], p["annotated_label"]) == (e["predicted_label"], e["true_label"])
+        assert max(abs(float(p[k]) - float(e[k])) for k in PROBS) <= 1e-6 + 1e-9
+
+    # Full precision, every cycle: predict's spectrograms are the stages' own, bit for bit, and
+    # its probabilities those of the evaluate stage's computation on them.
+    trained = load_checkpoint(project / "models" / "model.pt")
+    assert trained.chain.stft.hop_length == 128 and trained.chain.rate == 2000 and trained.chain.shape == (129, 32)
+    specs, manifest = load_spectrograms(project / "data" / "spectrograms")
+    staged = classify_spectrograms(trained, np.asarray(specs), 64)
+    for wav in sorted(sample.glob("*.wav")):
+        index = [i for i, r in enumerate(manifest) if r["recording"] == wav.stem]
+        item = prepare_recording(trained, wav, wav.with_suffix(".txt"), 3.0, 1.5)
+        assert np.array_equal(item.spectrograms, specs[index]), wav.name
+        probs = classify_spectrograms(trained, item.spectrograms, 64)
+        assert np.abs(probs - staged[index]).max() <= 1e-6, wav.name
+        written = np.array([[float(r[k]) for k in PROBS] for r in rows if r["recording"] == wav.stem])
+        assert np.abs(written - probs).max() <= 5e-7 + 1e-9
+
+
+@pytest.mark.slow
+def test_a_recording_without_annotation_is_classified_in_windows(tiny_run, tmp_path):
+    project, sample = tiny_run
+    wav = tmp_path / "104_1b1_Ar_sc_Litt3200.wav"
+    wav.symlink_to(sample / wav.name)  # the real file, without its annotation beside it
+    out = tmp_path / "windows.csv"
+    result = predict_cli(str(wav), "--model", str(project / "models" / "model.pt"), "--window", "2", "--hop", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out)
+    samples, rate = sf.read(wav)
+    expected = window_spans(int(np.ceil(len(samples) * 2000 / rate)), 2000, 2.0, 1.0)
+    assert len(rows) == len(expected) > 10
+    assert {r["unit"] for r in rows} == {"window"} and {r["annotated_label"] for r in rows} == {""}
+    assert [float(r["start"]) for r in rows] == [s.start / 2000 for s in expected]
+    assert all(abs(sum(float(r[k]) for k in PROBS) - 1) < 1e-5 for r in rows)
+    assert f"{len(rows)} windows (no annotation: windows, not cycles)" in result.stdout
+    assert f"0 cycles, {len(rows)} windows" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_corrupt_and_a_too_short_file_are_skipped_and_the_rest_classified(tiny_run, tmp_path):
+    project, sample = tiny_run
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for stem in ("104_1b1_Al_sc_Litt3200", "104_1b1_Ar_sc_Litt3200"):
+        for suffix in (".wav", ".txt"):
+            (folder / f"{stem}{suffix}").symlink_to(sample / f"{stem}{suffix}")
+    (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio at all" * 10)
+    sf.write(folder / "short.wav", np.full(80, 0.1, np.float32), 4000, subtype="PCM_16")  # 20 ms < one 128 ms STFT window at 2 kHz
+    out = tmp_path / "predictions.csv"
+    result = predict_cli(str(folder), "--model", str(project / "models" / "model.pt"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"predict: skipped {folder / 'corrupt.wav'}: not a readable audio file" in result.stderr
+    assert f"predict: skipped {folder / 'short.wav'}: 20 ms of audio, shorter than one STFT window" in result.stderr
+    rows = read_csv(out)
+    assert {r["recording"] for r in rows} == {"104_1b1_Al_sc_Litt3200", "104_1b1_Ar_sc_Litt3200"} and len(rows) == 6 + 14
+    assert "2 files classified (2 skipped), 20 cycles" in result.stdout
+
+    # Nothing classifiable: an error, and no CSV that looks like a result.
+    result = predict_cli(str(folder / "corrupt.wav"), str(folder / "short.wav"), "--model", str(project / "models" / "model.pt"), "--out", str(tmp_path / "none.csv"))
+    assert result.returncode == 1 and "none of the 2 files could be classified" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "none.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_checkpoint_with_other_classes_or_weights_is_refused(tiny_run, tmp_path):
+    project, _ = tiny_run
+    checkpoint = torch.load(project / "models" / "model.pt", weights_only=True)
+    renamed = tmp_path / "renamed.pt"
+    torch.save({**checkpoint, "class_names": ["normal", "abnormal"]}, renamed)
+    with pytest.raises(CheckpointError, match=r"class_names are \['normal', 'abnormal'\]; this project's classes are"):
+        load_checkpoint(renamed)
+    deeper = tmp_path / "deeper.pt"
+    torch.save({**checkpoint, "params": {**checkpoint["params"], "model": {**checkpoint["params"]["model"], "depth": 34}}}, deeper)
+    with pytest.raises(CheckpointError, match=r"weights do not fit ResNet-34 \+ CBAM .*missing"):
+        load_checkpoint(deeper)
+    unchained = tmp_path / "unchained.pt"
+    params = {k: v for k, v in checkpoint["params"].items() if k != "stft"}
+    torch.save({**checkpoint, "params": params}, unchained)
+    with pytest.raises(CheckpointError, match="missing params group 'stft'"):
+        load_checkpoint(unchained)
+
+
+@pytest.mark.slow
+def test_onnx_export_gives_pytorch_probabilities_on_real_spectrograms(tiny_run, tmp_path):
+    project, _ = tiny_run
+    out = tmp_path / "model.onnx"
+    result = python(["-m", "src.export", "--out", str(out)], project)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^export: .* opset \d+, input \(batch, 1, 129, 32\)\); onnxruntime vs PyTorch on 51 spectrograms", result.stdout, re.M)
+    trained = load_checkpoint(project / "models" / "model.pt")
+    specs = np.asarray(load_spectrograms(project / "data" / "spectrograms")[0])
+    reference = classify_spectrograms(trained, specs, 64)
+    for batch in (1, 64):  # the batch dimension is dynamic
+        assert np.abs(onnx_probabilities(out, specs, batch) - reference).max() <= 1e-4
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["class_names"]) == list(CLASS_NAMES)
+    assert json.loads(meta["audio_chain"])["stft"]["hop_length"] == 128
+    assert meta["trained_on"].startswith("local(") and "not a diagnosis" in meta["intended_use"]

@@ -242,11 +242,14 @@ class TrainParams:
     freq_mask: int
     seed: int
     device: str
+    precision: str
+    processes: int
     workers: int
 
     OPTIMIZERS = ("adam", "sgd")
     SCHEDULES = ("cosine", "step", "constant")
     DEVICES = ("auto", "cpu", "cuda")
+    PRECISIONS = ("auto", "fp32", "bf16")
 
     def __post_init__(self) -> None:
         _integer("train.epochs", self.epochs, 1)
@@ -260,6 +263,8 @@ class TrainParams:
         _integer("train.freq_mask", self.freq_mask, 0)
         _integer("train.seed", self.seed, 0)
         _one_of("train.device", self.device, self.DEVICES)
+        _one_of("train.precision", self.precision, self.PRECISIONS)
+        _integer("train.processes", self.processes, 1)
         _integer("train.workers", self.workers, 0)
 
 

@@ -22,7 +22,21 @@ from src.model import build_model
 from src.outputs import StageTimer, atomic_file, write_csv, write_json
 from src.params import load_params
 from src.splits import PARTS, assign_parts
-from src.training import NonFiniteLossError, lr_factor, make_optimizer, predict, resolve_device, seed_everything, train_one_epoch
+from src.training import (
+    NonFiniteLossError,
+    TrainBatches,
+    distributed,
+    lr_factor,
+    make_optimizer,
+    plain_state_dict,
+    precision_name,
+    predict,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+    train_one_epoch,
+    unwrap,
+)
 
 IN = Path("data/spectrograms")
 MODEL, SPLIT = Path("models/model.pt"), Path("models/split.csv")
@@ -37,7 +51,12 @@ def main() -> None:
     timer = StageTimer("train")
     params = load_params()
     tp = params.train
-    device = resolve_device(tp.device)
+    if tp.processes > 1 and not distributed.launched_by_torchrun():
+        # train.processes asks for N processes on this machine: run this stage under torchrun.
+        raise SystemExit(distributed.relaunch(tp.processes, "stages.train"))
+    shard, device = distributed.start(resolve_device(tp.device))
+    main_process = shard.rank == 0  # the only process that validates and writes
+    precision = resolve_precision(tp.precision, device)
     specs, rows = load_spectrograms(IN)
     labels = np.array([int(r["label"]) for r in rows])
     patients = np.array([int(r["patient"]) for r in rows])
@@ -50,28 +69,32 @@ def main() -> None:
 
     seed_everything(tp.seed)
     mean, std = frequency_stats(specs, index["train"])
-    loader_args = dict(workers=tp.workers, seed=tp.seed, device=device)
-    train_loader = cycle_loader(specs, labels, index["train"], mean, std, tp.batch_size, shuffle=True, **loader_args)
-    val_loader = cycle_loader(specs, labels, index["val"], mean, std, tp.batch_size, **loader_args)
+    batches = TrainBatches.load(
+        specs, labels, index["train"], mean, std, device,
+        batch_size=tp.batch_size, time_mask=tp.time_mask, freq_mask=tp.freq_mask, seed=tp.seed, shard=shard,
+    )  # fmt: skip
+    val_loader = cycle_loader(specs, labels, index["val"], mean, std, tp.batch_size, workers=tp.workers, device=device)
     model = build_model(params.model.depth, params.model.cbam, params.model.cbam_reduction, len(CLASS_NAMES))
-    model = model.to(device).to(memory_format=torch.channels_last)
+    model = distributed.wrap(model.to(device).to(memory_format=torch.channels_last), device)
     loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha).to(device)
     optimizer = make_optimizer(model, tp)
-    augment_rng = torch.Generator().manual_seed(tp.seed + 1)
 
     history: list[dict[str, str]] = []
     best: dict | None = None
-    bar = tqdm(total=tp.epochs * len(train_loader), desc="train", unit="batch", leave=False)
+    steps = sum(batches.steps(epoch) for epoch in range(1, tp.epochs + 1))
+    bar = tqdm(total=steps, desc="train", unit="batch", leave=False, disable=not main_process)
     for epoch in range(1, tp.epochs + 1):
         started = time.perf_counter()
         lr = tp.lr * lr_factor(tp.schedule, epoch - 1, tp.epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
         try:
-            train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, device, tp, augment_rng, epoch, on_step=lambda: bar.update(1))
+            train_loss = train_one_epoch(model, batches, loss_fn, optimizer, precision, epoch, on_step=lambda: bar.update(1))
         except NonFiniteLossError as err:
             raise StageError(str(err)) from err
-        probs, val_true = predict(model, val_loader, device)
+        if not main_process:
+            continue
+        probs, val_true = predict(unwrap(model), val_loader, device)
         val_loss = loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-12)).float().to(device), torch.from_numpy(val_true).to(device)).item()
         val = scores_of(val_true, probs.argmax(1))
         history.append(
@@ -86,13 +109,16 @@ def main() -> None:
         score = val["icbhi_score"] if val["icbhi_score"] is not None else -1.0
         improved = best is None or score > best["score"]
         if improved:
-            best = {"score": score, "epoch": epoch, "val": val, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            best = {"score": score, "epoch": epoch, "val": val, "state": plain_state_dict(model)}
         bar.write(
             f"epoch {epoch}/{tp.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
             f"val SE {_fmt(val['se'])} SP {_fmt(val['sp'])} score {_fmt(val['icbhi_score'])}, "
             f"{time.perf_counter() - started:.0f} s{' *' if improved else ''}"
         )
     bar.close()
+    distributed.stop()
+    if not main_process:
+        return
 
     checkpoint = {
         "state_dict": best["state"],
@@ -120,11 +146,13 @@ def main() -> None:
             # No wall time here: metrics must be the same bytes on every run (README,
             # "Reproducibility"); the stage's summary line reports the time.
             "device": device.type,
+            "precision": precision_name(precision),
+            "processes": shard.world,
         },
     )
     timer.done(
         f"ResNet-{params.model.depth}{' + CBAM' if params.model.cbam else ''}, {params.loss.name} loss, {tp.epochs} epochs on "
-        f"{counts['train']} cycles ({device.type}); best val score {_fmt(best['val']['icbhi_score'])} at epoch {best['epoch']}"
+        f"{counts['train']} cycles ({device.type}, {precision_name(precision)}, {shard.world} process{'es' if shard.world > 1 else ''}); best val score {_fmt(best['val']['icbhi_score'])} at epoch {best['epoch']}"
     )
 
 

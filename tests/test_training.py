@@ -1,22 +1,37 @@
-"""The training loop's guards and helpers."""
+"""The training loop's guards and helpers: schedules, precision choice, device batches."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-from src.params import TrainParams
-from src.training import NonFiniteLossError, lr_factor, resolve_device, spec_augment, train_one_epoch
+from src.params import ParamsError
+from src.training import (
+    NonFiniteLossError,
+    Shard,
+    TrainBatches,
+    apply_mask_bands,
+    choose_precision,
+    draw_mask_bands,
+    lr_factor,
+    resolve_device,
+    spec_augment,
+    train_one_epoch,
+)
+from src.training.precision import cpu_flags, cpu_has_native_bf16
 
 
-def params(**kw) -> TrainParams:
-    base = dict(epochs=3, batch_size=2, optimizer="adam", lr=1e-3, schedule="cosine", weight_decay=0.0, val_fraction=0.2,
-                time_mask=0, freq_mask=0, seed=0, device="cpu", workers=0)
-    return TrainParams(**{**base, **kw})
+def batches_of(n: int, batch_size: int, shard: Shard = Shard(), bins: int = 6, frames: int = 8, seed: int = 0, masks: int = 0) -> TrainBatches:
+    """A TrainBatches over n cycles whose value is their position (x[i] = i everywhere)."""
+    positions = np.arange(n)[shard.rank :: shard.world]
+    x = torch.from_numpy(positions.astype(np.float32))[:, None, None, None].expand(-1, 1, bins, frames).clone()
+    y = torch.from_numpy(positions % 4)
+    return TrainBatches(x, y, n, batch_size, time_mask=masks, freq_mask=masks, seed=seed, shard=shard)
 
 
 def test_a_nan_loss_stops_training_naming_epoch_and_step():
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
-    data = DataLoader(TensorDataset(torch.randn(6, 1, 3, 4), torch.tensor([0, 1, 2, 3, 0, 1])), batch_size=2)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4))
     calls = []
 
     def loss_fn(logits, target):  # finite twice, then NaN: the third step must be named
@@ -26,7 +41,21 @@ def test_a_nan_loss_stops_training_naming_epoch_and_step():
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(NonFiniteLossError, match="epoch 5, step 3"):
-        train_one_epoch(model, data, loss_fn, optimizer, torch.device("cpu"), params(), torch.Generator().manual_seed(0), epoch=5)
+        train_one_epoch(model, batches_of(10, 2), loss_fn, optimizer, None, epoch=5)
+    assert len(calls) == 5  # the epoch ran to its end: the check waits for it, not each step
+
+
+def test_the_epoch_loss_is_the_mean_per_cycle():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4))
+    seen = []
+
+    def loss_fn(logits, target):  # per-batch mean of the labels: the epoch mean is theirs
+        seen.append(target.clone())
+        return target.float().mean() + 0 * logits.sum()
+
+    loss = train_one_epoch(model, batches_of(7, 3), loss_fn, torch.optim.SGD(model.parameters(), lr=0.0), None, epoch=1)
+    labels = torch.cat(seen).float()
+    assert len(labels) == 7 and loss == pytest.approx(labels.mean().item())
 
 
 def test_learning_rate_schedules():
@@ -37,14 +66,76 @@ def test_learning_rate_schedules():
 
 def test_spec_augment_masks_one_band_per_axis_and_is_seeded():
     x = torch.ones(4, 1, 20, 30)
-    a = spec_augment(x, time_mask=5, freq_mask=4, generator=torch.Generator().manual_seed(1))
-    b = spec_augment(x, time_mask=5, freq_mask=4, generator=torch.Generator().manual_seed(1))
+    a = spec_augment(x, time_mask=5, freq_mask=4, rng=np.random.default_rng(1))
+    b = spec_augment(x, time_mask=5, freq_mask=4, rng=np.random.default_rng(1))
     assert torch.equal(a, b) and torch.equal(x, torch.ones_like(x))  # seeded; input untouched
     for item in a[:, 0]:
         zero_cols = (item == 0).all(dim=0).sum().item()  # masked time frames span every bin
         zero_rows = (item == 0).all(dim=1).sum().item()
         assert zero_cols <= 5 and zero_rows <= 4
-    assert spec_augment(x, 0, 0, torch.Generator()).equal(x)
+    assert spec_augment(x, 0, 0, np.random.default_rng(0)).equal(x)
+
+
+def test_mask_bands_lie_inside_and_are_applied_where_drawn():
+    bands = draw_mask_bands(np.random.default_rng(0), 500, time_mask=16, freq_mask=8, frames=20, bins=10)
+    assert (bands[:, 0] + bands[:, 1] <= 20).all() and (bands[:, 2] + bands[:, 3] <= 10).all()
+    assert set(bands[:, 1]) == set(range(17)) and set(bands[:, 3]) == set(range(9))
+    x = apply_mask_bands(torch.ones(1, 1, 10, 20), torch.tensor([[3, 2, 7, 1]]))
+    assert (x[0, 0, :, 3:5] == 0).all() and (x[0, 0, 7] == 0).all() and x.sum() == 10 * 20 - 2 * 10 - 18
+
+
+def test_an_epoch_serves_every_cycle_once_in_a_seeded_order():
+    data = batches_of(23, 5, masks=0)
+    epoch1 = [(b.x[:, 0, 0, 0].long().tolist(), b.step, b.weight) for b in data.epoch(1)]
+    order = [i for items, _, _ in epoch1 for i in items]
+    assert sorted(order) == list(range(23)) and [s for _, s, _ in epoch1] == [1, 2, 3, 4, 5]
+    assert all(w == 1.0 for _, _, w in epoch1) and data.steps(1) == 5
+    assert order == [i for b in batches_of(23, 5).epoch(1) for i in b.x[:, 0, 0, 0].long().tolist()]  # seeded
+    assert order != [i for b in data.epoch(2) for i in b.x[:, 0, 0, 0].long().tolist()]  # reshuffled per epoch
+    batch = next(iter(data.epoch(1)))
+    assert batch.x.is_contiguous(memory_format=torch.channels_last) and torch.equal(batch.y, batch.x[:, 0, 0, 0].long() % 4)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_shards_split_each_global_batch_and_their_weights_restore_its_mean(world):
+    n, size = 41, 8
+    single = [(b.x[:, 0].clone(), b.step) for b in batches_of(n, size, masks=3, seed=7).epoch(4)]
+    parts = [list(batches_of(n, size, Shard(rank, world), masks=3, seed=7).epoch(4)) for rank in range(world)]
+    assert len({len(p) for p in parts}) == 1
+    for step, ranked in enumerate(zip(*parts)):
+        assert {b.step for b in ranked} == {step + 1}
+        # every process's part: its own cycles (position % world == rank), masks as drawn for them
+        for rank, b in enumerate(ranked):
+            ids = b.x[:, 0].amax(dim=(1, 2)).long()
+            assert len(ids) > 0 and (ids % world == rank).all()
+        joined = torch.cat([b.x[:, 0] for b in ranked])
+        reference = next(x for x, s in single if s == ranked[0].step)
+        key = lambda t: t.amax(dim=(1, 2))  # noqa: E731 - the cycle's position
+        assert torch.equal(joined[key(joined).argsort()], reference[key(reference).argsort()])
+        # (1/world) sum_r weight_r * mean_r = global mean: weight_r = n_r * world / global batch
+        assert [b.weight for b in ranked] == [len(b.y) * world / len(reference) for b in ranked]
+
+
+def test_precision_choice():
+    assert choose_precision("fp32", "cpu", True) is None
+    assert choose_precision("auto", "cpu", True) is torch.bfloat16
+    assert choose_precision("auto", "cpu", False) is None
+    assert choose_precision("auto", "cuda", True) is torch.bfloat16
+    assert choose_precision("bf16", "cpu", False) is torch.bfloat16  # emulated, but asked for
+    with pytest.raises(ParamsError, match="train.precision is bf16"):
+        choose_precision("bf16", "cuda", False)
+
+
+def test_native_bf16_from_cpu_flags(tmp_path: Path):
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu sse\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n")
+    old = tmp_path / "old"
+    old.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    assert "avx512_bf16" in cpu_flags(x86) and "bf16" in cpu_flags(arm)
+    assert cpu_has_native_bf16(cpu_flags(x86)) and cpu_has_native_bf16(cpu_flags(arm))
+    assert not cpu_has_native_bf16(cpu_flags(old)) and not cpu_has_native_bf16(cpu_flags(tmp_path / "absent"))
 
 
 def test_cuda_device_without_a_gpu_names_the_key():

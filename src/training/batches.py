@@ -1,0 +1,179 @@
+"""The training split on the training device, served as seeded, augmented batches.
+
+One data path on every device: the rows of the training split this process trains on are
+read once from the memory-mapped spectrograms, standardized per frequency bin and kept as
+one float32 tensor `(n, 1, F, T)` on the device (CPU memory on CPU; 230 MB at ICBHI scale).
+Each epoch's randomness, the batch order and the SpecAugment bands, is drawn on the CPU in
+one go from a generator seeded by (train.seed, epoch) and copied to the device once; a step
+is then only device work (an index_select and two masks), with no host synchronisation.
+The draws do not depend on the device or on the number of processes.
+
+Under DistributedDataParallel with W processes, process r holds only its shard: positions
+r, r+W, r+2W, ... of the training index. Every process draws the same epoch plan; from
+each global batch (train.batch_size cycles, the batches a single process would use) it
+takes the cycles of its shard, so per-process batches hold about batch_size / W cycles
+(the exact count varies by batch; batch_size need not divide by W). `Batch.weight` scales
+each process's mean loss so that DDP's gradient average equals the gradient of the global
+batch's mean loss. A global batch in which some process would get no cycle is skipped
+(only possible for batches of fewer than W cycles per process, e.g. a small last batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of the data: rank `rank` of `world` processes."""
+
+    rank: int = 0
+    world: int = 1
+
+
+@dataclass(frozen=True)
+class Batch:
+    x: torch.Tensor  # (b, 1, F, T) standardized, augmented, channels_last, on the device
+    y: torch.Tensor  # (b,) int64 labels on the device
+    weight: float  # multiplies the mean loss: b * world / global batch size
+    step: int  # 1-based step of the epoch (the same on every process)
+
+
+def draw_mask_bands(rng: np.random.Generator, count: int, time_mask: int, freq_mask: int, frames: int, bins: int) -> np.ndarray:
+    """SpecAugment bands for `count` spectrograms: (count, 4) int64 columns time start,
+    time width, frequency start, frequency width. Widths uniform in [0, mask]; a band lies
+    inside the spectrogram."""
+    bands = np.zeros((count, 4), dtype=np.int64)
+    for col, (mask, length) in enumerate(((time_mask, frames), (freq_mask, bins))):
+        if mask <= 0:
+            continue
+        width = rng.integers(0, mask + 1, size=count)
+        start = np.floor(rng.random(count) * np.maximum(length - width, 0)).astype(np.int64)
+        bands[:, 2 * col], bands[:, 2 * col + 1] = start, width
+    return bands
+
+
+def apply_mask_bands(x: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
+    """`x` (B, 1, F, T) with each item's time and frequency band set to 0 (the mean after
+    standardization); `bands` (B, 4) from `draw_mask_bands`, on x's device. Not in place."""
+    _, _, bins, frames = x.shape
+    t = torch.arange(frames, device=x.device)
+    f = torch.arange(bins, device=x.device)
+    t_start, t_width, f_start, f_width = (bands[:, i : i + 1] for i in range(4))  # (B, 1) each
+    in_time = (t >= t_start) & (t < t_start + t_width)  # (B, T)
+    in_freq = (f >= f_start) & (f < f_start + f_width)  # (B, F)
+    masked = in_time[:, None, None, :] | in_freq[:, None, :, None]  # (B, 1, F, T)
+    return x.masked_fill(masked, 0.0)
+
+
+def spec_augment(x: torch.Tensor, time_mask: int, freq_mask: int, rng: np.random.Generator) -> torch.Tensor:
+    """One random time band and one frequency band per spectrogram of `x` (B, 1, F, T) set to 0."""
+    bands = draw_mask_bands(rng, x.shape[0], time_mask, freq_mask, x.shape[3], x.shape[2])
+    return apply_mask_bands(x, torch.from_numpy(bands).to(x.device))
+
+
+def standardized_rows(
+    specs: np.ndarray, rows: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device, chunk: int = 256
+) -> torch.Tensor:
+    """Spectrograms `specs[rows]` standardized per bin, as one float32 (n, 1, F, T) tensor on
+    `device`, read chunk by chunk so only the result sits in memory."""
+    _, bins, frames = specs.shape
+    out = torch.empty((len(rows), 1, bins, frames), dtype=torch.float32, device=device)
+    mean_t = torch.from_numpy(np.asarray(mean, dtype=np.float32))[:, None]
+    std_t = torch.from_numpy(np.asarray(std, dtype=np.float32))[:, None]
+    for start in range(0, len(rows), chunk):
+        block = torch.from_numpy(np.asarray(specs[rows[start : start + chunk]], dtype=np.float32))  # (b, F, T)
+        out[start : start + len(block), 0] = ((block - mean_t) / std_t).to(device)
+    return out
+
+
+class TrainBatches:
+    """This process's shard of the training split on the device, and each epoch's batches."""
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        total: int,
+        batch_size: int,
+        time_mask: int,
+        freq_mask: int,
+        seed: int,
+        shard: Shard = Shard(),
+    ) -> None:
+        expected = len(range(shard.rank, total, shard.world))
+        if len(x) != expected or len(y) != expected:
+            raise ValueError(f"rank {shard.rank} of {shard.world} needs {expected} of {total} cycles; got {len(x)}")
+        self.x, self.y = x, y
+        self.total, self.batch_size, self.shard = total, batch_size, shard
+        self.time_mask, self.freq_mask, self.seed = time_mask, freq_mask, seed
+
+    @classmethod
+    def load(
+        cls,
+        specs: np.ndarray,
+        labels: np.ndarray,
+        index: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray,
+        device: torch.device,
+        *,
+        batch_size: int,
+        time_mask: int,
+        freq_mask: int,
+        seed: int,
+        shard: Shard = Shard(),
+    ) -> "TrainBatches":
+        """Read this shard's rows (`index[rank::world]`) of the memory map onto `device`."""
+        mine = np.asarray(index)[shard.rank :: shard.world]
+        x = standardized_rows(specs, mine, mean, std, device)
+        y = torch.from_numpy(np.asarray(labels)[mine].astype(np.int64)).to(device)
+        return cls(x, y, len(index), batch_size, time_mask, freq_mask, seed, shard)
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def steps(self, epoch: int) -> int:
+        """Number of steps in `epoch` (the same on every process)."""
+        return len(self._plan(epoch)[1])
+
+    def _plan(self, epoch: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """The epoch's global order, its batches (arrays of positions), and one SpecAugment
+        band per position of the order. Seeded by (seed, epoch) only."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.total)
+        bands = draw_mask_bands(rng, self.total, self.time_mask, self.freq_mask, self.x.shape[3], self.x.shape[2])
+        world = self.shard.world
+        batches = []
+        for start in range(0, self.total, self.batch_size):
+            positions = np.arange(start, min(start + self.batch_size, self.total))
+            if world > 1 and len(np.unique(order[positions] % world)) < world:
+                continue  # some process would get no cycle of this batch
+            batches.append(positions)
+        return order, batches, bands
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """This process's part of every batch of `epoch`, augmented, on the device."""
+        order, batches, bands = self._plan(epoch)
+        if not batches:
+            return
+        rank, world = self.shard.rank, self.shard.world
+        local, local_bands, bounds, weights = [], [], [0], []
+        for positions in batches:
+            mine = positions[order[positions] % world == rank]
+            local.append(order[mine] // world)
+            local_bands.append(bands[mine])
+            bounds.append(bounds[-1] + len(mine))
+            weights.append(len(mine) * world / len(positions))
+        # One copy per epoch: indices and bands for every step.
+        idx = torch.from_numpy(np.concatenate(local)).to(self.device)
+        band = torch.from_numpy(np.concatenate(local_bands)).to(self.device)
+        for step, weight in enumerate(weights, start=1):
+            part = slice(bounds[step - 1], bounds[step])
+            x = apply_mask_bands(self.x.index_select(0, idx[part]), band[part])
+            yield Batch(x.contiguous(memory_format=torch.channels_last), self.y.index_select(0, idx[part]), weight, step)

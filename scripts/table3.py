@@ -13,8 +13,9 @@
         restored from the run cache ("Stage 'stft' is cached - skipping run"): only train and
         evaluate run. An experiment of that name that already exists
         for the current commit is kept, so an interrupted grid resumes.
---report  reads each experiment's metrics/eval.json and metrics/predictions.csv from its
-        experiment commit (both are git-tracked outputs) and writes reports/table3.md and
+--report  reads each experiment's evaluation details and test predictions
+        (data/reports/evaluation.json and test_predictions.csv, outputs of its evaluate stage)
+        from DVC's cache at its experiment commit, and writes reports/table3.md and
         reports/table3.csv (see src/table3.py for the statistics).
 
 Queued experiments see committed files and changes to tracked files only (DVC copies the
@@ -39,6 +40,7 @@ from typing import Any, Sequence  # noqa: E402
 
 from src.outputs import atomic_file  # noqa: E402
 from src.params import load_params  # noqa: E402
+from stages.evaluate import DETAILS, PREDICTIONS  # noqa: E402
 from src.table3 import CONFIGS, Run, aggregate, check_same_data, run_from_files, to_csv, to_markdown  # noqa: E402
 
 REPORT_MD, REPORT_CSV = ROOT / "reports" / "table3.md", ROOT / "reports" / "table3.csv"
@@ -109,6 +111,16 @@ def run_grid(seeds: Sequence[int], jobs: int) -> None:
         raise SystemExit(f"table3: experiments failed: {', '.join(failed)} (see `dvc queue logs <name>`)")
 
 
+def read_output(path: Path, rev: str) -> str:
+    """A cached pipeline output as it was at experiment commit `rev`, from DVC's cache."""
+    import dvc.api
+
+    try:
+        return dvc.api.read(str(path), repo=str(ROOT), rev=rev)
+    except Exception as err:  # DVC raises several types for a missing cache object
+        raise SystemExit(f"table3: cannot read {path} of experiment commit {rev[:7]} from the DVC cache ({err}); rerun it or `dvc pull` it") from err
+
+
 def _nested(params: dict[str, Any], dotted: str) -> Any:
     for key in dotted.split("."):
         params = params.get(key, {}) if isinstance(params, dict) else {}
@@ -126,8 +138,8 @@ def collect(seeds: Sequence[int]) -> tuple[list[Run], list[str], dict[str, str]]
                 missing.append(name)
                 continue
             rev = found[name]["rev"]
-            eval_json = json.loads(command(["git", "show", f"{rev}:metrics/eval.json"], capture=True))
-            run = run_from_files(eval_json, command(["git", "show", f"{rev}:metrics/predictions.csv"], capture=True))
+            eval_json = json.loads(read_output(DETAILS, rev))
+            run = run_from_files(eval_json, read_output(PREDICTIONS, rev))
             if (run.config, run.seed) != (config, seed):
                 raise SystemExit(f"table3: experiment {name} holds {run.config.experiment_name(run.seed)}'s results")
             runs.append(run)

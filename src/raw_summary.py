@@ -1,4 +1,4 @@
-"""The summary of a raw ICBHI folder written to metrics/raw.json by the download stage.
+"""The summary of a raw ICBHI folder written to data/reports/raw.json by the download stage.
 
 Counts a reader checks first: is this the data I meant (source, recordings, patients,
 devices, rates), what will the model learn from (cycles per class, per official split side),

@@ -1,12 +1,12 @@
 """The paper's Table 3 over several seeds: mean ± std, the paper beside it, a patient bootstrap.
 
 Pure functions: `scripts/table3.py` runs the eight configurations as DVC experiments and
-hands each one's metrics/eval.json and metrics/predictions.csv to `run_from_files`; the rest
+hands each one's data/reports/evaluation.json and test_predictions.csv to `run_from_files`; the rest
 happens here, testable without DVC.
 
 Statistics, and why:
 - Mean ± std over seeds of accuracy, SE, SP, ICBHI score (and the two-class ICBHI score),
-  taken from each run's eval.json. The std is the sample std (ddof=1): the seeds are a sample
+  taken from each run's evaluation.json. The std is the sample std (ddof=1): the seeds are a sample
   of the training randomness. With one seed it is None (blank): there is no spread to report,
   and 0 would claim one.
 - A 95 % bootstrap interval of the ICBHI score that resamples *test patients*, not cycles: a
@@ -107,7 +107,7 @@ class Run:
 
     config: Config
     seed: int
-    scores: dict[str, float | None]  # SCORE_KEYS and "binary_icbhi_score", from eval.json
+    scores: dict[str, float | None]  # SCORE_KEYS and "binary_icbhi_score", from evaluation.json
     provenance: dict[str, Any]  # data_source, synthetic_data, note, split_method
     patients: np.ndarray
     true: np.ndarray
@@ -115,11 +115,11 @@ class Run:
 
 
 def run_from_files(eval_json: Mapping[str, Any], predictions_csv: str) -> Run:
-    """A `Run` from the text of one experiment's metrics/eval.json and metrics/predictions.csv.
+    """A `Run` from the text of one experiment's evaluation.json and test_predictions.csv.
 
-    The configuration is read from eval.json's provenance (depth, cbam, loss, seed), not from
+    The configuration is read from evaluation.json's provenance (depth, cbam, loss, seed), not from
     an experiment name that could lie. The ICBHI score recomputed from the predictions must
-    match eval.json's: a mismatch means the two files come from different runs.
+    match evaluation.json's: a mismatch means the two files come from different runs.
     """
     index = {name: i for i, name in enumerate(CLASS_NAMES)}
     rows = list(csv.DictReader(io.StringIO(predictions_csv)))
@@ -129,7 +129,7 @@ def run_from_files(eval_json: Mapping[str, Any], predictions_csv: str) -> Run:
     recomputed = scores_of(true, pred)["icbhi_score"]
     stated = eval_json["icbhi_score"]
     if (recomputed is None) != (stated is None) or (stated is not None and abs(recomputed - stated) > 1e-9):
-        raise ValueError(f"predictions give ICBHI score {recomputed} but eval.json says {stated}: files of different runs")
+        raise ValueError(f"predictions give ICBHI score {recomputed} but evaluation.json says {stated}: files of different runs")
     return Run(
         config=Config(int(eval_json["depth"]), bool(eval_json["cbam"]), str(eval_json["loss"])),
         seed=int(eval_json["seed"]),

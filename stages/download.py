@@ -1,7 +1,7 @@
 """Stage download: the raw ICBHI folder of `data.source`, and its summary.
 
 params data, synthetic -> data/raw (ICBHI folder: recordings, annotations, split file),
-metrics/raw.json (what was loaded: recordings, patients, devices, cycles per class/split).
+data/reports/raw.json (what was loaded: recordings, patients, devices, cycles per class/split).
 """
 
 from pathlib import Path
@@ -13,7 +13,7 @@ from src.outputs import StageTimer, atomic_dir, write_json
 from src.params import load_params
 from src.raw_summary import summarize_raw
 
-RAW, METRICS = Path("data/raw"), Path("metrics/raw.json")
+RAW, METRICS = Path("data/raw"), Path("data/reports/raw.json")
 
 
 def main() -> None:

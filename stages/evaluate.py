@@ -1,38 +1,54 @@
 """Stage evaluate: the trained model on the test cycles, scored as the ICBHI challenge does.
 
-models/model.pt + models/split.csv + data/spectrograms -> metrics/eval.json,
-metrics/predictions.csv (one row per test cycle; also the confusion-matrix plot).
+models/model.pt + models/split.csv + data/spectrograms -> metrics/eval/ (DVCLive: the scores
+a user compares, and the confusion matrix as a plot), data/reports/evaluation.json (every
+figure, the confusion counts and what produced them), data/reports/test_predictions.csv (one
+row per test cycle with its probabilities).
 """
 
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from src.cli import StageError, run_stage
 from src.dataset import cycle_loader, load_spectrograms
 from src.evaluation import patients_on_both_sides, per_group_scores, provenance
 from src.icbhi import CLASS_NAMES
+from src.inference.checkpoint import load_checkpoint
 from src.metrics import confusion_matrix, icbhi_scores
-from src.model import build_model
 from src.outputs import StageTimer, read_csv, write_csv, write_json
 from src.params import load_params
+from src.tracking import EVAL_DIR, log_test_results, open_live
 from src.training import predict, resolve_device
 
 SPECS, MODEL, SPLIT = Path("data/spectrograms"), Path("models/model.pt"), Path("models/split.csv")
-METRICS, PREDICTIONS = Path("metrics/eval.json"), Path("metrics/predictions.csv")
+DETAILS, PREDICTIONS = Path("data/reports/evaluation.json"), Path("data/reports/test_predictions.csv")
+
+
+def headline_metrics(scores: dict, per_device: dict, origin: dict, checkpoint: dict) -> dict[str, object]:
+    """What `dvc metrics show` and `dvc exp show` list, most important first: the four ICBHI
+    figures, the two-class score, the checkpoint's epoch and validation score, per-class
+    recall, the score per device, and which data produced them (every detail is in
+    data/reports/evaluation.json)."""
+    return {
+        **{k: scores[k] for k in ("icbhi_score", "se", "sp", "accuracy")},
+        "binary_score": scores["binary"]["icbhi_score"],
+        "checkpoint_epoch": int(checkpoint["epoch"]),
+        "val_score": checkpoint["val_scores"]["icbhi_score"],
+        "recall": scores["recall"],
+        "device_score": {device: s["icbhi_score"] for device, s in per_device.items()},
+        "data": "synthetic (not ICBHI)" if origin["synthetic_data"] else origin["data_source"],
+    }
 
 
 def main() -> None:
     timer = StageTimer("evaluate")
     params = load_params()
     device = resolve_device(params.train.device)
-    # weights_only: a checkpoint is data, never code to run.
-    checkpoint = torch.load(MODEL, map_location="cpu", weights_only=True)
-    trained = checkpoint["params"]
-    model = build_model(trained["model"]["depth"], trained["model"]["cbam"], trained["model"]["cbam_reduction"], len(checkpoint["class_names"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    model = model.to(device).to(memory_format=torch.channels_last)
+    # Checked (keys, class names, params, weight shapes) and loaded with weights_only=True:
+    # a checkpoint is data, never code to run; a foreign one stops with one line naming it.
+    loaded = load_checkpoint(MODEL, device)
+    checkpoint, trained, model = loaded.checkpoint, loaded.params, loaded.model
 
     specs, rows = load_spectrograms(SPECS)
     split = read_csv(SPLIT)
@@ -49,8 +65,10 @@ def main() -> None:
     devices = np.array([rows[i]["device_corrected"] for i in test])
     patients = np.array([int(r["patient"]) for r in rows])
     scores = icbhi_scores(cm)
+    per_device = per_group_scores(true, pred, devices)
+    origin = provenance(trained)
     write_json(
-        METRICS,
+        DETAILS,
         {
             **{k: scores[k] for k in ("accuracy", "se", "sp", "icbhi_score")},
             "binary": scores["binary"],
@@ -58,13 +76,16 @@ def main() -> None:
             "support": scores["support"],
             "cycles": scores["cycles"],
             "confusion_matrix": {"rows_true_cols_predicted": list(CLASS_NAMES), "counts": cm.tolist()},
-            "per_device": per_group_scores(true, pred, devices),
+            "per_device": per_device,
             "test_patients": int(len(np.unique(patients[test]))),
             "patients_in_train_and_test": patients_on_both_sides(patients, parts),
             "checkpoint_epoch": int(checkpoint["epoch"]),
-            **provenance(trained),
+            **origin,
         },
     )
+    live = open_live(EVAL_DIR)
+    log_test_results(live, headline_metrics(scores, per_device, origin, checkpoint), [CLASS_NAMES[c] for c in true], [CLASS_NAMES[c] for c in pred])
+    live.end()
     write_csv(
         PREDICTIONS,
         [
@@ -84,7 +105,7 @@ def main() -> None:
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     timer.done(
         f"{len(test)} test cycles: accuracy {fmt(scores['accuracy'])}, SE {fmt(scores['se'])}, SP {fmt(scores['sp'])}, "
-        f"ICBHI score {fmt(scores['icbhi_score'])} ({provenance(trained)['data_source']})"
+        f"ICBHI score {fmt(scores['icbhi_score'])} ({origin['data_source']})"
     )
 
 

@@ -1,7 +1,7 @@
 """Stage normalize: each recording scaled to `normalize.target_dbfs` (RMS or peak).
 
 data/resampled -> data/normalized (same layout, plus each recording's gain),
-metrics/reports/normalize.json (the range of gains applied). All-zero recordings never get
+data/reports/normalize.json (the range of gains applied). All-zero recordings never get
 here: resample skips and reports them.
 """
 
@@ -15,7 +15,7 @@ from src.cli import run_stage
 from src.outputs import SkipReport, StageTimer, atomic_dir
 from src.params import load_params
 
-IN, OUT, REPORT = Path("data/resampled"), Path("data/normalized"), Path("metrics/reports/normalize.json")
+IN, OUT, REPORT = Path("data/resampled"), Path("data/normalized"), Path("data/reports/normalize.json")
 
 
 def main() -> None:

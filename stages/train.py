@@ -1,8 +1,9 @@
 """Stage train: ResNet (+CBAM) with focal or cross-entropy loss on the training cycles.
 
 data/spectrograms -> models/model.pt (best epoch by validation ICBHI score),
-models/split.csv (every cycle's part: train/val/test/excluded), metrics/train.json,
-metrics/train_history.csv (per-epoch curves, a DVC plot).
+models/split.csv (every cycle's part: train/val/test/excluded), metrics/train/ (DVCLive:
+per-epoch curves, the epoch reached), data/reports/train.json (the checkpoint's epoch and
+validation scores, cycles and patients per part, device).
 """
 
 import dataclasses
@@ -20,6 +21,7 @@ from src.loss import build_loss
 from src.metrics import scores_of
 from src.model import build_model
 from src.outputs import StageTimer, atomic_file, write_csv, write_json
+from src.tracking import TRAIN_DIR, log_epoch, open_live
 from src.params import load_params
 from src.splits import PARTS, assign_parts
 from src.training import (
@@ -40,11 +42,16 @@ from src.training import (
 
 IN = Path("data/spectrograms")
 MODEL, SPLIT = Path("models/model.pt"), Path("models/split.csv")
-METRICS, HISTORY = Path("metrics/train.json"), Path("metrics/train_history.csv")
+REPORT = Path("data/reports/train.json")
 
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def checkpoint_summary(best: dict) -> dict[str, object]:
+    """The epoch kept and its validation scores."""
+    return {"checkpoint_epoch": best["epoch"], **{f"val_{k}": best["val"][k] for k in ("icbhi_score", "se", "sp")}}
 
 
 def main() -> None:
@@ -79,7 +86,7 @@ def main() -> None:
     loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha).to(device)
     optimizer = make_optimizer(model, tp)
 
-    history: list[dict[str, str]] = []
+    live = open_live(TRAIN_DIR) if main_process else None
     best: dict | None = None
     steps = sum(batches.steps(epoch) for epoch in range(1, tp.epochs + 1))
     bar = tqdm(total=steps, desc="train", unit="batch", leave=False, disable=not main_process)
@@ -97,19 +104,15 @@ def main() -> None:
         probs, val_true = predict(unwrap(model), val_loader, device)
         val_loss = loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-12)).float().to(device), torch.from_numpy(val_true).to(device)).item()
         val = scores_of(val_true, probs.argmax(1))
-        history.append(
-            {
-                "epoch": str(epoch),
-                "lr": f"{lr:.6g}",
-                "train_loss": f"{train_loss:.6f}",
-                "val_loss": f"{val_loss:.6f}",
-                **{f"val_{k}": _fmt(val[k]) for k in ("accuracy", "se", "sp", "icbhi_score")},
-            }
-        )
         score = val["icbhi_score"] if val["icbhi_score"] is not None else -1.0
         improved = best is None or score > best["score"]
         if improved:
             best = {"score": score, "epoch": epoch, "val": val, "state": plain_state_dict(model)}
+        log_epoch(
+            live,
+            epoch,
+            {"lr": lr, "train/loss": train_loss, "val/loss": val_loss, **{f"val/{k}": val[k] for k in ("accuracy", "se", "sp", "icbhi_score")}},
+        )
         bar.write(
             f"epoch {epoch}/{tp.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
             f"val SE {_fmt(val['se'])} SP {_fmt(val['sp'])} score {_fmt(val['icbhi_score'])}, "
@@ -127,23 +130,21 @@ def main() -> None:
         "input_mean": torch.from_numpy(mean),
         "input_std": torch.from_numpy(std),
         "epoch": best["epoch"],
+        "val_scores": {k: best["val"][k] for k in ("icbhi_score", "se", "sp")},
     }
     with atomic_file(MODEL) as tmp:
         torch.save(checkpoint, tmp)
     write_csv(SPLIT, [{"index": str(i), "recording": rows[i]["recording"], "patient": rows[i]["patient"], "label": rows[i]["label"], "part": parts[i]} for i in range(len(rows))])
-    write_csv(HISTORY, history)
+    live.end()
     counts = {part: int(len(index[part])) for part in PARTS}
     write_json(
-        METRICS,
+        REPORT,
         {
-            "best_epoch": best["epoch"],
-            "val_icbhi_score": best["val"]["icbhi_score"],
-            "val_se": best["val"]["se"],
-            "val_sp": best["val"]["sp"],
+            **checkpoint_summary(best),
             "epochs": tp.epochs,
             "cycles": counts,
             "patients": {part: int(len(np.unique(patients[index[part]]))) for part in PARTS},
-            # No wall time here: metrics must be the same bytes on every run (README,
+            # No wall time here: outputs must be the same bytes on every run (README,
             # "Reproducibility"); the stage's summary line reports the time.
             "device": device.type,
             "precision": precision_name(precision),

@@ -1,7 +1,7 @@
 """Bad input through the real stage scripts: skipped and reported, or stopped with an error
 that names the file and line. The rule: a problem confined to one recording (unreadable,
 truncated, non-finite or silent audio, a missing partner file, a name outside the ICBHI
-pattern, no cycles) skips that recording and is counted in metrics/reports/<stage>.json; a
+pattern, no cycles) skips that recording and is counted in data/reports/<stage>.json; a
 problem that makes the data ambiguous or wrong as a whole (a malformed annotation line, a
 duplicated stem) stops the stage, since silently dropping it would change the class counts.
 """
@@ -56,7 +56,7 @@ def audio_stages(project: Path) -> subprocess.CompletedProcess:
 
 
 def report(project: Path, name: str) -> dict:
-    return json.loads((project / "metrics" / "reports" / f"{name}.json").read_text())
+    return json.loads((project / "data" / "reports" / f"{name}.json").read_text())
 
 
 def test_bad_recordings_are_skipped_and_reported(project):

@@ -55,11 +55,24 @@ def test_repro_runs_every_stage_and_metrics_show_the_scores(first_run):
     project, output, _ = first_run
     assert ran(output) == STAGES
     metrics = next(iter(dvc_json(project, "metrics", "show").values()))["data"]
-    evaluation = metrics["metrics/eval.json"]["data"]
-    for key in ("accuracy", "se", "sp", "icbhi_score"):
+    # Only the results a user compares are metrics: the test scores and the epoch reached.
+    assert set(metrics) == {"metrics/eval/metrics.json", "metrics/train/metrics.json"}
+    evaluation = metrics["metrics/eval/metrics.json"]["data"]
+    assert list(evaluation)[:4] == ["icbhi_score", "se", "sp", "accuracy"]
+    for key in ("accuracy", "se", "sp", "icbhi_score", "binary_score", "val_score"):
         assert 0.0 <= evaluation[key] <= 1.0
-    assert evaluation["synthetic_data"] is True and "NOT ICBHI" in evaluation["note"]
-    assert metrics["metrics/raw.json"]["data"]["recordings"] == 12
+    assert evaluation["checkpoint_epoch"] == 1 and set(evaluation["recall"]) == {"Normal", "Crackle", "Wheeze", "Both"}
+    assert evaluation["data"] == "synthetic (not ICBHI)"
+    assert metrics["metrics/train/metrics.json"]["data"] == {"step": 1}
+    # The details stay available, as cached outputs.
+    details = json.loads((project / "data/reports/evaluation.json").read_text())
+    assert details["synthetic_data"] is True and "NOT ICBHI" in details["note"]
+    assert details["icbhi_score"] == evaluation["icbhi_score"]
+    assert json.loads((project / "data/reports/raw.json").read_text())["recordings"] == 12
+    # DVCLive's curves (one row per epoch) and confusion matrix (one row per test cycle).
+    assert (project / "metrics/train/plots/metrics/val/icbhi_score.tsv").read_text().splitlines()[0] == "step\ticbhi_score"
+    confusion = json.loads((project / "metrics/eval/plots/sklearn/confusion_matrix.json").read_text())
+    assert len(confusion) == details["cycles"] and set(confusion[0]) == {"actual", "predicted"}
     # One summary line per stage.
     for stage in STAGES:
         assert re.search(rf"^{stage}: .* in \d+\.\d s$", output, re.MULTILINE), f"no summary line for {stage}"
@@ -106,9 +119,7 @@ def test_exp_run_in_the_workspace_then_metrics_diff(tmp_path):
     run(["git", "commit", "-q", "-m", "baseline"], project)
     output = dvc(project, "exp", "run", "-S", "loss.gamma=2", "-S", "train.seed=1")
     assert ran(output) == ["train", "evaluate"]
-    diff = dvc_json(project, "metrics", "diff", "--all")["metrics/eval.json"]
-    assert diff["gamma"]["old"] == 1.0 and diff["gamma"]["new"] == 2
-    assert diff["seed"]["old"] == 0 and diff["seed"]["new"] == 1
+    diff = dvc_json(project, "metrics", "diff", "--all")["metrics/eval/metrics.json"]
     for key in ("accuracy", "se", "sp", "icbhi_score"):
         assert diff[key]["old"] is not None and diff[key]["new"] is not None
     assert "loss.gamma" in dvc(project, "params", "diff")

@@ -1,4 +1,4 @@
-"""metrics/raw.json on five real ICBHI recordings, through the same path as the real data:
+"""data/reports/raw.json on five real ICBHI recordings, through the same path as the real data:
 materialize_raw(source=local) -> build_catalog -> summarize_raw, and the download stage."""
 
 from __future__ import annotations
@@ -121,10 +121,11 @@ def test_download_stage_on_a_local_folder(tmp_path: Path) -> None:
     line = f"download: local({SAMPLE}): 5 recordings, 4 patients, 51 cycles, {AUDIO_SECONDS / 60:.1f} min of audio in "
     assert done.stdout.startswith(line) and done.stdout.count("\n") == 1
     assert sorted(p.name for p in (repo / "data" / "raw").iterdir()) == sorted(p.name for p in SAMPLE.iterdir() if p.suffix in (".wav", ".txt"))
-    metrics = json.loads((repo / "metrics" / "raw.json").read_text())
+    metrics = json.loads((repo / "data" / "reports" / "raw.json").read_text())
     assert metrics["recordings"] == 5 and metrics["cycles_per_class"] == CLASS_TOTALS
     assert metrics["recordings_per_device_corrected"]["AKGC417L"] == 2
-    assert sorted(p.name for p in (repo / "data").iterdir()) == ["raw"]  # no temporaries left
+    assert sorted(p.name for p in (repo / "data").iterdir()) == ["raw", "reports"]  # no temporaries left
+    assert [p.name for p in (repo / "data" / "reports").iterdir()] == ["raw.json"]
 
 
 def test_download_stage_on_the_default_local_folder_fails_in_one_line(tmp_path: Path) -> None:
@@ -134,4 +135,4 @@ def test_download_stage_on_the_default_local_folder_fails_in_one_line(tmp_path: 
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("download: error: data.local_path=data/local holds no ICBHI recordings; put ")
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert not (repo / "data" / "raw").exists() and not (repo / "metrics").exists()
+    assert not (repo / "data" / "raw").exists() and not (repo / "data" / "reports").exists()

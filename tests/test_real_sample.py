@@ -33,7 +33,7 @@ def test_real_recordings_through_download_to_segment(tmp_path, icbhi_sample):
         result = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 0, f"{stage}: {result.stderr}"
 
-    report = json.loads((tmp_path / "metrics" / "reports" / "segment.json").read_text())
+    report = json.loads((tmp_path / "data" / "reports" / "segment.json").read_text())
     assert report["cycles"] == 51 and report["skipped"] == 0
     assert report["cycles_per_class"] == {"Normal": 37, "Crackle": 0, "Wheeze": 14, "Both": 0}
     with (tmp_path / "data" / "cycles" / "manifest.csv").open() as f:

@@ -232,6 +232,11 @@ def test_table3_grid_end_to_end(tmp_path: Path) -> None:
     def show(rev: str, path: str) -> str:
         return run(["git", "show", f"{rev}:{path}"], project).stdout
 
+    def cached(rev: str, path: str) -> str:
+        """An evaluate output as the experiment left it, from the copy's DVC cache."""
+        code = "import sys, dvc.api; sys.stdout.write(dvc.api.read(sys.argv[1], rev=sys.argv[2]))"
+        return run([sys.executable, "-c", code, path, rev], project).stdout
+
     # Every experiment used the same spectrograms: one audio pipeline for the grid.
     spectrograms = set()
     for name in names:
@@ -246,7 +251,7 @@ def test_table3_grid_end_to_end(tmp_path: Path) -> None:
     for config in CONFIGS:
         row = table[config.label]
         assert row["n"] == "2" and row["seeds"] == "0 1"
-        evals = [json.loads(show(revs[config.experiment_name(s)], "metrics/eval.json")) for s in (0, 1)]
+        evals = [json.loads(cached(revs[config.experiment_name(s)], "data/reports/evaluation.json")) for s in (0, 1)]
         assert (evals[0]["depth"], evals[0]["cbam"], evals[0]["loss"], evals[1]["seed"]) == (config.depth, config.cbam, config.loss, 1)
         for key in ("accuracy", "se", "sp", "icbhi_score"):
             assert float(row[f"{key}_mean"]) == pytest.approx((evals[0][key] + evals[1][key]) / 2)
@@ -254,7 +259,7 @@ def test_table3_grid_end_to_end(tmp_path: Path) -> None:
         assert float(row["binary_icbhi_score_mean"]) == pytest.approx((evals[0]["binary"]["icbhi_score"] + evals[1]["binary"]["icbhi_score"]) / 2)
         runs = []
         for seed in (0, 1):
-            predictions = list(csv.DictReader(io.StringIO(show(revs[config.experiment_name(seed)], "metrics/predictions.csv"))))
+            predictions = list(csv.DictReader(io.StringIO(cached(revs[config.experiment_name(seed)], "data/reports/test_predictions.csv"))))
             patients = np.array([int(p["patient"]) for p in predictions])
             true = np.array([CLASS_NAMES.index(p["true_label"]) for p in predictions])
             pred = np.array([CLASS_NAMES.index(p["predicted_label"]) for p in predictions])

@@ -104,7 +104,17 @@ def expand_inputs(inputs: list[Path]) -> Iterator[Path]:
             yield path
 
 
-def annotation_for(wav: Path, setting: str, single_input: bool) -> Path | None:
+def check_annotations(setting: str, files: list[Path]) -> None:
+    """Stop before any work when `--annotations PATH` cannot apply to `files`."""
+    if setting in ("auto", "none") or Path(setting).is_dir():
+        return
+    if not Path(setting).is_file():
+        raise FileNotFoundError(f"--annotations {setting}: no such file or folder")
+    if len(files) != 1:
+        raise StageError(f"--annotations {setting} is one file, for one recording; give a folder of <recording stem>.txt files for {len(files)}")
+
+
+def annotation_for(wav: Path, setting: str) -> Path | None:
     """The annotation file of `wav` under `--annotations` (see parse_args), or None for windows."""
     if setting == "none":
         return None
@@ -115,10 +125,6 @@ def annotation_for(wav: Path, setting: str, single_input: bool) -> Path | None:
     if path.is_dir():
         candidate = path / f"{wav.stem}.txt"
         return candidate if candidate.is_file() else None
-    if not path.is_file():
-        raise FileNotFoundError(f"--annotations {setting}: no such file or folder")
-    if not single_input:
-        raise StageError(f"--annotations {setting} is one file, for one recording; give a folder of <recording stem>.txt files for several")
     return path
 
 
@@ -151,12 +157,13 @@ def summary_of(result: RecordingPrediction) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     timer = StageTimer("predict")
-    trained: TrainedModel = load_checkpoint(args.model, device_of(args.device))
-    trained_on = trained.provenance["data_source"]
-    print(f"predict: model {args.model}: {trained.describe()}; output is {DISCLAIMER}", file=sys.stderr, flush=True)
     files = list(expand_inputs(args.inputs))
     if not files:
         raise StageError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(map(str, args.inputs))}")
+    check_annotations(args.annotations, files)
+    trained: TrainedModel = load_checkpoint(args.model, device_of(args.device))
+    trained_on = trained.provenance["data_source"]
+    print(f"predict: model {args.model}: {trained.describe()}; output is {DISCLAIMER}", file=sys.stderr, flush=True)
     units: Counter[str] = Counter()
     skipped: list[str] = []
     with atomic_file(args.out) as tmp, tmp.open("w", newline="") as f:
@@ -167,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 if not wav.is_file():
                     raise SkippedRecording(f"{wav}: no such file")
-                annotation = annotation_for(wav, args.annotations, len(files) == 1)
+                annotation = annotation_for(wav, args.annotations)
                 result = classify_recording(trained, wav, annotation, args.window, args.hop, args.batch_size)
             except (AudioReadError, IcbhiFormatError, SkippedRecording) as err:
                 skipped.append(str(wav))
@@ -180,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         if len(skipped) == len(files):
             raise StageError(f"none of the {len(files)} files could be classified (each reason above); nothing written")
     timer.done(
-        f"{len(files) - len(skipped)} files classified ({len(skipped)} skipped), {units['cycle']} cycles, "
+        f"{len(files) - len(skipped)} of {len(files)} files classified ({len(skipped)} skipped), {units['cycle']} cycles, "
         f"{units['window']} windows -> {args.out}; model trained on {trained_on}"
     )
 

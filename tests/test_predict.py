@@ -125,7 +125,7 @@ def test_predict_gives_the_evaluate_stage_probabilities_cycle_for_cycle(tiny_run
     rows = read_csv(out)
     assert len(rows) == 51 and {r["unit"] for r in rows} == {"cycle"}
     assert {r["model_trained_on"] for r in rows} == {f"local({sample})"}
-    assert re.search(r"^predict: 5 files classified \(0 skipped\), 51 cycles, 0 windows -> .* in \d+\.\d s$", result.stdout, re.M)
+    assert re.search(r"^predict: 5 of 5 files classified \(0 skipped\), 51 cycles, 0 windows -> .* in \d+\.\d s$", result.stdout, re.M)
     assert "101_1b1_Al_sc_Meditron.wav: 12 cycles: " in result.stdout and "not a diagnosis" in result.stderr
 
     # Every test cycle the evaluate stage scored: same class, same probabilities (6 decimals).
@@ -190,7 +190,7 @@ def test_a_corrupt_and_a_too_short_file_are_skipped_and_the_rest_classified(tiny
     assert f"predict: skipped {folder / 'short.wav'}: 20 ms of audio, shorter than one STFT window" in result.stderr
     rows = read_csv(out)
     assert {r["recording"] for r in rows} == {"104_1b1_Al_sc_Litt3200", "104_1b1_Ar_sc_Litt3200"} and len(rows) == 6 + 14
-    assert "2 files classified (2 skipped), 20 cycles" in result.stdout
+    assert "2 of 4 files classified (2 skipped), 20 cycles" in result.stdout
 
     # Nothing classifiable: an error, and no CSV that looks like a result.
     result = predict_cli(str(folder / "corrupt.wav"), str(folder / "short.wav"), "--model", str(project / "models" / "model.pt"), "--out", str(tmp_path / "none.csv"))

@@ -1,0 +1,97 @@
+"""Inference benchmark: the deployable model's size and CPU time per cycle, PyTorch vs ONNX.
+
+Exports the checkpoint with the export command's function (src/inference/export.py) to a
+temporary file, then times, on CPU, the probabilities of a batch of spectrograms:
+
+- PyTorch: predict's own path (src/inference/recording.classify_spectrograms: per-bin
+  standardization, channels_last, float32, softmax);
+- onnxruntime: the exported file (standardization and softmax inside), CPUExecutionProvider.
+
+Inputs are the stft stage's spectrograms when the folder is there, else random ones drawn
+around the checkpoint's per-bin statistics (the time does not depend on the values). Run from
+the repository root and paste the printed table into benchmarks/RESULTS_inference.md:
+
+    python -m benchmarks.bench_inference --model models/model.pt --batches 1 32 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from src.dataset import load_spectrograms
+from src.inference.checkpoint import load_checkpoint
+from src.inference.export import export_onnx, onnx_probabilities
+from src.inference.recording import classify_spectrograms
+
+
+def inputs(folder: Path, trained, count: int) -> tuple[np.ndarray, str]:
+    """`count` spectrograms `(count, F, T)` and where they came from."""
+    if (folder / "spectrograms.npy").is_file():
+        specs, _ = load_spectrograms(folder)
+        if specs.shape[1:] == trained.chain.shape and len(specs):
+            index = np.arange(count) % len(specs)
+            return np.asarray(specs[index], dtype=np.float32), f"{folder} (real)"
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((count, *trained.chain.shape)).astype(np.float32)
+    return trained.mean[None, :, None] + trained.std[None, :, None] * noise, "random around the training statistics"
+
+
+def ms_per_cycle(runners: dict[str, Callable[[np.ndarray], np.ndarray]], batch: np.ndarray, repeats: int) -> dict[str, float]:
+    """Best of `repeats` timings of each runner on `batch` (after one warm-up each), in ms per
+    cycle. The runners take turns within every repeat, so a busy machine slows them alike."""
+    best = {name: float("inf") for name in runners}
+    for run in runners.values():
+        run(batch)
+    for _ in range(repeats):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run(batch)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: 1000 * seconds / len(batch) for name, seconds in best.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("models/model.pt"), help="checkpoint (default: %(default)s)")
+    parser.add_argument("--spectrograms", type=Path, default=Path("data/spectrograms"), help="input spectrograms when present (default: %(default)s)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes timed (default: 1 32)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per setting; the best is kept (default: %(default)s)")
+    args = parser.parse_args()
+
+    trained = load_checkpoint(args.model)
+    specs, origin = inputs(args.spectrograms, trained, max(args.batches))
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        opset = export_onnx(trained, onnx_path)
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        runners = {
+            "PyTorch (predict's path)": lambda x: classify_spectrograms(trained, x, len(x)),
+            "onnxruntime": lambda x: session.run(None, {"spectrogram": x[:, None]})[0],
+        }
+        difference = float(np.abs(onnx_probabilities(onnx_path, specs) - classify_spectrograms(trained, specs, 64)).max())
+        rows = [(name, batch, ms) for batch in args.batches for name, ms in ms_per_cycle(runners, specs[:batch], args.repeats).items()]
+        onnx_size = onnx_path.stat().st_size
+
+    m = trained.params["model"]
+    print(f"model: ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''}, input (batch, 1, {trained.chain.shape[0]}, {trained.chain.shape[1]}), {sum(p.numel() for p in trained.model.parameters()):,} parameters")
+    print(f"files: checkpoint {args.model.stat().st_size / 2**20:.1f} MiB, ONNX (opset {opset}) {onnx_size / 2**20:.1f} MiB")
+    print(f"inputs: {origin}; max |p_onnx - p_torch| = {difference:.1e}")
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {ort.__version__}")
+    print()
+    print("| runtime | batch | ms per cycle | cycles/s |")
+    print("|---|---:|---:|---:|")
+    for name, batch, ms in rows:
+        print(f"| {name} | {batch} | {ms:.1f} | {1000 / ms:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -166,6 +166,14 @@ class StftParams:
         _number("stft.top_db", self.top_db, 0.0, open_low=True)
 
 
+
+@dataclass(frozen=True)
+class AudioParams:
+    workers: int
+
+    def __post_init__(self) -> None:
+        _integer("audio.workers", self.workers, 0)
+
 @dataclass(frozen=True)
 class SplitParams:
     method: str
@@ -302,6 +310,7 @@ class Params:
     normalize: NormalizeParams
     segment: SegmentParams
     stft: StftParams
+    audio: AudioParams
     split: SplitParams
     model: ModelParams
     loss: LossParams

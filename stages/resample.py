@@ -1,22 +1,23 @@
 """Stage resample: every raw recording -> mono float32 at `resample.rate` Hz.
 
 data/raw (ICBHI folder) -> data/resampled (samples.f32 + recordings.csv),
-metrics/reports/resample.json (what was skipped and why).
+data/reports/resample.json (what was skipped and why).
 """
 
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
-from src.audio.resample import Resampler
+from src.audio.parallel import ordered_map, worker_count
+from src.audio.resample import read_resampled
 from src.audio.store import AudioStoreWriter
-from src.audio.wavio import AudioReadError, read_mono
 from src.catalog import build_catalog
 from src.cli import StageError, run_stage
 from src.outputs import SkipReport, StageTimer, atomic_dir
 from src.params import load_params
 
-RAW, OUT, REPORT = Path("data/raw"), Path("data/resampled"), Path("metrics/reports/resample.json")
+RAW, OUT, REPORT = Path("data/raw"), Path("data/resampled"), Path("data/reports/resample.json")
 
 
 def main() -> None:
@@ -28,20 +29,16 @@ def main() -> None:
     for file, reason in catalog.scan.skipped + catalog.unreadable:
         report.skip(file, reason)
     report.note("split_file_names_unknown_recordings", len(catalog.split_unknown))
-    resampler = Resampler(params.resample.rate)
+    workers = worker_count(params.audio.workers)
+    # Read and resampled in worker processes, written here in catalog order.
+    recordings = ordered_map(partial(read_resampled, target_rate=params.resample.rate), [e.wav for e in catalog.entries], workers)
     seconds = 0.0
     with atomic_dir(OUT) as tmp, AudioStoreWriter(tmp, params.resample.rate) as store:
-        for entry in tqdm(catalog.entries, desc="resample", unit="rec", leave=False):
-            try:
-                samples, rate = read_mono(entry.wav)
-            except AudioReadError as err:
-                report.skip(str(entry.wav.relative_to(RAW)), str(err).split(": ", 1)[1])
+        for entry, recording in tqdm(zip(catalog.entries, recordings), total=len(catalog.entries), desc="resample", unit="rec", leave=False):
+            if recording.problem:
+                report.skip(str(entry.wav.relative_to(RAW)), recording.problem)
                 continue
-            if not samples.any():
-                # Its cycles carry labels but no sound: training on them would teach noise.
-                report.skip(str(entry.wav.relative_to(RAW)), "all samples are zero (silent recording)")
-                continue
-            seconds += len(samples) / rate
+            seconds += recording.seconds
             store.append(
                 {
                     "stem": entry.name.stem,
@@ -50,20 +47,20 @@ def main() -> None:
                     "mode": entry.name.mode,
                     "device": entry.name.device,
                     "device_corrected": entry.device_corrected,
-                    "source_rate": rate,
+                    "source_rate": recording.source_rate,
                     "subtype": entry.subtype,
                     "official_split": entry.official_split,
                     "diagnosis": entry.diagnosis,
                     "annotation": entry.annotation.relative_to(RAW).as_posix(),
                 },
-                resampler(samples, rate),
+                recording.samples,
             )
         if not store.rows:
             raise StageError(f"no usable recordings in {RAW} ({len(report)} skipped, see {REPORT})")
     report.write(REPORT)
     timer.done(
         f"{len(store.rows)} recordings, {seconds / 60:.1f} min of audio -> {params.resample.rate} Hz "
-        f"({seconds / max(timer.seconds, 1e-9):.0f}x real time), {len(report)} skipped"
+        f"({seconds / max(timer.seconds, 1e-9):.0f}x real time, {workers} workers), {len(report)} skipped"
     )
 
 

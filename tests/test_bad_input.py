@@ -146,19 +146,20 @@ def test_invalid_params_stop_the_stage_naming_the_key(project, key, value, messa
 
 
 def test_a_killed_stage_leaves_nothing_that_looks_complete(project):
-    """SIGKILL the segment stage after its first cycle is written: no data/cycles appears,
+    """SIGKILL the segment stage after its cycles are written: no data/cycles appears,
     only a temporary, which the next run clears before writing a complete output."""
     assert audio_stages(project).returncode == 0
     shutil.rmtree(project / "data" / "cycles")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["audio"]["workers"] = 1  # the cycles are written in the stage's own process
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
     killer = (
         "import os, signal, stages.segment as stage\n"
-        "real = stage.fit_length\n"
-        "calls = []\n"
-        "def dying(*args):\n"
-        "    calls.append(1)\n"
-        "    if len(calls) == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
-        "    return real(*args)\n"
-        "stage.fit_length = dying\n"
+        "real = stage.write_cycle_batch\n"
+        "def dying(batch):\n"
+        "    real(batch)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "stage.write_cycle_batch = dying\n"
         "stage.main()\n"
     )
     killed = subprocess.run([sys.executable, "-c", killer], cwd=project, capture_output=True, text=True)

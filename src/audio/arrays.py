@@ -70,6 +70,48 @@ def npy_shape(path: Path) -> tuple[int, ...]:
         return _read_header(f)[0]
 
 
+def create_npy(path: Path, shape: tuple[int, ...], dtype: np.dtype = np.dtype("<f4")) -> None:
+    """An .npy file of `shape` whose rows `write_npy_rows` fills later, in any order and from
+    any process (the pool of a stage). Until written, rows read as zeros: the caller writes
+    every row range once, and finishes only when every write has returned."""
+    dtype = np.dtype(dtype)
+    with path.open("wb") as f:
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(f, header)
+        f.truncate(f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+
+
+def _row_range(f: BinaryIO, path: Path, start: int, count: int) -> tuple[tuple[int, ...], np.dtype]:
+    """Seek an open .npy file to row `start`, checking that rows [start, start + count) exist."""
+    shape, fortran, dtype = _read_header(f)
+    if fortran:
+        raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
+    if start < 0 or count < 0 or start + count > shape[0]:
+        raise ValueError(f"{path}: rows {start}..{start + count} outside its {shape[0]} rows")
+    f.seek(f.tell() + start * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
+    return shape, dtype
+
+
+def write_npy_rows(path: Path, start: int, rows: np.ndarray) -> None:
+    """Write `rows` (n, *shape[1:]) at rows [start, start + n) of an .npy file made by `create_npy`."""
+    with path.open("r+b") as f:
+        shape, dtype = _row_range(f, path, start, len(rows))
+        if rows.shape[1:] != shape[1:]:
+            raise ValueError(f"{path}: rows of shape {rows.shape[1:]}, expected {shape[1:]}")
+        f.write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+
+
+def read_npy_rows(path: Path, start: int, count: int) -> np.ndarray:
+    """Rows [start, start + count) of a C-order .npy file, read without mapping the rest."""
+    with path.open("rb") as f:
+        shape, dtype = _row_range(f, path, start, count)
+        want = count * int(np.prod(shape[1:], dtype=np.int64))
+        data = np.fromfile(f, dtype=dtype, count=want)
+    if data.size != want:
+        raise ValueError(f"{path}: file ends early, before row {start + count} of {shape[0]}")
+    return data.reshape((count, *shape[1:]))
+
+
 def iter_npy_rows(path: Path, batch: int) -> Iterator[np.ndarray]:
     """Yield consecutive row batches `(<= batch, *shape[1:])` of a C-order .npy file."""
     with path.open("rb") as f:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
 import torchaudio.transforms as T
+
+from src.audio.wavio import AudioReadError, read_mono
 
 
 class Resampler:
@@ -30,3 +36,33 @@ class Resampler:
         with torch.inference_mode():
             out = self._kernels[rate](torch.from_numpy(np.asarray(samples, dtype=np.float32)))
         return out.numpy()
+
+
+@functools.lru_cache(maxsize=None)
+def _resampler(target_rate: int) -> Resampler:
+    """One Resampler per process and target rate, so its kernels are built once per worker."""
+    return Resampler(target_rate)
+
+
+@dataclass(frozen=True)
+class ResampledRecording:
+    """One recording read and resampled, or why it cannot be used."""
+
+    samples: np.ndarray | None  # (time,) float32 at the target rate; None when skipped
+    source_rate: int  # 0 when the file could not be read
+    seconds: float  # length of the audio read
+    problem: str = ""  # why the recording is skipped; "" when it is usable
+
+
+def read_resampled(wav: Path, target_rate: int) -> ResampledRecording:
+    """Read `wav` as mono float32 and resample it to `target_rate`: the resample stage's work
+    for one recording, run in its worker processes. An unreadable file, and one whose
+    samples are all zero (its cycles carry labels but no sound: training on them would
+    teach noise), come back with `problem` set instead of samples."""
+    try:
+        samples, rate = read_mono(wav)
+    except AudioReadError as err:
+        return ResampledRecording(None, 0, 0.0, str(err).removeprefix(f"{wav}: "))
+    if not samples.any():
+        return ResampledRecording(None, rate, len(samples) / rate, "all samples are zero (silent recording)")
+    return ResampledRecording(_resampler(target_rate)(samples, rate), rate, len(samples) / rate)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from src.audio.arrays import write_npy_rows
+from src.audio.store import AudioStore
 
 
 @dataclass(frozen=True)
@@ -50,3 +55,30 @@ def fit_length(cycle: np.ndarray, length: int, pad: str) -> np.ndarray:
         out[:n] = cycle
         return out
     raise ValueError(f"segment.pad must be one of repeat, zero; got {pad!r}")
+
+
+@functools.lru_cache(maxsize=2)
+def _store(folder: Path) -> AudioStore:
+    """The store a worker cuts from, opened (index read, samples mapped) once per process."""
+    return AudioStore(folder)
+
+
+@dataclass(frozen=True)
+class CycleBatch:
+    """Consecutive cycles to cut from a store folder into rows [first, first + len(spans))
+    of a cycles .npy made by `create_npy`: one task of the segment stage's workers."""
+
+    store: Path
+    out: Path
+    first: int
+    spans: tuple[tuple[int, CycleSpan], ...]  # (recording's index in the store, its span)
+    length: int
+    pad: str
+
+
+def write_cycle_batch(batch: CycleBatch) -> int:
+    """Cut, fit (`fit_length`) and write the batch's cycles; returns how many were written."""
+    store = _store(batch.store)
+    rows = np.stack([fit_length(store.samples(i)[span.start : span.end], batch.length, batch.pad) for i, span in batch.spans])
+    write_npy_rows(batch.out, batch.first, rows)
+    return len(rows)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
+
+from src.audio.arrays import read_npy_rows, write_npy_rows
 
 LOG_FLOOR = 1e-6  # power floor of the log scale: ~ -60 dB below a unit-level frame
 
@@ -39,3 +45,30 @@ class Spectrogram(torch.nn.Module):
             peak = db.amax(dim=(-2, -1), keepdim=True)
             return torch.maximum(db, peak - self.top_db)
         return power
+
+
+@functools.lru_cache(maxsize=2)
+def _transform(n_fft: int, hop_length: int, window: str, scale: str, top_db: float) -> Spectrogram:
+    """One Spectrogram per process and settings: its window is built once per worker."""
+    return Spectrogram(n_fft, hop_length, window, scale, top_db)
+
+
+@dataclass(frozen=True)
+class SpectrogramBatch:
+    """Rows [first, first + count) of a cycles .npy to turn into the same rows of a
+    spectrograms .npy made by `create_npy`: one task of the stft stage's workers."""
+
+    cycles: Path
+    out: Path
+    first: int
+    count: int
+    settings: tuple[int, int, str, str, float]  # n_fft, hop_length, window, scale, top_db
+
+
+def write_spectrogram_batch(batch: SpectrogramBatch) -> int:
+    """Compute and write the batch's spectrograms `(count, L)` -> `(count, F, T)`; returns
+    how many were written."""
+    cycles = torch.from_numpy(read_npy_rows(batch.cycles, batch.first, batch.count))
+    with torch.inference_mode():
+        write_npy_rows(batch.out, batch.first, _transform(*batch.settings)(cycles).numpy())
+    return batch.count

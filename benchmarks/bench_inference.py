@@ -11,12 +11,13 @@ Inputs are the stft stage's spectrograms when the folder is there, else random o
 around the checkpoint's per-bin statistics (the time does not depend on the values). Run from
 the repository root and paste the printed table into benchmarks/RESULTS_inference.md:
 
-    python -m benchmarks.bench_inference --model models/model.pt --batches 1 32 --repeats 5
+    python -m benchmarks.bench_inference --model models/model.pt --batches 1 32 --repeats 5 [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -45,17 +46,19 @@ def inputs(folder: Path, trained, count: int) -> tuple[np.ndarray, str]:
     return trained.mean[None, :, None] + trained.std[None, :, None] * noise, "random around the training statistics"
 
 
-def ms_per_cycle(runners: dict[str, Callable[[np.ndarray], np.ndarray]], batch: np.ndarray, repeats: int) -> dict[str, float]:
-    """Best of `repeats` timings of each runner on `batch` (after one warm-up each), in ms per
-    cycle. The runners take turns within every repeat, so a busy machine slows them alike."""
+def ms_per_cycle(runners: dict[str, Callable[[np.ndarray], np.ndarray]], batch: np.ndarray, repeats: int, rounds: int = 2) -> dict[str, float]:
+    """Best timing of each runner on `batch`, in ms per cycle: `rounds` rounds in which every
+    runner in turn gets one warm-up and `repeats` timed runs in a row (a busy machine then
+    slows them alike; back-to-back runs of one runner keep the other's spinning worker
+    threads, onnxruntime's and OpenMP's, from eating into its time)."""
     best = {name: float("inf") for name in runners}
-    for run in runners.values():
-        run(batch)
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, run in runners.items():
-            start = time.perf_counter()
             run(batch)
-            best[name] = min(best[name], time.perf_counter() - start)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run(batch)
+                best[name] = min(best[name], time.perf_counter() - start)
     return {name: 1000 * seconds / len(batch) for name, seconds in best.items()}
 
 
@@ -65,14 +68,18 @@ def main() -> None:
     parser.add_argument("--spectrograms", type=Path, default=Path("data/spectrograms"), help="input spectrograms when present (default: %(default)s)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes timed (default: 1 32)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per setting; the best is kept (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op threads of both runtimes (default: torch's, %(default)s)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     trained = load_checkpoint(args.model)
     specs, origin = inputs(args.spectrograms, trained, max(args.batches))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         opset = export_onnx(trained, onnx_path)
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         runners = {
             "PyTorch (predict's path)": lambda x: classify_spectrograms(trained, x, len(x)),
             "onnxruntime": lambda x: session.run(None, {"spectrogram": x[:, None]})[0],
@@ -85,7 +92,7 @@ def main() -> None:
     print(f"model: ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''}, input (batch, 1, {trained.chain.shape[0]}, {trained.chain.shape[1]}), {sum(p.numel() for p in trained.model.parameters()):,} parameters")
     print(f"files: checkpoint {args.model.stat().st_size / 2**20:.1f} MiB, ONNX (opset {opset}) {onnx_size / 2**20:.1f} MiB")
     print(f"inputs: {origin}; max |p_onnx - p_torch| = {difference:.1e}")
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {ort.__version__}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} threads each")
     print()
     print("| runtime | batch | ms per cycle | cycles/s |")
     print("|---|---:|---:|---:|")

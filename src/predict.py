@@ -26,7 +26,7 @@ from src.cli import StageError, run_stage
 from src.icbhi import CLASS_NAMES, IcbhiFormatError
 from src.inference.checkpoint import TrainedModel, load_checkpoint
 from src.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
-from src.inference.windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS
+from src.inference.windows import default_window
 from src.outputs import StageTimer, atomic_file
 
 AUDIO_SUFFIXES = (".wav",)  # what a FOLDER argument is searched for (any file may be named directly)
@@ -71,15 +71,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--window",
         type=float,
-        default=DEFAULT_WINDOW_SECONDS,
-        help=f"window length in seconds for recordings without annotation (default %(default)s: ICBHI's cycles last 2.7 s on average, 0.2-16 s); each window is fit to the model's cycle length as a short cycle is",
+        default=None,
+        help=(
+            "window length in seconds for recordings without annotation (default: the median length of "
+            "the model's training cycles, stored in its checkpoint; about 2.7 s for ICBHI's cycles, which "
+            "last 0.2-16 s); each window is fit to the model's cycle length as a short cycle is"
+        ),
     )
-    parser.add_argument("--hop", type=float, default=DEFAULT_HOP_SECONDS, help="seconds between window starts (default %(default)s: half a window, so every event under 1.5 s lies wholly in some window)")
+    parser.add_argument("--hop", type=float, default=None, help="seconds between window starts (default: half the window, so every event shorter than half a window lies wholly in some window)")
     parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV written, one row per cycle or window (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="cycles per forward pass (default: %(default)s)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present, else CPU (default)")
     args = parser.parse_args(argv)
-    if args.window <= 0 or args.hop <= 0:
+    if (args.window is not None and args.window <= 0) or (args.hop is not None and args.hop <= 0):
         parser.error(f"--window and --hop must be > 0 seconds; got {args.window} and {args.hop}")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1; got {args.batch_size}")
@@ -144,12 +148,12 @@ def rows_of(result: RecordingPrediction, trained_on: str) -> Iterator[dict[str, 
         }
 
 
-def summary_of(result: RecordingPrediction) -> str:
+def summary_of(result: RecordingPrediction, window: float, hop: float) -> str:
     """`file: 12 cycles: Normal 10, Crackle 2, Wheeze 0, Both 0; abnormal 17 %`."""
     counts = np.bincount(result.predicted, minlength=len(CLASS_NAMES))
     total = int(counts.sum())
     mix = ", ".join(f"{name} {c}" for name, c in zip(CLASS_NAMES, counts))
-    unit = f"{total} cycles" if result.unit == "cycle" else f"{total} windows (no annotation: windows, not cycles)"
+    unit = f"{total} cycles" if result.unit == "cycle" else f"{total} windows of {window:g} s every {hop:g} s (no annotation: windows, not cycles)"
     extra = f"; {result.cycles_without_audio} annotated cycles without audio left out" if result.cycles_without_audio else ""
     return f"{result.file}: {unit}: {mix}; abnormal {100 * (total - counts[0]) / total:.0f} %{extra}"
 
@@ -163,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     check_annotations(args.annotations, files)
     trained: TrainedModel = load_checkpoint(args.model, device_of(args.device))
     trained_on = trained.provenance["data_source"]
+    window, hop = default_window(trained.cycle_seconds, args.window, args.hop)
     print(f"predict: model {args.model}: {trained.describe()}; output is {DISCLAIMER}", file=sys.stderr, flush=True)
     units: Counter[str] = Counter()
     skipped: list[str] = []
@@ -175,14 +180,14 @@ def main(argv: list[str] | None = None) -> None:
                 if not wav.is_file():
                     raise SkippedRecording(f"{wav}: no such file")
                 annotation = annotation_for(wav, args.annotations)
-                result = classify_recording(trained, wav, annotation, args.window, args.hop, args.batch_size)
+                result = classify_recording(trained, wav, annotation, window, hop, args.batch_size)
             except (AudioReadError, IcbhiFormatError, SkippedRecording) as err:
                 skipped.append(str(wav))
                 bar.write(f"predict: skipped {' '.join(str(err).splitlines())}", file=sys.stderr)
                 continue
             writer.writerows(rows_of(result, trained_on))
             units[result.unit] += len(result.starts)
-            bar.write(summary_of(result))
+            bar.write(summary_of(result, window, hop))
         bar.close()
         if len(skipped) == len(files):
             raise StageError(f"none of the {len(files)} files could be classified (each reason above); nothing written")

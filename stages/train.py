@@ -131,6 +131,9 @@ def main() -> None:
         "input_std": torch.from_numpy(std),
         "epoch": best["epoch"],
         "val_scores": {k: best["val"][k] for k in ("icbhi_score", "se", "sp")},
+        # How long the training cycles were before fitting (seconds): predict cuts recordings
+        # without annotation into windows of this typical length.
+        "cycle_seconds_median": float(np.median([float(rows[i]["seconds"]) for i in index["train"]])),
     }
     with atomic_file(MODEL) as tmp:
         torch.save(checkpoint, tmp)

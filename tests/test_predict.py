@@ -27,7 +27,7 @@ from src.icbhi import CLASS_NAMES
 from src.inference.checkpoint import CheckpointError, load_checkpoint
 from src.inference.export import onnx_probabilities
 from src.inference.recording import classify_spectrograms, prepare_recording
-from src.inference.windows import window_spans
+from src.inference.windows import default_window, window_spans
 from src.outputs import read_csv
 from src.params import ParamsError
 from stages.evaluate import PREDICTIONS
@@ -79,6 +79,12 @@ def test_windows_cover_the_recording_with_overlap():
     assert [(s.start, s.end) for s in window_spans(3000, 1000, 3.0, 1.5)] == [(0, 3000)]
 
 
+def test_default_window_is_the_typical_training_cycle_and_user_values_win():
+    assert default_window(2.6789, None, None) == (2.68, 1.34)
+    assert default_window(2.6789, 4.0, None) == (4.0, 2.0)
+    assert default_window(2.6789, None, 0.5) == (2.68, 0.5)
+
+
 def test_audio_chain_from_params_names_a_missing_or_wrong_key():
     groups = {name: dict(values) for name, values in yaml.safe_load((ROOT / "params.yaml").read_text()).items()}
     assert AudioChain.from_params(groups).shape == (groups["stft"]["n_fft"] // 2 + 1, 1 + int(round(groups["segment"]["duration"] * groups["resample"]["rate"])) // groups["stft"]["hop_length"])
@@ -99,7 +105,7 @@ def test_a_file_that_is_not_our_checkpoint_stops_with_one_line(tmp_path):
     torch.save({"payload": np.random.default_rng(0)}, code)  # needs unpickling code: refused
     with pytest.raises(CheckpointError, match="weights_only=True"):
         load_checkpoint(text)
-    with pytest.raises(CheckpointError, match="missing class_names, params, input_mean, input_std"):
+    with pytest.raises(CheckpointError, match="missing class_names, params, input_mean, input_std, val_scores, cycle_seconds_median"):
         load_checkpoint(partial)
     with pytest.raises(CheckpointError, match="weights_only=True"):
         load_checkpoint(code)
@@ -109,7 +115,7 @@ def test_a_file_that_is_not_our_checkpoint_stops_with_one_line(tmp_path):
     sf.write(recording, np.zeros(8000, np.float32), 4000)
     result = predict_cli(str(recording), "--model", str(partial), "--out", str(tmp_path / "p.csv"))
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == f"predict: error: {partial}: not a checkpoint of this project: missing class_names, params, input_mean, input_std"
+    assert result.stderr.strip().splitlines()[-1] == f"predict: error: {partial}: not a checkpoint of this project: missing class_names, params, input_mean, input_std, val_scores, cycle_seconds_median"
     assert "Traceback" not in result.stderr and not (tmp_path / "p.csv").exists()
 
 
@@ -168,8 +174,18 @@ def test_a_recording_without_annotation_is_classified_in_windows(tiny_run, tmp_p
     assert {r["unit"] for r in rows} == {"window"} and {r["annotated_label"] for r in rows} == {""}
     assert [float(r["start"]) for r in rows] == [s.start / 2000 for s in expected]
     assert all(abs(sum(float(r[k]) for k in PROBS) - 1) < 1e-5 for r in rows)
-    assert f"{len(rows)} windows (no annotation: windows, not cycles)" in result.stdout
+    assert f"{len(rows)} windows of 2 s every 1 s (no annotation: windows, not cycles)" in result.stdout
     assert f"0 cycles, {len(rows)} windows" in result.stdout
+
+    # Without --window: windows as long as the model's typical training cycle, half overlapping.
+    typical = torch.load(project / "models" / "model.pt", weights_only=True)["cycle_seconds_median"]
+    window, hop = default_window(typical, None, None)
+    assert window == round(typical, 2) and hop == window / 2 and 0.5 < window < 8
+    result = predict_cli(str(wav), "--model", str(project / "models" / "model.pt"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    expected = window_spans(int(np.ceil(len(samples) * 2000 / rate)), 2000, window, hop)
+    assert [float(r["start"]) for r in read_csv(out)] == pytest.approx([s.start / 2000 for s in expected])
+    assert f"windows of {window:g} s every {hop:g} s" in result.stdout
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ from src.icbhi import CLASS_NAMES
 from src.model import build_model
 from src.params import ModelParams, ParamsError
 
-REQUIRED_KEYS = ("state_dict", "class_names", "params", "input_mean", "input_std", "epoch")
+REQUIRED_KEYS = ("state_dict", "class_names", "params", "input_mean", "input_std", "epoch", "val_scores", "cycle_seconds_median")
 
 
 class CheckpointError(StageError):
@@ -51,6 +51,11 @@ class TrainedModel:
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.checkpoint["class_names"])
+
+    @property
+    def cycle_seconds(self) -> float:
+        """The median length of the training cycles (before fitting), in seconds."""
+        return float(self.checkpoint["cycle_seconds_median"])
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -137,6 +142,9 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
         raise CheckpointError(f"{path}: its params lack {err}") from None
     if not isinstance(checkpoint["epoch"], int):
         raise CheckpointError(f"{path}: epoch must be an integer; got {checkpoint['epoch']!r}")
+    seconds = checkpoint["cycle_seconds_median"]
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < 1e4:
+        raise CheckpointError(f"{path}: cycle_seconds_median must be a positive number of seconds; got {seconds!r}")
     mean, std = _check_stats(path, checkpoint, chain.shape[0])
     model = build_model(m["depth"], m["cbam"], m["cbam_reduction"], len(CLASS_NAMES))
     name = f"ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''} (its params.model)"

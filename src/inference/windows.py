@@ -12,10 +12,16 @@ import math
 
 from src.audio.segment import CycleSpan
 
-# ICBHI's annotated cycles last 0.2 to 16.2 s, 2.7 s on average: a 3 s window holds about
-# one breath. Half-window hops put every event shorter than 1.5 s wholly inside some window.
-DEFAULT_WINDOW_SECONDS = 3.0
-DEFAULT_HOP_SECONDS = 1.5
+
+
+def default_window(cycle_seconds: float, window_s: float | None, hop_s: float | None) -> tuple[float, float]:
+    """The window and hop used when the user gives none: a window as long as the model's
+    typical training cycle (the median, stored in the checkpoint: about 2.7 s on ICBHI),
+    so that a window holds about one breath, as the cycles the model learnt from did; a
+    hop of half the window, so that every event shorter than half a window lies wholly
+    inside some window."""
+    window = window_s if window_s is not None else round(cycle_seconds, 2)
+    return window, hop_s if hop_s is not None else window / 2
 
 
 def window_spans(length: int, rate: int, window_s: float, hop_s: float) -> list[CycleSpan]:

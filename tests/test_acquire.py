@@ -299,6 +299,25 @@ def test_local_folder_is_linked_with_its_relative_paths(tmp_path: Path) -> None:
     assert (tmp_path / "raw" / wav).samefile(folder / wav)  # hardlinked, not copied
 
 
+def test_local_folder_on_another_filesystem_is_copied_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name, data in icbhi_files().items():
+        (folder / name).write_bytes(data)
+    (tmp_path / "raw").mkdir()
+
+    def cross_device(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr("src.acquire.source.os.link", cross_device)
+    materialize_raw(make_params(source="local", local_path=str(folder)), tmp_path / "raw", progress=False)
+    wav = f"{RECORDINGS[0][0]}.wav"
+    assert (tmp_path / "raw" / wav).read_bytes() == (folder / wav).read_bytes()
+    assert not (tmp_path / "raw" / wav).samefile(folder / wav)
+    files = len(icbhi_files())
+    assert f"download: copied {files} files" in capsys.readouterr().err
+
+
 def test_local_zip_takes_the_split_file_lying_beside_it(tmp_path: Path) -> None:
     files = icbhi_files()
     split = files.pop(SPLIT_FILE)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from src.acquire.archive import extract_zip
@@ -25,14 +26,17 @@ ARCHIVE_NAME = "ICBHI_final_database.zip"
 METADATA_FILES = (SPLIT_FILE, DIAGNOSIS_FILE, DEMOGRAPHIC_FILE, ERRATUM_FILE)
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Hardlink `src` at `dst` (no second copy of a 2 GB database), or copy it where the two
-    are on different filesystems. The stages only read data/raw, never write into it."""
+def _place(src: Path, dst: Path) -> bool:
+    """Hardlink `src` at `dst` (no second copy of a 2 GB database); copy it where the two are
+    on different filesystems (or the filesystem has no hard links). Returns whether it linked.
+    The stages only read data/raw, never write into it."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dst)
+        return True
     except OSError:
         shutil.copy2(src, dst)
+        return False
 
 
 def _local_inputs(path: Path) -> tuple[list[Path], dict[Path, Path]]:
@@ -63,8 +67,9 @@ def materialize_local(local_path: str, out_dir: Path) -> None:
     """Fill `out_dir` from an ICBHI folder or zip at `local_path` (data.local_path).
 
     A zip (given directly, or the one zip at the top of the folder) is extracted; the
-    folder's .wav/.txt files keep their relative paths and are hardlinked where possible.
-    A file the archive already holds is taken from the archive.
+    folder's .wav/.txt files keep their relative paths and are hardlinked where possible
+    (copied, with a note on stderr saying so and why, where not). A file the archive
+    already holds is taken from the archive.
     """
     setting = f"data.local_path={local_path}"
     path = Path(local_path)
@@ -73,9 +78,14 @@ def materialize_local(local_path: str, out_dir: Path) -> None:
     archives, loose = _local_inputs(path)
     if archives:
         extract_zip(archives[0], out_dir)
-    for rel, src in loose.items():
-        if not (out_dir / rel).exists():
-            _place(src, out_dir / rel)
+    copied = [src for rel, src in loose.items() if not (out_dir / rel).exists() and not _place(src, out_dir / rel)]
+    if copied:
+        size = sum(f.stat().st_size for f in copied) / 1e6
+        print(
+            f"download: copied {len(copied)} files ({size:,.0f} MB) from {setting} instead of linking them: "
+            "it is on another filesystem than data/raw (keep it on the project's filesystem to store it once)",
+            file=sys.stderr,
+        )
     if not scan_folder(out_dir).recordings:
         raise FileNotFoundError(
             f"{setting} holds no ICBHI recordings; put {ARCHIVE_NAME} or its .wav/.txt files "

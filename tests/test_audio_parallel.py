@@ -95,8 +95,7 @@ def test_row_ranges_outside_the_file_are_refused(tmp_path):
         write_npy_rows(tmp_path / "a.npy", 3, np.zeros((2, 2), np.float32))
     with pytest.raises(ValueError, match=r"rows of shape \(3,\), expected \(2,\)"):
         write_npy_rows(tmp_path / "a.npy", 0, np.zeros((1, 3), np.float32))
-    with open(tmp_path / "a.npy", "r+b") as f:
-        f.truncate(f.seek(0, 2) - 8)  # the last row cut off
+    write_npy_rows(tmp_path / "a.npy", 0, np.zeros((3, 2), np.float32))  # the last row never written
     with pytest.raises(ValueError, match=r"a.npy: file ends early, before row 4 of 4"):
         read_npy_rows(tmp_path / "a.npy", 0, 4)
 

@@ -71,14 +71,14 @@ def npy_shape(path: Path) -> tuple[int, ...]:
 
 
 def create_npy(path: Path, shape: tuple[int, ...], dtype: np.dtype = np.dtype("<f4")) -> None:
-    """An .npy file of `shape` whose rows `write_npy_rows` fills later, in any order and from
-    any process (the pool of a stage). Until written, rows read as zeros: the caller writes
-    every row range once, and finishes only when every write has returned."""
+    """The header of an .npy file of `shape` whose rows `write_npy_rows` writes later, in any
+    order and from any process (the pool of a stage); the caller writes every row range once
+    and finishes only when every write has returned. The file grows as rows arrive: writing
+    into a file first stretched to its full size (a sparse file) was 2-3 times slower here."""
     dtype = np.dtype(dtype)
     with path.open("wb") as f:
         header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
         np.lib.format.write_array_header_1_0(f, header)
-        f.truncate(f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
 
 
 def _row_range(f: BinaryIO, path: Path, start: int, count: int) -> tuple[tuple[int, ...], np.dtype]:
@@ -98,7 +98,7 @@ def write_npy_rows(path: Path, start: int, rows: np.ndarray) -> None:
         shape, dtype = _row_range(f, path, start, len(rows))
         if rows.shape[1:] != shape[1:]:
             raise ValueError(f"{path}: rows of shape {rows.shape[1:]}, expected {shape[1:]}")
-        f.write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+        f.write(memoryview(np.ascontiguousarray(rows, dtype=dtype)).cast("B"))  # no copy through bytes
 
 
 def read_npy_rows(path: Path, start: int, count: int) -> np.ndarray:

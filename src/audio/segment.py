@@ -79,6 +79,10 @@ class CycleBatch:
 def write_cycle_batch(batch: CycleBatch) -> int:
     """Cut, fit (`fit_length`) and write the batch's cycles; returns how many were written."""
     store = _store(batch.store)
-    rows = np.stack([fit_length(store.samples(i)[span.start : span.end], batch.length, batch.pad) for i, span in batch.spans])
+    # Filled in place: a list of rows, then a stacked copy, would fault in fresh pages for
+    # every batch (measured 3x slower than the one-process stage at ICBHI scale).
+    rows = np.empty((len(batch.spans), batch.length), np.float32)
+    for row, (i, span) in zip(rows, batch.spans):
+        row[:] = fit_length(store.samples(i)[span.start : span.end], batch.length, batch.pad)
     write_npy_rows(batch.out, batch.first, rows)
     return len(rows)

@@ -16,7 +16,9 @@ Wall times are the best of --repeat runs (the machine is shared: the best run is
 least disturbed). Peak memory is sampled every 50 ms as the sum of the proportional set size
 (PSS) of every process of the command (DVC, the stage, its workers), so shared pages count
 once; the largest single process's peak RSS is given too. "Stage work" is the time the
-stages' own summary lines report: the wall time less Python's and torch's start-up.
+stages' own summary lines report: the wall time less Python's and torch's start-up. "CPU"
+is the user and system time of all the command's processes: wall time well under CPU time
+is the worker pool using several cores at once.
 
     pip install -r benchmarks/requirements.txt
     python benchmarks/bench_audio.py                          # ICBHI scale
@@ -60,6 +62,7 @@ class Measured:
     peak_mb: float  # peak of the summed PSS of the command's processes
     largest_rss_mb: float  # peak RSS of its largest process (wait4's ru_maxrss)
     output: str
+    cpu: float = 0.0  # user + system CPU seconds of all its processes
     work: float | None = None  # what a stage's own summary line says it took (no start-up)
 
 
@@ -116,7 +119,7 @@ def measure(cmd: list[str], cwd: Path) -> Measured:
     output = "".join(chunks)
     if status != 0:
         raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{output[-3000:]}")
-    return Measured(wall, peak / 1024, usage.ru_maxrss / 1024, output)
+    return Measured(wall, peak / 1024, usage.ru_maxrss / 1024, output, usage.ru_utime + usage.ru_stime)
 
 
 def stage_seconds(output: str) -> float:
@@ -189,6 +192,7 @@ def audio_rows(corpus: Path, scratch: Path, repeat: int = 1, baseline: str | Non
                 max(m.peak_mb for m in runs.values()),
                 max(m.largest_rss_mb for m in runs.values()),
                 "",
+                sum(m.cpu for m in runs.values()),
                 sum(m.work for m in runs.values()),
             )
             keep(f"stage scripts (workers {workers})", total)
@@ -217,6 +221,7 @@ def audio_rows(corpus: Path, scratch: Path, repeat: int = 1, baseline: str | Non
                 "what": label,
                 "wall_s": round(m.wall, 2),
                 "stage_work_s": round(m.work, 2) if m.work is not None else None,
+                "cpu_s": round(m.cpu, 2),
                 "vs_librosa": round(m.wall / librosa_wall, 2),
                 "audio_s_per_s": round(audio_seconds / m.wall) if audio_seconds else None,
                 "peak_mb": round(m.peak_mb),
@@ -228,14 +233,14 @@ def audio_rows(corpus: Path, scratch: Path, repeat: int = 1, baseline: str | Non
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| what | wall s | x librosa | stage work s | audio s / s | peak MB (all processes) | largest process MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| what | wall s | x librosa | stage work s | CPU s | audio s / s | peak MB (all processes) | largest process MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if "wall_s" in r:
             speed = f"{r['audio_s_per_s']:,}" if r["audio_s_per_s"] else ""
             work = f"{r['stage_work_s']:.1f}" if r["stage_work_s"] is not None else ""
             print(
-                f"| {r['what']} | {r['wall_s']:.1f} | {r['vs_librosa']:.2f} | {work} | {speed} | {r['peak_mb']:,} | {r['largest_process_rss_mb']:,} |"
+                f"| {r['what']} | {r['wall_s']:.1f} | {r['vs_librosa']:.2f} | {work} | {r['cpu_s']:.1f} | {speed} | {r['peak_mb']:,} | {r['largest_process_rss_mb']:,} |"
             )
     for r in rows:
         if "on_disk_gb" in r:

@@ -61,7 +61,10 @@ def test_repro_runs_every_stage_and_metrics_show_the_scores(first_run):
     assert list(evaluation)[:4] == ["icbhi_score", "se", "sp", "accuracy"]
     for key in ("accuracy", "se", "sp", "icbhi_score", "binary_score", "val_score"):
         assert 0.0 <= evaluation[key] <= 1.0
-    assert evaluation["checkpoint_epoch"] == 1 and set(evaluation["recall"]) == {"Normal", "Crackle", "Wheeze", "Both"}
+    # (DVC leaves undefined values out of its listing: a class with no test cycle has recall null.)
+    assert evaluation["checkpoint_epoch"] == 1 and set(evaluation["recall"]) <= {"Normal", "Crackle", "Wheeze", "Both"}
+    written = json.loads((project / "metrics/eval/metrics.json").read_text())
+    assert set(written["recall"]) == {"Normal", "Crackle", "Wheeze", "Both"}
     assert evaluation["data"] == "synthetic (not ICBHI)"
     assert metrics["metrics/train/metrics.json"]["data"] == {"step": 1}
     # The details stay available, as cached outputs.

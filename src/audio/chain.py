@@ -24,7 +24,7 @@ from src.params import NormalizeParams, ParamsError, ResampleParams, SegmentPara
 
 # The params groups that shape a spectrogram, in pipeline order, and their validators.
 AUDIO_GROUPS: dict[str, type] = {"resample": ResampleParams, "normalize": NormalizeParams, "segment": SegmentParams, "stft": StftParams}
-STFT_BATCH = 256  # cycles per STFT call, as in the stft stage: memory stays at one batch
+STFT_BATCH = 256  # cycles per STFT call: memory stays at one batch (a spectrogram does not depend on its batch)
 
 
 class AudioChain:
@@ -82,6 +82,6 @@ class AudioChain:
 
     @torch.inference_mode()
     def spectrograms(self, cycles: np.ndarray) -> np.ndarray:
-        """Cycles `(n, L)` -> spectrograms `(n, F, T)` float32, in batches as the stft stage."""
+        """Cycles `(n, L)` -> spectrograms `(n, F, T)` float32, in batches, as the stft stage makes them."""
         out = [self._spectrogram(torch.from_numpy(np.ascontiguousarray(cycles[i : i + STFT_BATCH]))).numpy() for i in range(0, len(cycles), STFT_BATCH)]
         return np.concatenate(out) if out else np.zeros((0, *self.shape), np.float32)

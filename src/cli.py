@@ -7,6 +7,7 @@ other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable
 
@@ -30,8 +31,21 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def run_stage(name: str, main: Callable[[], None]) -> None:
-    """Run a stage's `main`; on an expected error print `<name>: error: <message>` and exit 1."""
+def run_stage(name: str, main: Callable[[], None], doc: str | None = None) -> None:
+    """Run a stage's `main`; on an expected error print `<name>: error: <message>` and exit 1.
+
+    With `doc` (a stage script's docstring), the command line is parsed first: a stage takes
+    no arguments (params.yaml says everything), so `--help` prints what it does and exits,
+    and anything else is an error, rather than a stage that runs when asked for help.
+    """
+    if doc is not None:
+        parser = argparse.ArgumentParser(
+            prog=f"python -m stages.{name}",
+            description=doc,
+            epilog="Every setting is in params.yaml; `dvc repro` runs the stages in order.",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.parse_args()
     try:
         main()
     except EXPECTED_ERRORS as err:

@@ -36,4 +36,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage("download", main)
+    run_stage("download", main, __doc__)

@@ -110,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", main)
+    run_stage("evaluate", main, __doc__)

@@ -38,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage("normalize", main)
+    run_stage("normalize", main, __doc__)

@@ -65,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage("resample", main)
+    run_stage("resample", main, __doc__)

@@ -87,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage("segment", main)
+    run_stage("segment", main, __doc__)

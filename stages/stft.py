@@ -44,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage("stft", main)
+    run_stage("stft", main, __doc__)

@@ -161,4 +161,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage("train", main)
+    run_stage("train", main, __doc__)

@@ -68,18 +68,15 @@ def cycle_loader(
     std: np.ndarray,
     batch_size: int,
     *,
-    shuffle: bool = False,
     workers: int = 0,
-    seed: int = 0,
     device: torch.device = torch.device("cpu"),
 ) -> DataLoader:
-    """Batches `(x (B, 1, F, T), y (B,))` of the cycles in `index`; shuffled with a generator
-    seeded by `seed`, so the batch order repeats run after run."""
+    """Batches `(x (B, 1, F, T), y (B,))` of the cycles in `index`, in index order: the
+    validation, test and predict loaders. (Training batches come from the device-resident
+    split, src/training/batches.py.)"""
     return DataLoader(
         CycleDataset(specs, labels, index, mean, std),
         batch_size=batch_size,
-        shuffle=shuffle,
         num_workers=workers,
-        generator=torch.Generator().manual_seed(seed),
         pin_memory=device.type == "cuda",
     )

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from src.audio.wavio import AudioReadError
@@ -28,6 +27,7 @@ from src.inference.checkpoint import TrainedModel, load_checkpoint
 from src.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
 from src.inference.windows import default_window
 from src.outputs import StageTimer, atomic_file
+from src.training import resolve_device
 
 AUDIO_SUFFIXES = (".wav",)  # what a FOLDER argument is searched for (any file may be named directly)
 COLUMNS = [
@@ -88,14 +88,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1; got {args.batch_size}")
     return args
-
-
-def device_of(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise StageError("--device cuda, but no CUDA device is available; use auto or cpu")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def expand_inputs(inputs: list[Path]) -> Iterator[Path]:
@@ -165,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     if not files:
         raise StageError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(map(str, args.inputs))}")
     check_annotations(args.annotations, files)
-    trained: TrainedModel = load_checkpoint(args.model, device_of(args.device))
+    trained: TrainedModel = load_checkpoint(args.model, resolve_device(args.device, "--device"))
     trained_on = trained.provenance["data_source"]
     window, hop = default_window(trained.cycle_seconds, args.window, args.hop)
     print(f"predict: model {args.model}: {trained.describe()}; output is {DISCLAIMER}", file=sys.stderr, flush=True)

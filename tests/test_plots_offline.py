@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import ROOT, make_project_copy, run

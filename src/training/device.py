@@ -10,12 +10,13 @@ import torch
 from src.params import ParamsError
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when present, else CPU; `cuda` without a GPU is an error naming the key."""
+def resolve_device(name: str, key: str = "train.device") -> torch.device:
+    """`auto` -> CUDA when present, else CPU; `cuda` without a GPU is an error naming `key`
+    (the params key, or a command's option)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("train.device is cuda but no CUDA device is available; use auto or cpu")
+        raise ParamsError(f"{key} is cuda but no CUDA device is available; use auto or cpu")
     return torch.device(name)
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 from src.acquire.archive import ArchiveError
 from src.acquire.http import DownloadError
 from src.icbhi import IcbhiFormatError
+from src.outputs import OutputPathError
 from src.params import ParamsError
 
 
@@ -28,6 +29,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     DownloadError,
     ArchiveError,
     StageError,
+    OutputPathError,
 )
 
 

@@ -22,7 +22,7 @@ from src.dataset import load_spectrograms
 from src.inference.checkpoint import load_checkpoint
 from src.inference.export import export_onnx, onnx_probabilities
 from src.inference.recording import classify_spectrograms
-from src.outputs import StageTimer, atomic_file
+from src.outputs import StageTimer, atomic_file, check_output_file
 
 TOLERANCE = 1e-4  # max |p_onnx - p_torch| accepted: float32 kernels differ in summation order only
 
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ),
     )
     parser.add_argument("--model", type=Path, default=Path("models/model.pt"), help="checkpoint written by the train stage (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("models/model.onnx"), help="ONNX file written (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("models/model.onnx"), help="ONNX file written; an existing .onnx file is replaced, a folder or any other file is refused (default: %(default)s)")
     parser.add_argument(
         "--spectrograms",
         type=Path,
@@ -65,9 +65,11 @@ def check_inputs(folder: Path, shape: tuple[int, int], count: int) -> np.ndarray
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     timer = StageTimer("export")
+    inputs = [args.model, args.spectrograms / "spectrograms.npy"]
+    check_output_file(args.out, (".onnx",), inputs)
     trained = load_checkpoint(args.model)
     specs = check_inputs(args.spectrograms, trained.chain.shape, args.check)
-    with atomic_file(args.out) as tmp:
+    with atomic_file(args.out, (".onnx",), inputs) as tmp:
         opset = export_onnx(trained, tmp)
         difference = float(np.abs(onnx_probabilities(tmp, specs) - classify_spectrograms(trained, specs, 64)).max())
         if not difference <= TOLERANCE:

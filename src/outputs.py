@@ -20,19 +20,74 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 TMP_MARK = ".tmp-"
 
 
-def _clear_stale(path: Path) -> None:
-    """Remove temporaries left beside `path` by an earlier, killed run."""
+class OutputPathError(ValueError):
+    """An output path that would overwrite something that is not an earlier output."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _clear_stale(path: Path, *, folders: bool) -> None:
+    """Remove temporaries left beside `path` by an earlier, killed run: only names this module
+    makes (`.NAME.tmp-XXXX`), and folders only where the output itself is a folder."""
     if path.parent.is_dir():
         for stale in path.parent.glob(f".{path.name}{TMP_MARK}*"):
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            if stale.is_symlink() or stale.is_file():
+                stale.unlink()
+            elif folders and stale.is_dir():
+                shutil.rmtree(stale)
 
 
-def _replace(tmp: Path, path: Path) -> None:
+def check_output_file(path: Path | str, suffixes: tuple[str, ...] = (), inputs: Iterable[Path | str] = ()) -> Path:
+    """`path` as a file a command may write, or OutputPathError saying why not.
+
+    Refused: a path naming a folder (the current one included) or anything else that is not a
+    regular file, a name without one of `suffixes` (so `--out recording.wav` is caught), and
+    any of the command's `inputs`. An existing regular file of the expected kind is
+    overwritten, as `cp` or `>` would.
+    """
+    path = Path(path)
+    if path.exists() and (path.is_dir() or not path.is_file()):
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise OutputPathError(f"{path} is {kind}; give the path of a file to write (nothing was changed)")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise OutputPathError(f"{path}: the output must end in {' or '.join(suffixes)} (nothing was changed)")
+    if path.exists():
+        for source in inputs:
+            if Path(source).exists() and os.path.samefile(source, path):
+                raise OutputPathError(f"{path} is one of the inputs; give another output path (nothing was changed)")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path | str) -> Iterator[Path]:
+    """Yield an empty temporary folder that replaces `path` when the block succeeds.
+
+    Only for the pipeline's own output folders (paths fixed in code and declared as DVC
+    outputs, which DVC itself deletes before a stage runs): the old folder is removed. On an
+    exception the temporary folder is removed and `path` is left as it was. The folder gets
+    the permissions the umask gives (mkdtemp's are private).
+    """
+    path = Path(path)
+    if path.resolve() in (Path.cwd(), *Path.cwd().parents):
+        raise OutputPathError(f"{path} is the current folder or above it; refusing to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale(path, folders=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.chmod(tmp, 0o777 & ~_umask())
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
@@ -41,39 +96,28 @@ def _replace(tmp: Path, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: Path | str) -> Iterator[Path]:
-    """Yield an empty temporary folder that replaces `path` when the block succeeds.
+def atomic_file(path: Path | str, suffixes: tuple[str, ...] = (), inputs: Iterable[Path | str] = ()) -> Iterator[Path]:
+    """Yield a temporary file beside `path` that is renamed onto it when the block succeeds.
 
-    On an exception the temporary folder is removed and `path` is left as it was.
+    `path` is checked first (check_output_file): a folder, a non-regular file, an input or a
+    name without one of `suffixes` is refused before any work. A rename replaces at most one
+    regular file; nothing is ever removed recursively. The file gets the permissions the
+    umask gives (mkstemp's are private).
     """
-    path = Path(path)
+    path = check_output_file(path, suffixes, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _clear_stale(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _replace(tmp, path)
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary file path that replaces `path` when the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _clear_stale(path)
+    _clear_stale(path, folders=False)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
+        check_output_file(path, suffixes, inputs)  # nothing became a folder meanwhile
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs should read like any other file
-    _replace(tmp, path)
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
 
 
 def write_json(path: Path | str, obj: Any) -> None:

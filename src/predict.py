@@ -26,7 +26,7 @@ from src.icbhi import CLASS_NAMES, IcbhiFormatError
 from src.inference.checkpoint import TrainedModel, load_checkpoint
 from src.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
 from src.inference.windows import default_window
-from src.outputs import StageTimer, atomic_file
+from src.outputs import StageTimer, atomic_file, check_output_file
 from src.training import resolve_device
 
 AUDIO_SUFFIXES = (".wav",)  # what a FOLDER argument is searched for (any file may be named directly)
@@ -42,6 +42,7 @@ COLUMNS = [
     *(f"p_{name}" for name in CLASS_NAMES),
     "model_trained_on",
 ]
+OUT_SUFFIXES = (".csv",)
 DISCLAIMER = "a research tool's screening aid, not a diagnosis"
 
 
@@ -79,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ),
     )
     parser.add_argument("--hop", type=float, default=None, help="seconds between window starts (default: half the window, so every event shorter than half a window lies wholly in some window)")
-    parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV written, one row per cycle or window (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV written, one row per cycle or window; an existing .csv file is replaced, a folder or any other file is refused (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="cycles per forward pass (default: %(default)s)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present, else CPU (default)")
     args = parser.parse_args(argv)
@@ -157,13 +158,15 @@ def main(argv: list[str] | None = None) -> None:
     if not files:
         raise StageError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(map(str, args.inputs))}")
     check_annotations(args.annotations, files)
+    inputs = [*files, args.model] + ([] if args.annotations in ("auto", "none") else [Path(args.annotations)])
+    check_output_file(args.out, OUT_SUFFIXES, inputs)
     trained: TrainedModel = load_checkpoint(args.model, resolve_device(args.device, "--device"))
     trained_on = trained.provenance["data_source"]
     window, hop = default_window(trained.cycle_seconds, args.window, args.hop)
     print(f"predict: model {args.model}: {trained.describe()}; output is {DISCLAIMER}", file=sys.stderr, flush=True)
     units: Counter[str] = Counter()
     skipped: list[str] = []
-    with atomic_file(args.out) as tmp, tmp.open("w", newline="") as f:
+    with atomic_file(args.out, OUT_SUFFIXES, inputs) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         bar = tqdm(files, desc="predict", unit="file", leave=False, disable=len(files) < 2)

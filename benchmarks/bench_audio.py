@@ -46,10 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from src.synthetic import SyntheticConfig, generate_corpus  # noqa: E402
+from respiro.data.synthetic.corpus import SyntheticConfig, generate_corpus
 from tests.conftest import DVC_ENV, make_project_copy, set_params  # noqa: E402
 
 STAGES = ("download", "resample", "normalize", "segment", "stft")

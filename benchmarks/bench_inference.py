@@ -28,10 +28,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from src.dataset import load_spectrograms
-from src.inference.checkpoint import load_checkpoint
-from src.inference.export import export_onnx, onnx_probabilities
-from src.inference.recording import classify_spectrograms
+from respiro.data.dataset import load_spectrograms
+from respiro.training.checkpoint import load_checkpoint
+from respiro.inference.onnx import export_onnx, onnx_probabilities
+from respiro.inference.recording import classify_spectrograms
 
 
 def inputs(folder: Path, trained, count: int) -> tuple[np.ndarray, str]:

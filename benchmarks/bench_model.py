@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.model import build_model
+from respiro.model.resnet import build_model
 
 
 @dataclass(frozen=True)

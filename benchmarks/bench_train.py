@@ -21,9 +21,10 @@ import time
 
 import torch
 
-from src.loss import build_loss
-from src.model import build_model
-from src.training import TrainBatches, train_one_epoch
+from respiro.model.loss import build_loss
+from respiro.model.resnet import build_model
+from respiro.training.batches import TrainBatches
+from respiro.training.loop import train_one_epoch
 
 SHAPE = (129, 126)  # frequency bins x frames of an 8 s cycle at 4 kHz, n_fft = hop = 256
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}

@@ -24,15 +24,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.bench_audio import audio_rows  # noqa: E402
 from benchmarks.bench_train import train_rows  # noqa: E402
-from src.synthetic import SyntheticConfig, generate_corpus  # noqa: E402
+from respiro.data.synthetic.corpus import SyntheticConfig, generate_corpus
 
 
 def machine() -> str:

@@ -6,12 +6,13 @@ data/reports/raw.json (what was loaded: recordings, patients, devices, cycles pe
 
 from pathlib import Path
 
-from src.acquire.source import materialize_raw
-from src.catalog import build_catalog
-from src.cli import run_stage
-from src.outputs import StageTimer, atomic_dir, write_json
-from src.params import load_params
-from src.raw_summary import summarize_raw
+from respiro.data.acquire.source import materialize_raw
+from respiro.data.catalog import build_catalog
+from respiro.core.cli import run_stage
+from respiro.core.outputs import StageTimer, atomic_dir, write_json
+from respiro.core.config import load_params
+from respiro.data.raw_summary import summarize_raw
+from respiro.core.errors import MissingInputError
 
 RAW, METRICS = Path("data/raw"), Path("data/reports/raw.json")
 
@@ -22,7 +23,7 @@ def main() -> None:
     erratum = Path(params.data.erratum_file) if params.data.erratum_file else None
     if erratum is not None and not erratum.is_file():
         # Checked first: finding out after a 2 GB download would waste it.
-        raise FileNotFoundError(f"data.erratum_file={erratum} does not exist")
+        raise MissingInputError(f"data.erratum_file={erratum} does not exist")
     with atomic_dir(RAW) as tmp:
         source = materialize_raw(params, tmp)
     summary = summarize_raw(build_catalog(RAW, erratum_file=erratum), source)

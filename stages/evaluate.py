@@ -10,19 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
-from src.cli import StageError, run_stage
-from src.dataset import cycle_loader, load_spectrograms
-from src.evaluation import patients_on_both_sides, per_group_scores, provenance
-from src.icbhi import CLASS_NAMES
-from src.inference.checkpoint import load_checkpoint
-from src.metrics import confusion_matrix, icbhi_scores
-from src.outputs import StageTimer, read_csv, write_csv, write_json
-from src.params import load_params
-from src.tracking import EVAL_DIR, log_test_results, open_live
-from src.training import predict, resolve_device
+from respiro.core.errors import StageError
+from respiro.core.cli import run_stage
+from respiro.data.dataset import cycle_loader, load_spectrograms
+from respiro.evaluation.reports import DETAILS, PREDICTIONS, patients_on_both_sides, per_group_scores, provenance
+from respiro.data.icbhi import CLASS_NAMES
+from respiro.training.checkpoint import load_checkpoint
+from respiro.evaluation.metrics import confusion_matrix, icbhi_scores
+from respiro.core.outputs import StageTimer, read_csv, write_csv, write_json
+from respiro.core.config import load_params
+from respiro.core.tracking import EVAL_DIR, log_test_results, open_live
+from respiro.training.loop import predict
+from respiro.training.device import resolve_device
 
 SPECS, MODEL, SPLIT = Path("data/spectrograms"), Path("models/model.pt"), Path("models/split.csv")
-DETAILS, PREDICTIONS = Path("data/reports/evaluation.json"), Path("data/reports/test_predictions.csv")
 
 
 def headline_metrics(scores: dict, per_device: dict, origin: dict, checkpoint: dict) -> dict[str, object]:

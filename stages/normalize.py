@@ -9,11 +9,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from src.audio.normalize import normalize
-from src.audio.store import AudioStore, AudioStoreWriter
-from src.cli import run_stage
-from src.outputs import SkipReport, StageTimer, atomic_dir
-from src.params import load_params
+from respiro.audio.normalize import normalize
+from respiro.audio.store import AudioStore, AudioStoreWriter
+from respiro.core.cli import run_stage
+from respiro.core.outputs import SkipReport, StageTimer, atomic_dir
+from respiro.core.config import load_params
 
 IN, OUT, REPORT = Path("data/resampled"), Path("data/normalized"), Path("data/reports/normalize.json")
 

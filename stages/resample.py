@@ -9,13 +9,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from src.audio.parallel import ordered_map, worker_count
-from src.audio.resample import read_resampled
-from src.audio.store import AudioStoreWriter
-from src.catalog import build_catalog
-from src.cli import StageError, run_stage
-from src.outputs import SkipReport, StageTimer, atomic_dir
-from src.params import load_params
+from respiro.core.pool import ordered_map, worker_count
+from respiro.audio.resample import read_resampled
+from respiro.audio.store import AudioStoreWriter
+from respiro.data.catalog import build_catalog
+from respiro.core.errors import StageError
+from respiro.core.cli import run_stage
+from respiro.core.outputs import SkipReport, StageTimer, atomic_dir
+from respiro.core.config import load_params
 
 RAW, OUT, REPORT = Path("data/raw"), Path("data/resampled"), Path("data/reports/resample.json")
 

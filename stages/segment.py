@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from src.audio.arrays import create_npy
-from src.audio.parallel import ordered_map, worker_count
-from src.audio.segment import CycleBatch, cycle_span, write_cycle_batch
-from src.audio.store import AudioStore
-from src.cli import StageError, run_stage
-from src.icbhi import CLASS_NAMES, read_annotations
-from src.outputs import SkipReport, StageTimer, atomic_dir, write_csv
-from src.params import load_params
+from respiro.audio.arrays import create_npy
+from respiro.core.pool import ordered_map, worker_count
+from respiro.audio.segment import CycleBatch, cycle_span, write_cycle_batch
+from respiro.audio.store import AudioStore
+from respiro.core.errors import StageError
+from respiro.core.cli import run_stage
+from respiro.data.icbhi import CLASS_NAMES, read_annotations
+from respiro.core.outputs import SkipReport, StageTimer, atomic_dir, write_csv
+from respiro.core.config import load_params
 
 RAW, IN, OUT = Path("data/raw"), Path("data/normalized"), Path("data/cycles")
 REPORT = Path("data/reports/segment.json")

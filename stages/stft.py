@@ -9,12 +9,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from src.audio.arrays import create_npy, npy_shape
-from src.audio.parallel import ordered_map, worker_count
-from src.audio.spectrogram import SpectrogramBatch, write_spectrogram_batch
-from src.cli import run_stage
-from src.outputs import StageTimer, atomic_dir
-from src.params import load_params
+from respiro.audio.arrays import create_npy, npy_shape
+from respiro.core.pool import ordered_map, worker_count
+from respiro.audio.spectrogram import SpectrogramBatch, write_spectrogram_batch
+from respiro.core.cli import run_stage
+from respiro.core.outputs import StageTimer, atomic_dir
+from respiro.core.config import load_params
 
 IN, OUT = Path("data/cycles"), Path("data/spectrograms")
 # Cycles per STFT call and worker task. Every worker holds its batch and torch's buffers for

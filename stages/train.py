@@ -14,31 +14,29 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.cli import StageError, run_stage
-from src.dataset import cycle_loader, frequency_stats, load_spectrograms
-from src.icbhi import CLASS_NAMES
-from src.loss import build_loss
-from src.metrics import scores_of
-from src.model import build_model
-from src.outputs import StageTimer, atomic_file, write_csv, write_json
-from src.tracking import TRAIN_DIR, log_epoch, open_live
-from src.params import load_params
-from src.splits import PARTS, assign_parts
-from src.training import (
+from respiro.core.errors import StageError
+from respiro.core.cli import run_stage
+from respiro.data.dataset import cycle_loader, frequency_stats, load_spectrograms
+from respiro.data.icbhi import CLASS_NAMES
+from respiro.model.loss import build_loss
+from respiro.evaluation.metrics import scores_of
+from respiro.model.resnet import build_model
+from respiro.core.outputs import StageTimer, atomic_file, write_csv, write_json
+from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
+from respiro.core.config import load_params
+from respiro.data.splits import PARTS, assign_parts
+from respiro.training.loop import (
     NonFiniteLossError,
-    TrainBatches,
-    distributed,
     lr_factor,
     make_optimizer,
-    plain_state_dict,
-    precision_name,
     predict,
-    resolve_device,
-    resolve_precision,
-    seed_everything,
     train_one_epoch,
-    unwrap,
 )
+from respiro.training.batches import TrainBatches
+from respiro.training import distributed
+from respiro.training.distributed import plain_state_dict, unwrap
+from respiro.training.precision import precision_name, resolve_precision
+from respiro.training.device import resolve_device, seed_everything
 
 IN = Path("data/spectrograms")
 MODEL, SPLIT = Path("models/model.pt"), Path("models/split.csv")

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from src.acquire.archive import ArchiveError, extract_zip
-from src.acquire.http import DownloadError, download
-from src.acquire.source import materialize_raw
-from src.icbhi import SPLIT_FILE
-from src.params import Params, load_params
+from respiro.core.errors import ArchiveError, DownloadError
+from respiro.data.acquire.archive import extract_zip
+from respiro.data.acquire.http import download
+from respiro.data.acquire.source import materialize_raw
+from respiro.data.icbhi import SPLIT_FILE
+from respiro.core.config import Params, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 TOP = "ICBHI_final_database"
@@ -309,7 +310,7 @@ def test_local_folder_on_another_filesystem_is_copied_and_says_so(tmp_path: Path
     def cross_device(src, dst):
         raise OSError(18, "Invalid cross-device link")
 
-    monkeypatch.setattr("src.acquire.source.os.link", cross_device)
+    monkeypatch.setattr("respiro.data.acquire.source.os.link", cross_device)
     materialize_raw(make_params(source="local", local_path=str(folder)), tmp_path / "raw", progress=False)
     wav = f"{RECORDINGS[0][0]}.wav"
     assert (tmp_path / "raw" / wav).read_bytes() == (folder / wav).read_bytes()

@@ -5,12 +5,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from src.audio.normalize import level_dbfs, normalize
-from src.audio.resample import Resampler
-from src.audio.segment import cycle_span, fit_length
-from src.audio.spectrogram import Spectrogram
-from src.audio.store import AudioStore, AudioStoreWriter
-from src.audio.wavio import AudioReadError, read_mono
+from respiro.audio.normalize import level_dbfs, normalize
+from respiro.audio.resample import Resampler
+from respiro.audio.segment import cycle_span, fit_length
+from respiro.audio.spectrogram import Spectrogram
+from respiro.audio.store import AudioStore, AudioStoreWriter
+from respiro.core.errors import AudioReadError
+from respiro.audio.wavio import read_mono
 
 
 def tone(freq: float, rate: int, seconds: float, amp: float = 0.5) -> np.ndarray:
@@ -141,7 +142,7 @@ def test_read_mono_rejects_bad_files(tmp_path):
 
 
 def test_npy_streaming_matches_numpy_and_checks_row_counts(tmp_path):
-    from src.audio.arrays import NpyWriter, iter_npy_rows, npy_shape
+    from respiro.audio.arrays import NpyWriter, iter_npy_rows, npy_shape
 
     data = np.random.default_rng(0).standard_normal((7, 3, 5)).astype(np.float32)
     with NpyWriter(tmp_path / "a.npy", data.shape) as writer:

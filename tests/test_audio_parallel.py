@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import yaml
 
-from src.audio.arrays import NpyWriter, create_npy, read_npy_rows, write_npy_rows
-from src.audio.parallel import IN_FLIGHT_PER_WORKER, ordered_map, worker_count
+from respiro.audio.arrays import NpyWriter, create_npy, read_npy_rows, write_npy_rows
+from respiro.core.pool import IN_FLIGHT_PER_WORKER, ordered_map, worker_count
 from tests.conftest import ROOT
 
 
@@ -132,7 +132,7 @@ def test_the_stages_write_the_same_bytes_on_one_worker_and_on_several(tmp_path, 
 def test_spectrogram_batches_from_several_workers_match_one_call_in_this_process(tmp_path):
     import torch
 
-    from src.audio.spectrogram import Spectrogram, SpectrogramBatch, write_spectrogram_batch
+    from respiro.audio.spectrogram import Spectrogram, SpectrogramBatch, write_spectrogram_batch
 
     cycles = np.random.default_rng(0).standard_normal((300, 2048)).astype(np.float32)
     np.save(tmp_path / "cycles.npy", cycles)

@@ -19,10 +19,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from src.dataset import cycle_loader, load_spectrograms
-from src.model import build_model
-from src.outputs import read_csv
-from src.training import Shard, TrainBatches, distributed, predict, train_one_epoch
+from respiro.data.dataset import cycle_loader, load_spectrograms
+from respiro.model.resnet import build_model
+from respiro.core.outputs import read_csv
+from respiro.training.batches import Shard, TrainBatches
+from respiro.training import distributed
+from respiro.training.loop import predict, train_one_epoch
 from tests.conftest import TINY_PARAMS, make_project_copy, run, set_params
 
 N, BATCH, WORLD = 37, 8, 2

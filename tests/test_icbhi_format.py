@@ -14,22 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from src.icbhi import (
-    DEMOGRAPHIC_FILE,
-    DIAGNOSIS_FILE,
-    ERRATUM_FILE,
-    SPLIT_FILE,
-    IcbhiFormatError,
-    is_recording_name,
-    parse_recording_name,
-    read_annotations,
-    read_demographics,
-    read_device_erratum,
-    read_diagnosis,
-    read_patient_folds,
-    read_split_file,
-    scan_folder,
-)
+from respiro.core.errors import IcbhiFormatError
+from respiro.data.icbhi import DEMOGRAPHIC_FILE, DIAGNOSIS_FILE, ERRATUM_FILE, SPLIT_FILE, is_recording_name, parse_recording_name, read_annotations, read_demographics, read_device_erratum, read_diagnosis, read_patient_folds, read_split_file, scan_folder
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # The sample's README: cycles per class (Normal, Crackle, Wheeze, Both) of each recording.

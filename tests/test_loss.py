@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.icbhi import CLASS_NAMES
-from src.loss import FocalLoss, build_loss, focal_loss
+from respiro.data.icbhi import CLASS_NAMES
+from respiro.model.loss import FocalLoss, build_loss, focal_loss
 
 # Three samples, four classes, computed by hand below.
 LOGITS = [[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 3.0, -2.0], [1.0, 1.0, 1.0, 1.0]]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from src.metrics import confusion_matrix, icbhi_scores, scores_of
+from respiro.evaluation.metrics import confusion_matrix, icbhi_scores, scores_of
 
 
 def test_confusion_matrix_rows_are_true_columns_predicted():

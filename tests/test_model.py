@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.model import CBAM, DEPTHS, ResNet, build_model
+from respiro.model.cbam import CBAM
+from respiro.model.resnet import DEPTHS, ResNet, build_model
 
 WIDTHS = (64, 128, 256, 512)
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from src.outputs import OutputPathError, atomic_dir, atomic_file
-from tests.conftest import ROOT
+from respiro.core.errors import OutputPathError
+from respiro.core.outputs import atomic_dir, atomic_file
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -32,9 +32,8 @@ def workspace(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+def cli(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "respiro", command, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 PREDICT_CASES = {
@@ -50,7 +49,7 @@ PREDICT_CASES = {
 @pytest.mark.parametrize("out", PREDICT_CASES.values(), ids=PREDICT_CASES.keys())
 def test_predict_refuses_an_output_that_is_not_a_csv_of_its_own(workspace, out):
     before = snapshot(workspace)
-    result = cli("src.predict", "rec.wav", "--model", "model.pt", "--out", *out, cwd=workspace)
+    result = cli("predict", "rec.wav", "--model", "model.pt", "--out", *out, cwd=workspace)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("predict: error: ") and "nothing was changed" in lines[0], result.stderr
@@ -63,7 +62,7 @@ EXPORT_CASES = {"a folder": "results", "the current folder": ".", "the model": "
 @pytest.mark.parametrize("out", EXPORT_CASES.values(), ids=EXPORT_CASES.keys())
 def test_export_refuses_an_output_that_is_not_an_onnx_file_of_its_own(workspace, out):
     before = snapshot(workspace)
-    result = cli("src.export", "--model", "model.pt", "--out", out, cwd=workspace)
+    result = cli("export", "--model", "model.pt", "--out", out, cwd=workspace)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("export: error: ") and "nothing was changed" in lines[0], result.stderr
@@ -73,7 +72,7 @@ def test_export_refuses_an_output_that_is_not_an_onnx_file_of_its_own(workspace,
 def test_export_with_the_model_itself_renamed_onnx_is_refused(workspace):
     (workspace / "model.onnx").symlink_to(workspace / "model.pt")
     before = snapshot(workspace)
-    result = cli("src.export", "--model", "model.onnx", "--out", "model.onnx", cwd=workspace)
+    result = cli("export", "--model", "model.onnx", "--out", "model.onnx", cwd=workspace)
     assert result.returncode == 1 and "is one of the inputs" in result.stderr
     assert snapshot(workspace) == before
 

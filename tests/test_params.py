@@ -6,7 +6,8 @@ import re
 import pytest
 import yaml
 
-from src.params import ParamsError, load_params, parse_params
+from respiro.core.errors import ParamsError
+from respiro.core.config import load_params, parse_params
 from tests.conftest import ROOT
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -21,16 +21,16 @@ import soundfile as sf
 import torch
 import yaml
 
-from src.audio.chain import AudioChain
-from src.dataset import load_spectrograms
-from src.icbhi import CLASS_NAMES
-from src.inference.checkpoint import CheckpointError, load_checkpoint
-from src.inference.export import onnx_probabilities
-from src.inference.recording import classify_spectrograms, prepare_recording
-from src.inference.windows import default_window, window_spans
-from src.outputs import read_csv
-from src.params import ParamsError
-from stages.evaluate import PREDICTIONS
+from respiro.audio.chain import AudioChain
+from respiro.data.dataset import load_spectrograms
+from respiro.data.icbhi import CLASS_NAMES
+from respiro.core.errors import CheckpointError, ParamsError
+from respiro.training.checkpoint import load_checkpoint
+from respiro.inference.onnx import onnx_probabilities
+from respiro.inference.recording import classify_spectrograms, prepare_recording
+from respiro.inference.windows import default_window, window_spans
+from respiro.core.outputs import read_csv
+from respiro.evaluation.reports import PREDICTIONS
 from tests.conftest import ROOT, TINY_PARAMS, shared_dir
 
 STAGES = ("download", "resample", "normalize", "segment", "stft", "train", "evaluate")
@@ -64,8 +64,8 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def predict_cli(*args: str) -> subprocess.CompletedProcess:
-    """`python -m src.predict` run from this project (its params.yaml is not the model's)."""
-    return python(["-m", "src.predict", *args], ROOT)
+    """`respiro predict` run from this project (its params.yaml is not the model's)."""
+    return python(["-m", "respiro", "predict", *args], ROOT)
 
 
 # --- fast: no trained model needed ---------------------------------------------------------
@@ -237,7 +237,7 @@ def test_a_checkpoint_with_other_classes_or_weights_is_refused(tiny_run, tmp_pat
 def test_onnx_export_gives_pytorch_probabilities_on_real_spectrograms(tiny_run, tmp_path):
     project, _ = tiny_run
     out = tmp_path / "model.onnx"
-    result = python(["-m", "src.export", "--out", str(out)], project)
+    result = python(["-m", "respiro", "export", "--out", str(out)], project)
     assert result.returncode == 0, result.stderr
     assert re.search(r"^export: .* opset \d+, input \(batch, 1, 129, 32\)\); onnxruntime vs PyTorch on 51 spectrograms", result.stdout, re.M)
     trained = load_checkpoint(project / "models" / "model.pt")

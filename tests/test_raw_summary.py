@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.acquire.source import materialize_raw
-from src.catalog import UNKNOWN_44K_DEVICE, build_catalog
-from src.icbhi import ERRATUM_FILE, SPLIT_FILE, IcbhiFormatError
-from src.params import load_params
-from src.raw_summary import summarize_raw
+from respiro.data.acquire.source import materialize_raw
+from respiro.data.catalog import UNKNOWN_44K_DEVICE, build_catalog
+from respiro.core.errors import IcbhiFormatError
+from respiro.data.icbhi import ERRATUM_FILE, SPLIT_FILE
+from respiro.core.config import load_params
+from respiro.data.raw_summary import summarize_raw
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(os.environ.get("ICBHI_SAMPLE_DIR", REPO.parent / "shared" / "icbhi-sample"))

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from src.params import SplitParams
-from src.splits import assign_folds, assign_parts, group_split
+from respiro.core.config import SplitParams
+from respiro.data.splits import assign_folds, assign_parts, group_split
 
 
 def corpus(n_patients=30, seed=0):
@@ -79,7 +79,7 @@ def test_folds_cover_every_patient_once(tmp_path):
 
 
 def test_real_patient_folds_file(icbhi_metadata):
-    from src.icbhi import read_patient_folds
+    from respiro.data.icbhi import read_patient_folds
 
     folds = read_patient_folds(icbhi_metadata / "patient_list_foldwise.txt")
     assert len(folds) == 126 and set(folds.values()) == {0, 1, 2, 3, 4}

@@ -25,7 +25,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from src.icbhi import (
+from respiro.data.icbhi import (
     CLASS_NAMES,
     DEMOGRAPHIC_FILE,
     DIAGNOSIS_FILE,
@@ -37,9 +37,15 @@ from src.icbhi import (
     read_split_file,
     scan_folder,
 )
-from src.synthetic import ICBHI_SCALE, CorpusSummary, SyntheticConfig, generate_corpus, plan_corpus
-from src.synthetic import sounds
-from src.synthetic.corpus import DIAGNOSES, summarize
+from respiro.data.synthetic.corpus import (
+    ICBHI_SCALE,
+    CorpusSummary,
+    SyntheticConfig,
+    generate_corpus,
+    plan_corpus,
+)
+from respiro.data.synthetic import sounds
+from respiro.data.synthetic.corpus import DIAGNOSES, summarize
 
 SMALL = SyntheticConfig(seed=11, patients=6, recordings=12, recording_seconds=10.0)
 MODERATE = SyntheticConfig(seed=5, patients=60, recordings=200, recording_seconds=12.0)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import yaml
 
-from src.icbhi import CLASS_NAMES
-from src.metrics import scores_of
-from src.table3 import (
+from respiro.data.icbhi import CLASS_NAMES
+from respiro.evaluation.metrics import scores_of
+from respiro.evaluation.table3 import (
     CONFIGS,
     PAPER_TABLE3,
     Config,

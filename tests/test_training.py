@@ -6,20 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from src.params import ParamsError
-from src.training import (
-    NonFiniteLossError,
+from respiro.core.errors import ParamsError
+from respiro.training.loop import NonFiniteLossError, lr_factor, train_one_epoch
+from respiro.training.batches import (
     Shard,
     TrainBatches,
     apply_mask_bands,
-    choose_precision,
     draw_mask_bands,
-    lr_factor,
-    resolve_device,
     spec_augment,
-    train_one_epoch,
 )
-from src.training.precision import cpu_flags, cpu_has_native_bf16
+from respiro.training.precision import choose_precision
+from respiro.training.device import resolve_device
+from respiro.training.precision import cpu_flags, cpu_has_native_bf16
 
 
 def batches_of(n: int, batch_size: int, shard: Shard = Shard(), bins: int = 6, frames: int = 8, seed: int = 0, masks: int = 0) -> TrainBatches:

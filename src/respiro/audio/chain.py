@@ -1,0 +1,88 @@
+"""The whole audio chain for one recording: resample -> normalize -> cut -> fit -> spectrogram.
+
+The stages run these steps one at a time over the whole corpus, so that DVC caches each
+step; a model in use needs them on one recording at a time. `AudioChain` composes the very
+functions the stages call (Resampler, normalize, cycle_span, fit_length, Spectrogram) with
+one set of params, the ones a checkpoint was trained with, so that a recording gives the
+network the same input at inference as in training (checked bit for bit by
+tests/test_predict.py against the stages' own spectrograms).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+
+from respiro.audio.normalize import normalize
+from respiro.audio.resample import Resampler
+from respiro.audio.segment import CycleSpan, fit_length
+from respiro.audio.spectrogram import Spectrogram
+from respiro.core.errors import ParamsError
+from respiro.core.config import NormalizeParams, ResampleParams, SegmentParams, StftParams
+
+# The params groups that shape a spectrogram, in pipeline order, and their validators.
+AUDIO_GROUPS: dict[str, type] = {"resample": ResampleParams, "normalize": NormalizeParams, "segment": SegmentParams, "stft": StftParams}
+STFT_BATCH = 256  # cycles per STFT call: memory stays at one batch (a spectrogram does not depend on its batch)
+
+
+class AudioChain:
+    """From a recording's samples at any rate to spectrograms `(n, F, T)`, for one params set."""
+
+    def __init__(self, resample: ResampleParams, normalize: NormalizeParams, segment: SegmentParams, stft: StftParams) -> None:
+        self.resample, self.normalize, self.segment, self.stft = resample, normalize, segment, stft
+        self._resampler = Resampler(resample.rate)
+        self._spectrogram = Spectrogram(stft.n_fft, stft.hop_length, stft.window, stft.scale, stft.top_db)
+
+    @classmethod
+    def from_params(cls, groups: Mapping[str, Any]) -> "AudioChain":
+        """The chain of a params mapping `{group: {key: value}}` (params.yaml's, or the copy a
+        checkpoint holds). Raises ParamsError naming the group or key that is missing or wrong."""
+        checked = {}
+        for name, validator in AUDIO_GROUPS.items():
+            values = groups.get(name) if isinstance(groups, Mapping) else None
+            if not isinstance(values, Mapping):
+                raise ParamsError(f"missing params group {name!r}")
+            fields = [f.name for f in dataclasses.fields(validator)]
+            missing = [k for k in fields if k not in values]
+            if missing:
+                raise ParamsError(f"missing key {name}.{missing[0]}")
+            checked[name] = validator(**{k: values[k] for k in fields})
+        return cls(**checked)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in AUDIO_GROUPS}
+
+    @property
+    def rate(self) -> int:
+        return self.resample.rate
+
+    @property
+    def cycle_samples(self) -> int:
+        """Samples in every fixed-length cycle (as the segment stage computes it)."""
+        return int(round(self.segment.duration * self.rate))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """`(F, T)` of one spectrogram."""
+        return self.stft.n_fft // 2 + 1, 1 + self.cycle_samples // self.stft.hop_length
+
+    def recording(self, samples: np.ndarray, rate: int) -> np.ndarray:
+        """A recording `(time,)` at `rate` -> resampled to the chain's rate and normalized,
+        float32 `(ceil(time * self.rate / rate),)`: what the normalize stage stores."""
+        resampled = self._resampler(samples, rate)
+        scaled, _ = normalize(resampled, self.normalize.method, self.normalize.target_dbfs)
+        return scaled
+
+    def cycles(self, recording: np.ndarray, spans: Iterable[CycleSpan]) -> np.ndarray:
+        """The `spans` of a prepared recording, each fit to the cycle length: `(n, L)` float32."""
+        rows = [fit_length(recording[s.start : s.end], self.cycle_samples, self.segment.pad) for s in spans]
+        return np.stack(rows) if rows else np.zeros((0, self.cycle_samples), np.float32)
+
+    @torch.inference_mode()
+    def spectrograms(self, cycles: np.ndarray) -> np.ndarray:
+        """Cycles `(n, L)` -> spectrograms `(n, F, T)` float32, in batches, as the stft stage makes them."""
+        out = [self._spectrogram(torch.from_numpy(np.ascontiguousarray(cycles[i : i + STFT_BATCH]))).numpy() for i in range(0, len(cycles), STFT_BATCH)]
+        return np.concatenate(out) if out else np.zeros((0, *self.shape), np.float32)

@@ -1,0 +1,197 @@
+"""Classify recordings with a trained checkpoint: one CSV row per cycle (or window).
+
+    respiro predict RECORDING.wav [MORE.wav | FOLDER ...] [--model models/model.pt]
+        [--annotations auto|none|PATH] [--window S --hop S] [--out predictions.csv]
+
+The audio chain (sample rate, normalization, cycle length and padding, STFT, per-bin
+standardization) is the one the checkpoint was trained with, read from it. A research
+tool's screening aid, not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from respiro.core.errors import AudioReadError, IcbhiFormatError, MissingInputError, StageError
+from respiro.core.cli import run_stage
+from respiro.data.icbhi import CLASS_NAMES
+from respiro.training.checkpoint import TrainedModel, load_checkpoint
+from respiro.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
+from respiro.inference.windows import default_window
+from respiro.core.outputs import StageTimer, atomic_file, check_output_file
+from respiro.training.device import resolve_device
+
+AUDIO_SUFFIXES = (".wav",)  # what a FOLDER argument is searched for (any file may be named directly)
+COLUMNS = [
+    "file",
+    "recording",
+    "unit",
+    "index",
+    "start",
+    "end",
+    "annotated_label",
+    "predicted_label",
+    *(f"p_{name}" for name in CLASS_NAMES),
+    "model_trained_on",
+]
+OUT_SUFFIXES = (".csv",)
+DISCLAIMER = "a research tool's screening aid, not a diagnosis"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="respiro predict",
+        description=(
+            "Classify respiratory sound recordings (Normal, Crackle, Wheeze, Both) with a trained "
+            "checkpoint, using exactly the audio chain it was trained with (read from the checkpoint). "
+            f"The output is {DISCLAIMER}; a model trained on the synthetic corpus knows nothing about "
+            "real patients (the model_trained_on column and the summary say which data it saw)."
+        ),
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="RECORDING_OR_FOLDER", help="audio files (any rate, PCM width or channel count soundfile reads) or folders searched recursively for .wav files")
+    parser.add_argument("--model", type=Path, default=Path("models/model.pt"), help="checkpoint written by the train stage (default: %(default)s)")
+    parser.add_argument(
+        "--annotations",
+        default="auto",
+        metavar="auto|none|PATH",
+        help=(
+            "where the ICBHI cycle annotations (start end crackles wheezes) come from: auto (default) uses "
+            "RECORDING.txt beside each recording when present; none classifies windows; a .txt file "
+            "(with one recording) or a folder holding <recording stem>.txt files. A recording without "
+            "annotation is cut into windows"
+        ),
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        help=(
+            "window length in seconds for recordings without annotation (default: the median length of "
+            "the model's training cycles, stored in its checkpoint; about 2.7 s for ICBHI's cycles, which "
+            "last 0.2-16 s); each window is fit to the model's cycle length as a short cycle is"
+        ),
+    )
+    parser.add_argument("--hop", type=float, default=None, help="seconds between window starts (default: half the window, so every event shorter than half a window lies wholly in some window)")
+    parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV written, one row per cycle or window; an existing .csv file is replaced, a folder or any other file is refused (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64, help="cycles per forward pass (default: %(default)s)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present, else CPU (default)")
+    args = parser.parse_args(argv)
+    if (args.window is not None and args.window <= 0) or (args.hop is not None and args.hop <= 0):
+        parser.error(f"--window and --hop must be > 0 seconds; got {args.window} and {args.hop}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1; got {args.batch_size}")
+    return args
+
+
+def expand_inputs(inputs: list[Path]) -> Iterator[Path]:
+    """Each input file as given; each folder's audio files (AUDIO_SUFFIXES), sorted, recursively.
+    A path that does not exist is yielded as it is, for the caller to report and skip."""
+    for path in inputs:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        else:
+            yield path
+
+
+def check_annotations(setting: str, files: list[Path]) -> None:
+    """Stop before any work when `--annotations PATH` cannot apply to `files`."""
+    if setting in ("auto", "none") or Path(setting).is_dir():
+        return
+    if not Path(setting).is_file():
+        raise MissingInputError(f"--annotations {setting}: no such file or folder")
+    if len(files) != 1:
+        raise StageError(f"--annotations {setting} is one file, for one recording; give a folder of <recording stem>.txt files for {len(files)}")
+
+
+def annotation_for(wav: Path, setting: str) -> Path | None:
+    """The annotation file of `wav` under `--annotations` (see parse_args), or None for windows."""
+    if setting == "none":
+        return None
+    if setting == "auto":
+        beside = wav.with_suffix(".txt")
+        return beside if beside.is_file() else None
+    path = Path(setting)
+    if path.is_dir():
+        candidate = path / f"{wav.stem}.txt"
+        return candidate if candidate.is_file() else None
+    return path
+
+
+def rows_of(result: RecordingPrediction, trained_on: str) -> Iterator[dict[str, str]]:
+    for n, (start, end, annotated, probs) in enumerate(zip(result.starts, result.ends, result.annotated, result.probabilities), start=1):
+        yield {
+            "file": str(result.file),
+            "recording": result.file.stem,
+            "unit": result.unit,
+            "index": str(n),
+            "start": f"{start:g}" if result.unit == "cycle" else f"{start:.3f}",
+            "end": f"{end:g}" if result.unit == "cycle" else f"{end:.3f}",
+            "annotated_label": "" if annotated is None else CLASS_NAMES[annotated],
+            "predicted_label": CLASS_NAMES[int(probs.argmax())],
+            **{f"p_{name}": f"{probs[c]:.6f}" for c, name in enumerate(CLASS_NAMES)},
+            "model_trained_on": trained_on,
+        }
+
+
+def summary_of(result: RecordingPrediction, window: float, hop: float) -> str:
+    """`file: 12 cycles: Normal 10, Crackle 2, Wheeze 0, Both 0; abnormal 17 %`."""
+    counts = np.bincount(result.predicted, minlength=len(CLASS_NAMES))
+    total = int(counts.sum())
+    mix = ", ".join(f"{name} {c}" for name, c in zip(CLASS_NAMES, counts))
+    unit = f"{total} cycles" if result.unit == "cycle" else f"{total} windows of {window:g} s every {hop:g} s (no annotation: windows, not cycles)"
+    extra = f"; {result.cycles_without_audio} annotated cycles without audio left out" if result.cycles_without_audio else ""
+    return f"{result.file}: {unit}: {mix}; abnormal {100 * (total - counts[0]) / total:.0f} %{extra}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    timer = StageTimer("predict")
+    files = list(expand_inputs(args.inputs))
+    if not files:
+        raise StageError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(map(str, args.inputs))}")
+    check_annotations(args.annotations, files)
+    inputs = [*files, args.model] + ([] if args.annotations in ("auto", "none") else [Path(args.annotations)])
+    check_output_file(args.out, OUT_SUFFIXES, inputs)
+    trained: TrainedModel = load_checkpoint(args.model, resolve_device(args.device, "--device"))
+    trained_on = trained.provenance["data_source"]
+    window, hop = default_window(trained.cycle_seconds, args.window, args.hop)
+    print(f"predict: model {args.model}: {trained.describe()}; output is {DISCLAIMER}", file=sys.stderr, flush=True)
+    units: Counter[str] = Counter()
+    skipped: list[str] = []
+    with atomic_file(args.out, OUT_SUFFIXES, inputs) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        bar = tqdm(files, desc="predict", unit="file", leave=False, disable=len(files) < 2)
+        for wav in bar:
+            try:
+                if not wav.is_file():
+                    raise SkippedRecording(f"{wav}: no such file")
+                annotation = annotation_for(wav, args.annotations)
+                result = classify_recording(trained, wav, annotation, window, hop, args.batch_size)
+            except (AudioReadError, IcbhiFormatError, SkippedRecording) as err:
+                skipped.append(str(wav))
+                bar.write(f"predict: skipped {' '.join(str(err).splitlines())}", file=sys.stderr)
+                continue
+            writer.writerows(rows_of(result, trained_on))
+            units[result.unit] += len(result.starts)
+            bar.write(summary_of(result, window, hop))
+        bar.close()
+        if len(skipped) == len(files):
+            raise StageError(f"none of the {len(files)} files could be classified (each reason above); nothing written")
+    timer.done(
+        f"{len(files) - len(skipped)} of {len(files)} files classified ({len(skipped)} skipped), {units['cycle']} cycles, "
+        f"{units['window']} windows -> {args.out}; model trained on {trained_on}"
+    )
+
+
+def run(argv: list[str] | None = None) -> None:
+    """`respiro predict ...`: expected errors and Ctrl-C end with one line."""
+    run_stage("predict", lambda: main(argv), resume="respiro predict ... (the same command)")

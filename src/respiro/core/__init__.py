@@ -1,0 +1,1 @@
+"""Plumbing every layer may use; it imports no domain code."""

@@ -1,0 +1,49 @@
+"""How a stage script or command ends: an expected error as one line, Ctrl-C as one line.
+
+An expected error is a `UserError` (core/errors.py): a bad params.yaml value, a malformed
+ICBHI file, a missing input, a failed download. It is printed as `<name>: error: <message>`
+with exit code 1; a traceback would only hide its message. Any other exception is a bug and
+keeps its traceback. Ctrl-C prints one line too: outputs are written to temporaries and
+renamed into place only when complete, so an interrupted run leaves no half-written output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from respiro.core.errors import UserError
+
+INTERRUPTED_EXIT = 130  # what a shell reports for a process ended by SIGINT
+
+
+def run_stage(name: str, main: Callable[[], None], doc: str | None = None, resume: str = "dvc repro") -> None:
+    """Run a stage's (or a command's) `main`, ending expected errors and Ctrl-C with one line.
+
+    With `doc` (a stage script's docstring), the command line is parsed first: a stage takes
+    no arguments (params.yaml says everything), so `--help` prints what it does and exits,
+    and anything else is an error, rather than a stage that runs when asked for help.
+    `resume` is what the user runs to carry on after an interrupt.
+    """
+    if doc is not None:
+        parser = argparse.ArgumentParser(
+            prog=f"python -m stages.{name}",
+            description=doc,
+            epilog="Every setting is in params.yaml; `dvc repro` runs the stages in order.",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.parse_args()
+    try:
+        main()
+    except UserError as err:
+        message = " ".join(str(err).splitlines())
+        print(f"{name}: error: {message}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(
+            f"\n{name}: interrupted; no output was left half-written (earlier outputs are as they were, "
+            f"or restored by `dvc checkout`); run `{resume}` to carry on",
+            file=sys.stderr,
+        )
+        sys.exit(INTERRUPTED_EXIT)

@@ -1,0 +1,135 @@
+"""Fill the raw ICBHI folder from the source that `data.source` names.
+
+  synthetic: a corpus in the ICBHI file format, generated from `synthetic:` (offline);
+  local:     the user's ICBHI folder or official zip at `data.local_path`;
+  icbhi:     the official archive, downloaded (resumable, verified) and extracted.
+
+Whatever the source, the folder ends up in the same layout (recordings and metadata files
+at its top), so every later stage reads one format.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from respiro.data.acquire.archive import extract_zip
+from respiro.data.acquire.http import download
+from respiro.data.icbhi import (
+    DEMOGRAPHIC_FILE,
+    DIAGNOSIS_FILE,
+    ERRATUM_FILE,
+    SPLIT_FILE,
+    scan_folder,
+)
+from respiro.core.errors import MissingInputError, ParamsError
+from respiro.core.config import DataParams, Params
+from respiro.data.synthetic.corpus import SyntheticConfig, generate_corpus
+
+ARCHIVE_NAME = "ICBHI_final_database.zip"
+# Published beside the archive rather than in it: picked up from next to a local zip.
+METADATA_FILES = (SPLIT_FILE, DIAGNOSIS_FILE, DEMOGRAPHIC_FILE, ERRATUM_FILE)
+
+
+def _place(src: Path, dst: Path) -> bool:
+    """Hardlink `src` at `dst` (no second copy of a 2 GB database); copy it where the two are
+    on different filesystems (or the filesystem has no hard links). Returns whether it linked.
+    The stages only read data/raw, never write into it."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:
+        shutil.copy2(src, dst)
+        return False
+
+
+def _local_inputs(path: Path) -> tuple[list[Path], dict[Path, Path]]:
+    """The zip archives to extract and the loose files to add ({relative path: file})."""
+    if path.is_file():
+        if path.suffix.lower() != ".zip":
+            raise ParamsError(f"data.local_path={path} is a file but not a .zip; point it at your ICBHI folder or {ARCHIVE_NAME}")
+        beside = {Path(name): path.parent / name for name in METADATA_FILES if (path.parent / name).is_file()}
+        return [path], beside
+    archives = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".zip")
+    if len(archives) > 1:
+        raise ParamsError(
+            f"data.local_path={path} holds {len(archives)} zip archives ({', '.join(p.name for p in archives)}); "
+            "keep one there, or point data.local_path at the one to use"
+        )
+    loose = {
+        p.relative_to(path): p
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+        and p.suffix.lower() in (".wav", ".txt")
+        # Hidden files and folders (editor, OS and VCS droppings) are never data.
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    }
+    return archives, loose
+
+
+def materialize_local(local_path: str, out_dir: Path) -> None:
+    """Fill `out_dir` from an ICBHI folder or zip at `local_path` (data.local_path).
+
+    A zip (given directly, or the one zip at the top of the folder) is extracted; the
+    folder's .wav/.txt files keep their relative paths and are hardlinked where possible
+    (copied, with a note on stderr saying so and why, where not). A file the archive
+    already holds is taken from the archive.
+    """
+    setting = f"data.local_path={local_path}"
+    path = Path(local_path)
+    if not path.exists():
+        raise MissingInputError(f"{setting} does not exist; point it at your ICBHI folder or {ARCHIVE_NAME}")
+    archives, loose = _local_inputs(path)
+    if archives:
+        extract_zip(archives[0], out_dir)
+    copied = [src for rel, src in loose.items() if not (out_dir / rel).exists() and not _place(src, out_dir / rel)]
+    if copied:
+        size = sum(f.stat().st_size for f in copied) / 1e6
+        print(
+            f"download: copied {len(copied)} files ({size:,.0f} MB) from {setting} instead of linking them: "
+            "it is on another filesystem than data/raw (keep it on the project's filesystem to store it once)",
+            file=sys.stderr,
+        )
+    if not scan_folder(out_dir).recordings:
+        raise MissingInputError(
+            f"{setting} holds no ICBHI recordings; put {ARCHIVE_NAME} or its .wav/.txt files "
+            f"(with {SPLIT_FILE}) there, or point data.local_path at them: "
+            f"dvc exp run -S data.source=local -S data.local_path=/path/to/{ARCHIVE_NAME}"
+        )
+
+
+def materialize_icbhi(data: DataParams, out_dir: Path, progress: bool = True) -> None:
+    """Download (or reuse) the official archive in `data.download_dir`, extract it into
+    `out_dir`, and fetch the official split file when the archive does not hold it."""
+    archive = download(
+        data.url,
+        Path(data.download_dir) / ARCHIVE_NAME,
+        expected_size=data.size,
+        sha256=data.sha256,
+        progress=progress,
+    )
+    extract_zip(archive, out_dir)
+    if SPLIT_FILE not in scan_folder(out_dir).metadata:
+        download(data.split_url, out_dir / SPLIT_FILE, expected_size=None, sha256=None, progress=progress)
+
+
+def materialize_raw(params: Params, out_dir: Path, progress: bool = True) -> str:
+    """Fill the empty folder `out_dir` with the raw ICBHI folder of `params.data.source`.
+
+    Returns a short description of the source for the metrics, `kind(detail)`:
+    `synthetic(seed=2017)`, `local(<data.local_path>)` or `icbhi(<data.url>)`.
+    """
+    data = params.data
+    if data.source == "synthetic":
+        s = params.synthetic
+        config = SyntheticConfig(seed=s.seed, patients=s.patients, recordings=s.recordings, recording_seconds=s.recording_seconds)
+        generate_corpus(out_dir, config, progress=progress)
+        return f"synthetic(seed={s.seed})"
+    if data.source == "local":
+        materialize_local(data.local_path, out_dir)
+        return f"local({data.local_path})"
+    materialize_icbhi(data, out_dir, progress)
+    return f"icbhi({data.url})"

@@ -1,0 +1,83 @@
+"""Spectrogram cycles for training and inference, read from the stft stage's memory map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from respiro.core.outputs import read_csv
+from respiro.core.errors import DamagedArtifactError
+
+SPECTROGRAMS = "spectrograms.npy"
+MANIFEST = "manifest.csv"
+
+
+def load_spectrograms(folder: Path) -> tuple[np.ndarray, list[dict[str, str]]]:
+    """The stft stage's output: spectrograms (N, F, T) memory-mapped, and the cycle manifest."""
+    specs = np.load(folder / SPECTROGRAMS, mmap_mode="r")
+    rows = read_csv(folder / MANIFEST)
+    if len(rows) != len(specs):
+        raise DamagedArtifactError(f"{folder}: {len(specs)} spectrograms but {len(rows)} manifest rows; rerun the stft stage")
+    return specs, rows
+
+
+def frequency_stats(specs: np.ndarray, index: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of every frequency bin over the cycles in `index`.
+
+    Returns two (F,) float32 arrays. Computed in float64 chunk by chunk, so a large corpus
+    never sits in memory at once. Per-bin statistics also even out the devices' different
+    frequency responses a little; they are stored in the checkpoint and reused at test time.
+    """
+    total = np.zeros(specs.shape[1])
+    total_sq = np.zeros(specs.shape[1])
+    count = 0
+    for start in range(0, len(index), chunk):
+        batch = np.asarray(specs[np.sort(index[start : start + chunk])], dtype=np.float64)  # (b, F, T)
+        total += batch.sum(axis=(0, 2))
+        total_sq += np.square(batch).sum(axis=(0, 2))
+        count += batch.shape[0] * batch.shape[2]
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32)
+
+
+class CycleDataset(Dataset):
+    """Items `(spectrogram (1, F, T) float32 standardized per bin, label)` for `index`."""
+
+    def __init__(self, specs: np.ndarray, labels: np.ndarray, index: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
+        self.specs, self.labels, self.index = specs, labels, np.asarray(index)
+        self.mean = torch.from_numpy(mean)[:, None]
+        self.std = torch.from_numpy(std)[:, None]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        row = self.index[i]
+        spec = torch.from_numpy(np.array(self.specs[row], dtype=np.float32))  # (F, T)
+        return ((spec - self.mean) / self.std).unsqueeze(0), int(self.labels[row])
+
+
+def cycle_loader(
+    specs: np.ndarray,
+    labels: np.ndarray,
+    index: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    batch_size: int,
+    *,
+    workers: int = 0,
+    device: torch.device = torch.device("cpu"),
+) -> DataLoader:
+    """Batches `(x (B, 1, F, T), y (B,))` of the cycles in `index`, in index order: the
+    validation, test and predict loaders. (Training batches come from the device-resident
+    split, src/training/batches.py.)"""
+    return DataLoader(
+        CycleDataset(specs, labels, index, mean, std),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )

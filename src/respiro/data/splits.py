@@ -1,0 +1,118 @@
+"""Which cycles train the model, which choose its epoch, and which score it.
+
+Computed from the cycle manifest and `split:` params alone, so changing the split redoes no
+audio work. Every function is deterministic given its seed.
+
+Parts: `train`, `val` (held out of the training portion to choose the checkpoint), `test`
+(never used for training or choosing), and `excluded` (a cycle the method cannot place, e.g.
+a recording the official split file does not name; counted in the train metrics).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from respiro.data.icbhi import CLASS_NAMES, read_patient_folds
+from respiro.core.config import SplitParams
+
+PARTS = ("train", "val", "test", "excluded")
+
+
+def _class_counts(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.bincount(labels[mask], minlength=len(CLASS_NAMES)).astype(float)
+
+
+def group_split(patients: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of cycles whose patients form the held-out side, about `fraction` of the
+    cycles of every class.
+
+    Greedy: patients in a seeded random order; each joins the held-out side if that brings
+    its per-class counts closer to `fraction` of the totals (L1). Whole patients move, so
+    no patient is on both sides.
+    """
+    rng = np.random.default_rng(seed)
+    target = fraction * _class_counts(labels, np.ones(len(labels), bool))
+    held = np.zeros(len(labels), dtype=bool)
+    counts = np.zeros(len(CLASS_NAMES))
+    for patient in rng.permutation(np.unique(patients)):
+        mask = patients == patient
+        extra = _class_counts(labels, mask)
+        if np.abs(counts + extra - target).sum() < np.abs(counts - target).sum():
+            held |= mask
+            counts += extra
+    return held
+
+
+def assign_folds(patients: np.ndarray, labels: np.ndarray, n_folds: int, seed: int) -> dict[int, int]:
+    """Seeded patient folds of about equal size per class: {patient: fold}."""
+    rng = np.random.default_rng(seed)
+    fold_counts = np.zeros((n_folds, len(CLASS_NAMES)))
+    folds: dict[int, int] = {}
+    unique = np.unique(patients)
+    # Largest patients first, each to the fold that is currently smallest in its classes.
+    sizes = {p: _class_counts(labels, patients == p) for p in unique}
+    order = sorted(rng.permutation(unique), key=lambda p: -sizes[p].sum())
+    for patient in order:
+        weighted = (fold_counts * (sizes[patient] > 0)).sum(axis=1) + fold_counts.sum(axis=1) * 1e-3
+        fold = int(np.argmin(weighted))
+        folds[int(patient)] = fold
+        fold_counts[fold] += sizes[patient]
+    return folds
+
+
+def test_mask(params: SplitParams, patients: np.ndarray, labels: np.ndarray, official: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(test, excluded) boolean masks over cycles for `split.method`."""
+    n = len(labels)
+    excluded = np.zeros(n, dtype=bool)
+    if params.method == "official":
+        excluded = ~np.isin(official, ("train", "test"))
+        return official == "test", excluded
+    if params.method == "patient":
+        return group_split(patients, labels, params.test_fraction, params.seed), excluded
+    if params.method == "folds":
+        if params.folds_file:
+            folds = read_patient_folds(Path(params.folds_file))
+        else:
+            folds = assign_folds(patients, labels, params.n_folds, params.seed)
+        fold_of = np.array([folds.get(int(p), -1) for p in patients])
+        return fold_of == params.fold, fold_of < 0
+    if params.method == "random":
+        index = np.arange(n)
+        _, test_index = train_test_split(index, test_size=params.test_fraction, random_state=params.seed, stratify=_stratify(labels))
+        mask = np.zeros(n, dtype=bool)
+        mask[test_index] = True
+        return mask, excluded
+    raise ValueError(f"split.method must be one of official, patient, folds, random; got {params.method!r}")
+
+
+def _stratify(labels: np.ndarray) -> np.ndarray | None:
+    """Labels to stratify by, or None where a class has a single cycle (sklearn cannot)."""
+    counts = np.bincount(labels)
+    return labels if counts[counts > 0].min() >= 2 else None
+
+
+def assign_parts(
+    params: SplitParams, patients: np.ndarray, labels: np.ndarray, official: np.ndarray, val_fraction: float, seed: int
+) -> np.ndarray:
+    """The part of every cycle: an array of `train`, `val`, `test` or `excluded`.
+
+    Validation is carved out of the training portion, patient-disjoint when it holds at
+    least 4 patients (the greedy group split), else stratified by cycle.
+    """
+    test, excluded = test_mask(params, patients, labels, official)
+    parts = np.full(len(labels), "train", dtype=object)
+    parts[test] = "test"
+    parts[excluded] = "excluded"
+    pool = np.flatnonzero(parts == "train")
+    if len(pool) < 2:
+        return parts
+    val = np.array([], dtype=np.int64)
+    if len(np.unique(patients[pool])) >= 4:
+        val = pool[group_split(patients[pool], labels[pool], val_fraction, seed)]
+    if len(val) == 0 or len(val) == len(pool):
+        _, val = train_test_split(pool, test_size=val_fraction, random_state=seed, stratify=_stratify(labels[pool]))
+    parts[val] = "val"
+    return parts

@@ -1,0 +1,341 @@
+"""The paper's Table 3 over several seeds: mean ± std, the paper beside it, a patient bootstrap.
+
+Pure functions: `scripts/table3.py` runs the eight configurations as DVC experiments and
+hands each one's data/reports/evaluation.json and test_predictions.csv to `run_from_files`; the rest
+happens here, testable without DVC.
+
+Statistics, and why:
+- Mean ± std over seeds of accuracy, SE, SP, ICBHI score (and the two-class ICBHI score),
+  taken from each run's evaluation.json. The std is the sample std (ddof=1): the seeds are a sample
+  of the training randomness. With one seed it is None (blank): there is no spread to report,
+  and 0 would claim one.
+- A 95 % bootstrap interval of the ICBHI score that resamples *test patients*, not cycles: a
+  patient's cycles share a chest, a device and a session, so they are not independent, and a
+  cycle bootstrap would report intervals far too narrow. Each replicate draws patients with
+  replacement and takes all their cycles (a patient drawn twice counts twice).
+- The replicate's score comes from the confusion matrix pooled over all seeds' predictions of
+  the configuration. The seeds of a grid share the test set (split.seed is not varied), so SE
+  and SP of the pooled matrix are exactly the means of the per-seed SE and SP: the interval is
+  that of the seed-averaged score, the number in the table. Pooling needs no per-seed loop and
+  is also defined when seeds' test sets differ.
+- Every configuration's bootstrap starts from the same seed and sees the same patient draws
+  (common random numbers): differences between rows are then not bootstrap noise.
+- A replicate that happens to draw no abnormal (or no Normal) cycle has no ICBHI score; it is
+  left out of the percentiles and counted (`bootstrap_undefined`), never scored as 0 or 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from respiro.data.icbhi import CLASS_NAMES
+from respiro.evaluation.metrics import confusion_matrix, icbhi_scores, scores_of
+
+PAPER_CITATION = (
+    'R. Oshima, T. Kamiya, S. Kido, "Automatic Classification of Respiratory Sounds by '
+    'Improving the Loss Function of ResNet", Table 3'
+)
+
+# Scores of a run or of the paper, in the paper's column order.
+SCORE_KEYS: tuple[str, ...] = ("accuracy", "se", "sp", "icbhi_score")
+N_CLASSES = len(CLASS_NAMES)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One row of Table 3: network depth, CBAM on/off, loss."""
+
+    depth: int
+    cbam: bool
+    loss: str
+
+    @property
+    def label(self) -> str:
+        """The paper's name of the row, e.g. 'ResNet-34 + CBAM + Focal Loss'."""
+        parts = [f"ResNet-{self.depth}"] + ["CBAM"] * self.cbam + ["Focal Loss"] * (self.loss == "focal")
+        return " + ".join(parts)
+
+    @property
+    def slug(self) -> str:
+        """Short name for experiment names and files, e.g. 'r34-cbam-focal'."""
+        return f"r{self.depth}-{'cbam' if self.cbam else 'plain'}-{self.loss}"
+
+    def experiment_name(self, seed: int) -> str:
+        return f"t3-{self.slug}-s{seed}"
+
+    def overrides(self, seed: int) -> dict[str, str]:
+        """The params.yaml values (as `dvc exp run -S` writes them) that select this run."""
+        return {
+            "model.depth": str(self.depth),
+            "model.cbam": str(self.cbam).lower(),
+            "loss.name": self.loss,
+            "train.seed": str(seed),
+        }
+
+
+# The paper's row order: depth varies fastest, then CBAM, then the loss.
+CONFIGS: tuple[Config, ...] = tuple(
+    Config(depth, cbam, loss) for loss in ("ce", "focal") for cbam in (False, True) for depth in (18, 34)
+)
+
+# The paper's Table 3 (accuracy, SE, SP, ICBHI score), as printed; see PAPER_CITATION.
+PAPER_TABLE3: dict[Config, tuple[float, float, float, float]] = {
+    Config(18, False, "ce"): (0.705, 0.584, 0.813, 0.699),
+    Config(34, False, "ce"): (0.716, 0.613, 0.807, 0.711),
+    Config(18, True, "ce"): (0.715, 0.605, 0.812, 0.709),
+    Config(34, True, "ce"): (0.726, 0.623, 0.818, 0.721),
+    Config(18, False, "focal"): (0.717, 0.584, 0.835, 0.710),
+    Config(34, False, "focal"): (0.717, 0.586, 0.834, 0.710),
+    Config(18, True, "focal"): (0.725, 0.604, 0.832, 0.718),
+    Config(34, True, "focal"): (0.732, 0.607, 0.843, 0.725),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trained and evaluated model: its configuration, seed, scores and test predictions.
+
+    `patients`, `true` and `pred` have one entry per test cycle; labels are class indices.
+    """
+
+    config: Config
+    seed: int
+    scores: dict[str, float | None]  # SCORE_KEYS and "binary_icbhi_score", from evaluation.json
+    provenance: dict[str, Any]  # data_source, synthetic_data, note, split_method
+    patients: np.ndarray
+    true: np.ndarray
+    pred: np.ndarray
+
+
+def run_from_files(eval_json: Mapping[str, Any], predictions_csv: str) -> Run:
+    """A `Run` from the text of one experiment's evaluation.json and test_predictions.csv.
+
+    The configuration is read from evaluation.json's provenance (depth, cbam, loss, seed), not from
+    an experiment name that could lie. The ICBHI score recomputed from the predictions must
+    match evaluation.json's: a mismatch means the two files come from different runs.
+    """
+    index = {name: i for i, name in enumerate(CLASS_NAMES)}
+    rows = list(csv.DictReader(io.StringIO(predictions_csv)))
+    patients = np.array([int(r["patient"]) for r in rows], dtype=np.int64)
+    true = np.array([index[r["true_label"]] for r in rows], dtype=np.int64)
+    pred = np.array([index[r["predicted_label"]] for r in rows], dtype=np.int64)
+    recomputed = scores_of(true, pred)["icbhi_score"]
+    stated = eval_json["icbhi_score"]
+    if (recomputed is None) != (stated is None) or (stated is not None and abs(recomputed - stated) > 1e-9):
+        raise ValueError(f"predictions give ICBHI score {recomputed} but evaluation.json says {stated}: files of different runs")
+    return Run(
+        config=Config(int(eval_json["depth"]), bool(eval_json["cbam"]), str(eval_json["loss"])),
+        seed=int(eval_json["seed"]),
+        scores={**{k: eval_json[k] for k in SCORE_KEYS}, "binary_icbhi_score": eval_json["binary"]["icbhi_score"]},
+        provenance={k: eval_json.get(k) for k in ("data_source", "synthetic_data", "note", "split_method")},
+        patients=patients,
+        true=true,
+        pred=pred,
+    )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean and sample std (ddof=1) over seeds; std None with one seed, both None if any run lacks the score."""
+
+    mean: float | None
+    std: float | None
+
+
+def summarize(values: Sequence[float | None]) -> Summary:
+    if not values or any(v is None for v in values):
+        return Summary(None, None)
+    return Summary(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None)
+
+
+def patient_confusions(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray]:
+    """Test patients (sorted ids, shape (P,)) and their confusion matrices pooled over `runs`, (P, C, C)."""
+    patients = np.unique(np.concatenate([r.patients for r in runs]))
+    cms = np.zeros((len(patients), N_CLASSES, N_CLASSES), dtype=np.int64)
+    for run in runs:
+        for k, patient in enumerate(patients):
+            mask = run.patients == patient
+            cms[k] += confusion_matrix(run.true[mask], run.pred[mask], N_CLASSES)
+    return patients, cms
+
+
+def bootstrap_icbhi(runs: Sequence[Run], replicates: int, seed: int) -> tuple[float | None, float | None, int]:
+    """95 % percentile interval (2.5, 97.5) of the pooled ICBHI score, resampling test patients.
+
+    Replicate b draws row b of `np.random.default_rng(seed).integers(0, P, size=(replicates, P))`
+    as indices into the sorted patient ids, sums those patients' confusion matrices (pooled over
+    `runs`) and scores the sum. Returns (low, high, replicates without a defined score); the
+    bounds are None when no replicate has one.
+    """
+    _, cms = patient_confusions(runs)
+    n_patients = len(cms)
+    draws = np.random.default_rng(seed).integers(0, n_patients, size=(replicates, n_patients))
+    # times[b, k]: how often replicate b drew patient k; a replicate's matrix is then a
+    # weighted sum of the patients' matrices (the same as concatenating the drawn cycles).
+    times = np.stack([np.bincount(row, minlength=n_patients) for row in draws])
+    pooled = np.einsum("bp,pij->bij", times, cms)
+    scores = [icbhi_scores(cm)["icbhi_score"] for cm in pooled]
+    defined = np.array([s for s in scores if s is not None], dtype=np.float64)
+    if defined.size == 0:
+        return None, None, replicates
+    low, high = np.percentile(defined, [2.5, 97.5])
+    return float(low), float(high), replicates - int(defined.size)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One configuration of the table: our seeds' statistics and the paper's numbers."""
+
+    config: Config
+    seeds: tuple[int, ...]
+    scores: dict[str, Summary]  # SCORE_KEYS and "binary_icbhi_score"
+    ci_low: float | None
+    ci_high: float | None
+    bootstrap_undefined: int
+    paper: dict[str, float]  # SCORE_KEYS
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    def difference(self, key: str) -> float | None:
+        """Ours (mean over seeds) − paper, for one of SCORE_KEYS."""
+        mean = self.scores[key].mean
+        return None if mean is None else mean - self.paper[key]
+
+
+def aggregate(runs: Sequence[Run], replicates: int, seed: int) -> list[Row]:
+    """One `Row` per configuration that has runs, in the paper's row order.
+
+    `replicates` and `seed` are the patient bootstrap's (params table3.bootstrap,
+    table3.bootstrap_seed). Two runs of one configuration with the same seed are an error:
+    they would count one training twice.
+    """
+    check_same_data(runs)
+    unknown = {r.config for r in runs} - set(CONFIGS)
+    if unknown:
+        raise ValueError(f"runs of configurations outside Table 3: {sorted(c.slug for c in unknown)}")
+    rows = []
+    for config in CONFIGS:
+        mine = sorted((r for r in runs if r.config == config), key=lambda r: r.seed)
+        if not mine:
+            continue
+        seeds = tuple(r.seed for r in mine)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{config.label}: seed listed twice in {list(seeds)}")
+        low, high, undefined = bootstrap_icbhi(mine, replicates, seed)
+        rows.append(
+            Row(
+                config=config,
+                seeds=seeds,
+                scores={key: summarize([r.scores[key] for r in mine]) for key in (*SCORE_KEYS, "binary_icbhi_score")},
+                ci_low=low,
+                ci_high=high,
+                bootstrap_undefined=undefined,
+                paper=dict(zip(SCORE_KEYS, PAPER_TABLE3[config])),
+            )
+        )
+    return rows
+
+
+def check_same_data(runs: Sequence[Run]) -> dict[str, Any]:
+    """The provenance all runs share; an error if they came from different data or splits."""
+    if not runs:
+        raise ValueError("no runs to tabulate")
+    kinds = {json.dumps(r.provenance, sort_keys=True) for r in runs}
+    if len(kinds) > 1:
+        raise ValueError(f"runs come from different data or splits, one table would mix them: {sorted(kinds)}")
+    return runs[0].provenance
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def _f(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _mean_std(summary: Summary) -> str:
+    if summary.mean is None:
+        return "n/a"
+    return _f(summary.mean) if summary.std is None else f"{summary.mean:.3f} ± {summary.std:.3f}"
+
+
+def title(provenance: Mapping[str, Any]) -> str:
+    if provenance.get("synthetic_data"):
+        return "Table 3 reproduction on the synthetic corpus — not ICBHI results"
+    return f"Table 3 reproduction on {provenance.get('data_source')}"
+
+
+def to_markdown(rows: Sequence[Row], provenance: Mapping[str, Any], settings: Mapping[str, str], missing: Sequence[str] = ()) -> str:
+    """The table as markdown: a title that names the data, the settings, then one line per row.
+
+    `settings` are extra header lines (name -> value), e.g. epochs and the bootstrap's size;
+    `missing` names expected experiments that were not found.
+    """
+    lines = [f"# {title(provenance)}", ""]
+    lines.append(f"- Data: {provenance.get('data_source')}; split: {provenance.get('split_method')}")
+    if provenance.get("note"):
+        lines.append(f"- Note: {provenance['note']}")
+    lines += [f"- {name}: {value}" for name, value in settings.items()]
+    lines.append(f"- Paper: {PAPER_CITATION}")
+    if missing:
+        lines.append(f"- Not found (not run or failed): {', '.join(missing)}")
+    lines += [
+        "",
+        "Ours: mean ± sample std over seeds (std blank with one seed). 95 % CI: patient bootstrap "
+        "of the seed-pooled ICBHI score. Paper and ours − paper: accuracy / SE / SP / ICBHI score.",
+        "",
+        "| Model | n | Accuracy | SE | SP | ICBHI score | 95 % CI | Binary ICBHI | Paper | Ours − paper |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ci = "n/a" if row.ci_low is None else f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
+        paper = " / ".join(_f(row.paper[k]) for k in SCORE_KEYS)
+        diff = " / ".join(_f(row.difference(k), signed=True) for k in SCORE_KEYS)
+        cells = [row.config.label, str(row.n), *(_mean_std(row.scores[k]) for k in SCORE_KEYS), ci, _f(row.scores["binary_icbhi_score"].mean), paper, diff]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+CSV_FIELDS: tuple[str, ...] = (
+    "model", "depth", "cbam", "loss", "n", "seeds",
+    *(f"{k}_{stat}" for k in SCORE_KEYS for stat in ("mean", "std")),
+    "icbhi_ci_low", "icbhi_ci_high", "bootstrap_undefined", "binary_icbhi_score_mean",
+    *(f"paper_{k}" for k in SCORE_KEYS),
+    *(f"diff_{k}" for k in SCORE_KEYS),
+)  # fmt: skip
+
+
+def to_csv(rows: Sequence[Row]) -> str:
+    """The table as CSV at full precision; None is an empty cell."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    cell = lambda v: "" if v is None else repr(float(v)) if isinstance(v, float) else str(v)  # noqa: E731
+    for row in rows:
+        values: dict[str, Any] = {
+            "model": row.config.label,
+            "depth": row.config.depth,
+            "cbam": str(row.config.cbam).lower(),
+            "loss": row.config.loss,
+            "n": row.n,
+            "seeds": " ".join(map(str, row.seeds)),
+            "icbhi_ci_low": row.ci_low,
+            "icbhi_ci_high": row.ci_high,
+            "bootstrap_undefined": row.bootstrap_undefined,
+            "binary_icbhi_score_mean": row.scores["binary_icbhi_score"].mean,
+        }
+        for k in SCORE_KEYS:
+            values |= {f"{k}_mean": row.scores[k].mean, f"{k}_std": row.scores[k].std, f"paper_{k}": row.paper[k], f"diff_{k}": row.difference(k)}
+        writer.writerow({k: cell(v) for k, v in values.items()})
+    return out.getvalue()

@@ -1,0 +1,151 @@
+"""Loading a checkpoint of this project (models/model.pt) and checking that it is one.
+
+The train stage writes a dict: `state_dict`, `class_names`, `params` (the params groups it
+was trained with, the audio chain's included), `input_mean` and `input_std` (per-bin
+standardization of the training spectrograms) and `epoch`. Everything that uses a trained
+model (the evaluate stage, predict, export) loads it here, with `weights_only=True` (a
+checkpoint is data, never code to run), and gets either a ready model or one line naming
+the file and what is missing or wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from respiro.audio.chain import AudioChain
+from respiro.core.errors import CheckpointError, MissingInputError, ParamsError, StageError
+from respiro.evaluation.reports import provenance
+from respiro.data.icbhi import CLASS_NAMES
+from respiro.model.resnet import build_model
+from respiro.core.config import ModelParams
+
+REQUIRED_KEYS = ("state_dict", "class_names", "params", "input_mean", "input_std", "epoch", "val_scores", "cycle_seconds_median")
+
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A checked checkpoint, its network built on `device` in eval mode."""
+
+    path: Path
+    checkpoint: dict[str, Any]  # as saved by the train stage
+    model: nn.Module
+    chain: AudioChain
+    mean: np.ndarray  # (F,) float32
+    std: np.ndarray  # (F,) float32
+    device: torch.device
+
+    @property
+    def params(self) -> dict[str, dict[str, Any]]:
+        return self.checkpoint["params"]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.checkpoint["class_names"])
+
+    @property
+    def cycle_seconds(self) -> float:
+        """The median length of the training cycles (before fitting), in seconds."""
+        return float(self.checkpoint["cycle_seconds_median"])
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Which data and configuration produced the model (src/evaluation.provenance)."""
+        return provenance(self.params)
+
+    def describe(self) -> str:
+        """`ResNet-34 + CBAM (focal loss, epoch 7) trained on synthetic(...)`, for summaries."""
+        m, p = self.params["model"], self.provenance
+        warning = " - NOT ICBHI data" if p["synthetic_data"] else ""
+        return f"ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''} ({p['loss']} loss, epoch {self.checkpoint['epoch']}) trained on {p['data_source']}{warning}"
+
+
+def _first(names: set[str]) -> str:
+    return ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def _check_state_dict(path: Path, model: nn.Module, state: Any, name: str) -> None:
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: state_dict is not a mapping of tensors")
+    expected = model.state_dict()
+    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: its weights do not fit {name}: {len(missing)} missing ({_first(missing)}), "
+            f"{len(unexpected)} unexpected ({_first(unexpected)})"
+        )
+    wrong = {k for k in expected if state[k].shape != expected[k].shape}
+    if wrong:
+        k = sorted(wrong)[0]
+        raise CheckpointError(f"{path}: {len(wrong)} weights of the wrong shape for {name}, e.g. {k} {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}")
+
+
+def _check_stats(path: Path, checkpoint: dict[str, Any], bins: int) -> tuple[np.ndarray, np.ndarray]:
+    out = []
+    for key in ("input_mean", "input_std"):
+        value = checkpoint[key]
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != (bins,):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise CheckpointError(f"{path}: {key} must be a tensor of {bins} frequency bins (stft.n_fft // 2 + 1); got {shape}")
+        array = value.detach().cpu().numpy().astype(np.float32)
+        if not np.isfinite(array).all():
+            raise CheckpointError(f"{path}: {key} holds NaN or infinite values")
+        out.append(array)
+    if (out[1] <= 0).any():
+        raise CheckpointError(f"{path}: input_std must be > 0 in every bin")
+    return out[0], out[1]
+
+
+def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")) -> TrainedModel:
+    """Load and check a checkpoint of this project; the model comes back on `device`, in eval
+    mode and channels_last layout (as training and evaluation run it).
+
+    Raises FileNotFoundError for a missing file and CheckpointError for anything else that
+    makes it unusable: not loadable with weights_only=True, missing keys, class names other
+    than ours, params the audio chain or the network cannot be built from, weights or
+    standardization of the wrong shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any failure to unpickle a user's file is a bad file, not a bug
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a checkpoint that loads with weights_only=True ({reason[:200]})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: not a checkpoint of this project (a {type(checkpoint).__name__}, expected a dict with {', '.join(REQUIRED_KEYS)})")
+    missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: not a checkpoint of this project: missing {', '.join(missing)}")
+    names = checkpoint["class_names"]
+    if not isinstance(names, (list, tuple)) or list(names) != list(CLASS_NAMES):
+        raise CheckpointError(f"{path}: class_names are {names!r}; this project's classes are {list(CLASS_NAMES)}")
+    params = checkpoint["params"]
+    try:
+        chain = AudioChain.from_params(params)
+        m = params["model"]
+        ModelParams(**{k: m[k] for k in ("depth", "cbam", "cbam_reduction")})
+        provenance(params)
+    except ParamsError as err:
+        raise CheckpointError(f"{path}: its params: {err}") from None
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: its params lack {err}") from None
+    if not isinstance(checkpoint["epoch"], int):
+        raise CheckpointError(f"{path}: epoch must be an integer; got {checkpoint['epoch']!r}")
+    seconds = checkpoint["cycle_seconds_median"]
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < 1e4:
+        raise CheckpointError(f"{path}: cycle_seconds_median must be a positive number of seconds; got {seconds!r}")
+    mean, std = _check_stats(path, checkpoint, chain.shape[0])
+    model = build_model(m["depth"], m["cbam"], m["cbam_reduction"], len(CLASS_NAMES))
+    name = f"ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''} (its params.model)"
+    _check_state_dict(path, model, checkpoint["state_dict"], name)
+    model.load_state_dict(checkpoint["state_dict"])
+    model = model.to(device).to(memory_format=torch.channels_last).eval()
+    return TrainedModel(path=path, checkpoint=checkpoint, model=model, chain=chain, mean=mean, std=std, device=device)

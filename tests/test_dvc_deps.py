@@ -1,0 +1,117 @@
+"""Each stage's deps in dvc.yaml cover every project module its imports reach.
+
+The walk is static (ast) and transitive, over `import respiro...` and `from respiro... import`
+anywhere in a module (function-level imports too), plus the `__init__.py` of every package
+on the way, which Python runs as well (except those holding only a docstring: no code, so
+nothing they could change). A module not covered by a dep (the file itself or a
+folder above it) would let a code change leave the committed results silently stale.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+
+
+def module_file(name: str) -> Path | None:
+    base = SRC / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_names(path: Path) -> set[str]:
+    """Project modules `path` imports: `from a.b import c` may name module a.b.c or a value."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.split(".")[0] == "respiro"}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "respiro":
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+@cache
+def reached_from(path: Path) -> frozenset[Path]:
+    """Every project file that importing `path` runs, `path` included."""
+    seen = {path}
+    stack = [path]
+    while stack:
+        for name in imported_names(stack.pop()):
+            parts = name.split(".")
+            # the module and the package __init__ files above it
+            for i in range(1, len(parts) + 1):
+                found = module_file(".".join(parts[:i]))
+                if found is not None and found not in seen:
+                    seen.add(found)
+                    stack.append(found)
+    return frozenset(seen)
+
+
+def stage_code_deps() -> dict[str, tuple[Path, list[Path]]]:
+    """{stage: (its script, its deps that are project code)} from dvc.yaml."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    out = {}
+    for name, stage in stages.items():
+        script = ROOT / "stages" / f"{name}.py"
+        deps = [ROOT / d for d in stage.get("deps", []) if isinstance(d, str) and (d.startswith("src/") or d.startswith("stages/"))]
+        out[name] = (script, deps)
+    return out
+
+
+def has_code(path: Path) -> bool:
+    body = ast.parse(path.read_text()).body
+    return not (len(body) <= 1 and all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body))
+
+
+def uncovered(script: Path, deps: list[Path]) -> list[str]:
+    return sorted(
+        str(f.relative_to(ROOT))
+        for f in reached_from(script)
+        if has_code(f) and not any(f == d or d in f.parents for d in deps)
+    )
+
+
+@pytest.mark.parametrize("stage", list(stage_code_deps()))
+def test_every_module_a_stage_imports_is_one_of_its_deps(stage):
+    script, deps = stage_code_deps()[stage]
+    missing = uncovered(script, deps)
+    assert not missing, f"stage {stage}: dvc.yaml deps miss {', '.join(missing)}"
+    for dep in deps:
+        assert dep.exists(), f"stage {stage}: dep {dep.relative_to(ROOT)} does not exist"
+
+
+def test_the_check_fails_naming_the_module_when_a_dep_is_removed():
+    script, deps = stage_code_deps()["train"]
+    loss = SRC / "respiro" / "model" / "loss.py"
+    assert loss in reached_from(script)
+    without = [d for d in deps if d != loss and d not in loss.parents]
+    assert "src/respiro/model/loss.py" in uncovered(script, without)
+
+
+def test_training_code_reaches_only_train_and_evaluate():
+    loop = SRC / "respiro" / "training" / "loop.py"
+    reaching = {name for name, (script, _) in stage_code_deps().items() if loop in reached_from(script)}
+    assert reaching == {"train", "evaluate"}
+
+
+def test_no_module_imports_a_layer_above_it():
+    layers = ["core", "data", "audio", "model", "evaluation", "training", "inference", "commands"]
+    for path in sorted((SRC / "respiro").rglob("*.py")):
+        rel = path.relative_to(SRC / "respiro").parts
+        if len(rel) < 2:
+            continue
+        own = layers.index(rel[0])
+        for name in imported_names(path):
+            parts = name.split(".")
+            if len(parts) > 1 and parts[1] in layers:
+                assert layers.index(parts[1]) <= own, f"{path.relative_to(ROOT)} ({rel[0]}) imports {name}, a layer above it"

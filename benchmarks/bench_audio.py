@@ -47,7 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from respiro.data.synthetic.corpus import SyntheticConfig, generate_corpus
+from respiro.data.synthetic.corpus import SyntheticParams, generate_corpus
 from tests.conftest import DVC_ENV, make_project_copy, set_params  # noqa: E402
 
 STAGES = ("download", "resample", "normalize", "segment", "stft")
@@ -262,7 +262,7 @@ def main() -> None:
         if corpus is None:
             corpus = scratch / "corpus"
             corpus.mkdir()
-            config = SyntheticConfig(seed=2017, patients=args.patients, recordings=args.recordings, recording_seconds=args.seconds)
+            config = SyntheticParams(seed=2017, patients=args.patients, recordings=args.recordings, recording_seconds=args.seconds)
             start = time.perf_counter()
             generate_corpus(corpus, config)
             print(f"corpus generated in {time.perf_counter() - start:.1f} s")

@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from benchmarks.bench_audio import audio_rows  # noqa: E402
 from benchmarks.bench_train import train_rows  # noqa: E402
-from respiro.data.synthetic.corpus import SyntheticConfig, generate_corpus
+from respiro.data.synthetic.corpus import SyntheticParams, generate_corpus
 
 
 def machine() -> str:
@@ -79,7 +79,7 @@ def main() -> None:
         corpus = scratch / "corpus"
         corpus.mkdir()
         started = time.perf_counter()
-        generate_corpus(corpus, SyntheticConfig(seed=2017, patients=args.patients, recordings=args.recordings, recording_seconds=args.seconds))
+        generate_corpus(corpus, SyntheticParams(seed=2017, patients=args.patients, recordings=args.recordings, recording_seconds=args.seconds))
         audio_seconds = sum(sf.info(str(w)).duration for w in corpus.glob("*.wav"))
         print(f"corpus: {args.recordings} recordings, {audio_seconds / 3600:.2f} h, generated in {time.perf_counter() - started:.0f} s", flush=True)
         audio = audio_rows(corpus, scratch, args.repeat, None, audio_seconds)

@@ -6,7 +6,6 @@ per-epoch curves, the epoch reached), data/reports/train.json (the checkpoint's 
 validation scores, cycles and patients per part, device).
 """
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -124,7 +123,7 @@ def main() -> None:
     checkpoint = {
         "state_dict": best["state"],
         "class_names": list(CLASS_NAMES),
-        "params": {k: dataclasses.asdict(getattr(params, k)) for k in ("data", "synthetic", "resample", "normalize", "segment", "stft", "split", "model", "loss", "train")},
+        "params": {k: getattr(params, k).model_dump() for k in ("data", "synthetic", "resample", "normalize", "segment", "stft", "split", "model", "loss", "train")},
         "input_mean": torch.from_numpy(mean),
         "input_std": torch.from_numpy(std),
         "epoch": best["epoch"],

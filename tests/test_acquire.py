@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import shutil
@@ -24,7 +23,7 @@ from respiro.data.acquire.archive import extract_zip
 from respiro.data.acquire.http import download
 from respiro.data.acquire.source import materialize_raw
 from respiro.data.icbhi import SPLIT_FILE
-from respiro.core.config import Params, load_params
+from respiro.core.config import Params, load_params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 TOP = "ICBHI_final_database"
@@ -59,7 +58,7 @@ def write_zip(path: Path, files: dict[str, bytes], top: str | None = TOP, compre
 def make_params(**data: object) -> Params:
     """The repository's params with `data:` values replaced (validated like params.yaml)."""
     base = load_params(REPO / "params.yaml")
-    return dataclasses.replace(base, data=dataclasses.replace(base.data, **data))
+    return parse_params({**base.as_dict(), "data": {**base.data.model_dump(), **data}})
 
 
 # --- a local HTTP server ------------------------------------------------------------------

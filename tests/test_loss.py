@@ -155,54 +155,17 @@ def test_build_loss_focal_and_ce() -> None:
     assert build_loss("ce", 2.0, ALPHA)(logits, target).item() == pytest.approx(sum(hand_focal(0.0, ALPHA)) / 3, rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["Focal", "bce", "", None])
-def test_invalid_name(name: object) -> None:
-    with pytest.raises(ValueError, match=r"loss\.name must be one of focal, ce"):
-        build_loss(name, 2.0, None)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("gamma", [-0.5, float("nan"), float("inf"), "2", True, None])
-def test_invalid_gamma(gamma: object) -> None:
-    with pytest.raises(ValueError, match=r"loss\.gamma must be >= 0"):
-        build_loss("focal", gamma, None)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("alpha", "detail"),
-    [
-        ([1.0, 1.0, 1.0], "got length 3"),
-        ([1.0] * 5, "got length 5"),
-        ([1.0, -0.1, 1.0, 1.0], r"got \[1.0, -0.1"),
-        ([0, 0, 0, 0], "at least one positive"),
-        (0.0, "got 0.0"),
-        (1.5, "got 1.5"),
-        (-0.25, "got -0.25"),
-        (True, "got True"),
-        ("0.25", "got '0.25'"),
-        ({"Normal": 1.0}, "got"),
-    ],
-)
-def test_invalid_alpha(alpha: object, detail: str) -> None:
-    with pytest.raises(ValueError, match=r"loss\.alpha .*" + detail) as err:
-        build_loss("focal", 2.0, alpha)  # type: ignore[arg-type]
-    if "length" in detail:
-        assert "(" + ", ".join(CLASS_NAMES) + ")" in str(err.value)
+# Values of loss.name, loss.gamma and loss.alpha are the params schema's (tests/test_params.py);
+# the loss checks only what its callers control: reduction and shapes.
 
 
 def test_function_validates_its_arguments() -> None:
     logits, target = torch.tensor(LOGITS), torch.tensor(TARGET)
     with pytest.raises(ValueError, match="reduction must be one of mean, sum, none"):
         focal_loss(logits, target, 2.0, None, "avg")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="gamma must be >= 0"):
-        focal_loss(logits, target, -1.0)
     with pytest.raises(ValueError, match="alpha must be"):
         focal_loss(logits, target, 2.0, torch.ones(3))
     with pytest.raises(ValueError, match="target must have shape"):
         focal_loss(logits, target[:2])
     with pytest.raises(ValueError, match="logits must have shape"):
         focal_loss(logits[:, :1], target)
-
-
-def test_tensor_alpha_values_checked_by_module() -> None:
-    with pytest.raises(ValueError, match="alpha must be"):
-        FocalLoss(alpha=torch.tensor([1.0, -1.0, 1.0, 1.0]))

@@ -6,8 +6,8 @@ import re
 import pytest
 import yaml
 
-from respiro.core.errors import ParamsError
-from respiro.core.config import load_params, parse_params
+from respiro.core.errors import MissingInputError, ParamsError
+from respiro.core.config import load_params, parse_params, validate_group
 from tests.conftest import ROOT
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -36,24 +36,24 @@ def with_value(group, key, value):
 @pytest.mark.parametrize(
     "group,key,value,message",
     [
-        ("model", "depth", 50, r"model.depth must be one of 18, 34; got 50"),
-        ("model", "cbam", "yes", r"model.cbam must be true or false"),
-        ("loss", "gamma", -1, r"loss.gamma must be >= 0"),
-        ("loss", "alpha", [0.25, 0.25, 0.5], r"loss.alpha .* 4 weights .*got 3"),
-        ("loss", "alpha", 1.5, r"loss.alpha must be <= 1"),
-        ("loss", "name", "dice", r"loss.name must be one of focal, ce"),
-        ("segment", "duration", -8, r"segment.duration must be > 0"),
-        ("segment", "pad", "mirror", r"segment.pad must be one of repeat, zero"),
-        ("split", "method", "kfold", r"split.method must be one of official, patient, folds, random"),
-        ("split", "fold", 5, r"split.fold must be <= 4"),
-        ("data", "source", "kaggle", r"data.source must be one of synthetic, icbhi, local"),
-        ("data", "sha256", "abc", r"data.sha256 must be null or 64 hex digits"),
-        ("stft", "hop_length", 512, r"stft.hop_length must be <= 256"),
-        ("normalize", "method", "lufs", r"normalize.method must be one of rms, peak, none"),
-        ("train", "epochs", 0, r"train.epochs must be >= 1"),
-        ("train", "lr", "fast", r"train.lr must be a number"),
-        ("synthetic", "recordings", 3, r"synthetic.recordings must be an integer >= synthetic.patients \(40\); got 3"),
-        ("table3", "seeds", [1, 1], r"table3.seeds must be distinct"),
+        ("model", "depth", 50, r"model.depth: input should be 18 or 34; got 50"),
+        ("model", "cbam", "yes", r"model.cbam: input should be a valid boolean; got \'yes\'"),
+        ("loss", "gamma", -1, r"loss.gamma: input should be greater than or equal to 0; got -1"),
+        ("loss", "alpha", [0.25, 0.25, 0.5], r"loss.alpha: a list needs 4 weights .*got 3"),
+        ("loss", "alpha", 1.5, r"loss.alpha: input should be less than or equal to 1; got 1.5"),
+        ("loss", "name", "dice", r"loss.name: input should be \'focal\' or \'ce\'; got \'dice\'"),
+        ("segment", "duration", -8, r"segment.duration: input should be greater than 0; got -8"),
+        ("segment", "pad", "mirror", r"segment.pad: input should be \'repeat\' or \'zero\'"),
+        ("split", "method", "kfold", r"split.method: input should be \'official\', \'patient\', \'folds\' or \'random\'"),
+        ("split", "fold", 5, r"split.fold: must be < split.n_folds \(5\); got 5"),
+        ("data", "source", "kaggle", r"data.source: input should be \'synthetic\', \'icbhi\' or \'local\'"),
+        ("data", "sha256", "abc", r"data.sha256: string should match pattern"),
+        ("stft", "hop_length", 512, r"stft.hop_length: must be <= stft.n_fft \(256\); got 512"),
+        ("normalize", "method", "lufs", r"normalize.method: input should be \'rms\', \'peak\' or \'none\'"),
+        ("train", "epochs", 0, r"train.epochs: input should be greater than or equal to 1; got 0"),
+        ("train", "lr", "fast", r"train.lr: input should be a valid number; got \'fast\'"),
+        ("synthetic", "recordings", 3, r"synthetic.recordings: must be >= synthetic.patients \(40\); got 3"),
+        ("table3", "seeds", [1, 1], r"table3.seeds: must be distinct"),
     ],
 )
 def test_invalid_values_name_the_key(group, key, value, message):
@@ -75,3 +75,16 @@ def test_unknown_and_missing_keys_are_errors():
 def test_alpha_list_becomes_a_tuple():
     params = parse_params(with_value("loss", "alpha", [1, 2, 3, 4]))
     assert params.loss.alpha == (1, 2, 3, 4)
+
+
+def test_a_checkpoints_stored_params_go_through_the_same_schema():
+    assert validate_group("model", {"depth": 18, "cbam": False, "cbam_reduction": 8}).depth == 18
+    with pytest.raises(ParamsError, match=r"model.depth: input should be 18 or 34; got 50"):
+        validate_group("model", {"depth": 50, "cbam": False, "cbam_reduction": 8})
+    with pytest.raises(ParamsError, match=r"unknown key stft.nfft; stft takes n_fft, hop_length"):
+        validate_group("stft", {"nfft": 256})
+
+
+def test_a_missing_params_file_names_it(tmp_path):
+    with pytest.raises(MissingInputError, match=r"nothere.yaml: no such params file"):
+        load_params(tmp_path / "nothere.yaml")

@@ -92,7 +92,7 @@ def test_audio_chain_from_params_names_a_missing_or_wrong_key():
     with pytest.raises(ParamsError, match=r"stft\.hop_length"):
         AudioChain.from_params(groups)
     groups["stft"]["hop_length"] = 0
-    with pytest.raises(ParamsError, match=r"stft\.hop_length must be >= 1"):
+    with pytest.raises(ParamsError, match=r"stft\.hop_length: input should be greater than or equal to 1; got 0"):
         AudioChain.from_params(groups)
 
 

@@ -3,7 +3,6 @@ materialize_raw(source=local) -> build_catalog -> summarize_raw, and the downloa
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ from respiro.data.acquire.source import materialize_raw
 from respiro.data.catalog import UNKNOWN_44K_DEVICE, build_catalog
 from respiro.core.errors import IcbhiFormatError
 from respiro.data.icbhi import ERRATUM_FILE, SPLIT_FILE
-from respiro.core.config import load_params
+from respiro.core.config import load_params, parse_params
 from respiro.data.raw_summary import summarize_raw
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +37,7 @@ AUDIO_SECONDS = 3 * 882000 / 44100 + (63424 + 102336) / 4000
 
 def summary_of(local_path: Path, out_dir: Path, erratum: Path | None) -> dict:
     base = load_params(REPO / "params.yaml")
-    params = dataclasses.replace(base, data=dataclasses.replace(base.data, source="local", local_path=str(local_path)))
+    params = parse_params({**base.as_dict(), "data": {**base.data.model_dump(), "source": "local", "local_path": str(local_path)}})
     out_dir.mkdir()
     source = materialize_raw(params, out_dir, progress=False)
     return summarize_raw(build_catalog(out_dir, erratum_file=erratum), source)

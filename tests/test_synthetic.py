@@ -37,18 +37,20 @@ from respiro.data.icbhi import (
     read_split_file,
     scan_folder,
 )
+from respiro.core.config import validate_group
+from respiro.core.errors import ParamsError
 from respiro.data.synthetic.corpus import (
     ICBHI_SCALE,
     CorpusSummary,
-    SyntheticConfig,
+    SyntheticParams,
     generate_corpus,
     plan_corpus,
 )
 from respiro.data.synthetic import sounds
 from respiro.data.synthetic.corpus import DIAGNOSES, summarize
 
-SMALL = SyntheticConfig(seed=11, patients=6, recordings=12, recording_seconds=10.0)
-MODERATE = SyntheticConfig(seed=5, patients=60, recordings=200, recording_seconds=12.0)
+SMALL = SyntheticParams(seed=11, patients=6, recordings=12, recording_seconds=10.0)
+MODERATE = SyntheticParams(seed=5, patients=60, recordings=200, recording_seconds=12.0)
 ICBHI_MIX = {"Normal": 0.53, "Crackle": 0.27, "Wheeze": 0.13, "Both": 0.07}
 RATE = 4000  # the pipeline's rate: signal checks look at what the model will see
 EXPECTED_RATES = {"AKGC417L": {44100}, "LittC2SE": {44100}, "Litt3200": {4000}, "Meditron": {4000, 10000}}
@@ -267,7 +269,7 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path
     generate_corpus(first, SMALL, progress=False)
     generate_corpus(again, SMALL, progress=False)
     assert sha256_of_files(first) == sha256_of_files(again)
-    generate_corpus(other, dataclasses.replace(SMALL, seed=SMALL.seed + 1), progress=False)
+    generate_corpus(other, SMALL.model_copy(update={"seed": SMALL.seed + 1}), progress=False)
     a, c = sha256_of_files(first), sha256_of_files(other)
     assert a.keys() != c.keys() or all(a[k] != c[k] for k in a if k.endswith(".wav"))
 
@@ -297,8 +299,8 @@ def test_refuses_a_missing_or_non_empty_folder(tmp_path: Path) -> None:
 )
 def test_invalid_config_names_the_key(changes: dict, key: str) -> None:
     values = {"seed": 1, "patients": 6, "recordings": 12, "recording_seconds": 10.0} | changes
-    with pytest.raises(ValueError, match=re.escape(key)):
-        SyntheticConfig(**values)
+    with pytest.raises(ParamsError, match=re.escape(key) + ": "):
+        validate_group("synthetic", values)
 
 
 # --- the audio matches its labels -----------------------------------------------------------

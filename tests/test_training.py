@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from respiro.core.errors import ParamsError
+from respiro.core.errors import ParamsError, StageError
 from respiro.training.loop import NonFiniteLossError, lr_factor, train_one_epoch
 from respiro.training.batches import (
     Shard,
@@ -139,6 +139,6 @@ def test_native_bf16_from_cpu_flags(tmp_path: Path):
 def test_cuda_device_without_a_gpu_names_the_key():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(ValueError, match="train.device is cuda"):
+    with pytest.raises(StageError, match="train.device is cuda"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"

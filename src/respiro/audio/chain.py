@@ -10,7 +10,6 @@ tests/test_predict.py against the stages' own spectrograms).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -21,10 +20,10 @@ from respiro.audio.resample import Resampler
 from respiro.audio.segment import CycleSpan, fit_length
 from respiro.audio.spectrogram import Spectrogram
 from respiro.core.errors import ParamsError
-from respiro.core.config import NormalizeParams, ResampleParams, SegmentParams, StftParams
+from respiro.core.config import NormalizeParams, ResampleParams, SegmentParams, StftParams, validate_group
 
-# The params groups that shape a spectrogram, in pipeline order, and their validators.
-AUDIO_GROUPS: dict[str, type] = {"resample": ResampleParams, "normalize": NormalizeParams, "segment": SegmentParams, "stft": StftParams}
+# The params groups that shape a spectrogram, in pipeline order.
+AUDIO_GROUPS = ("resample", "normalize", "segment", "stft")
 STFT_BATCH = 256  # cycles per STFT call: memory stays at one batch (a spectrogram does not depend on its batch)
 
 
@@ -37,23 +36,19 @@ class AudioChain:
         self._spectrogram = Spectrogram(stft.n_fft, stft.hop_length, stft.window, stft.scale, stft.top_db)
 
     @classmethod
-    def from_params(cls, groups: Mapping[str, Any]) -> "AudioChain":
+    def from_params(cls, groups: Mapping[str, Any]) -> AudioChain:
         """The chain of a params mapping `{group: {key: value}}` (params.yaml's, or the copy a
-        checkpoint holds). Raises ParamsError naming the group or key that is missing or wrong."""
-        checked = {}
-        for name, validator in AUDIO_GROUPS.items():
-            values = groups.get(name) if isinstance(groups, Mapping) else None
-            if not isinstance(values, Mapping):
+        checkpoint holds), validated by the params schema: ParamsError names what is wrong."""
+        if not isinstance(groups, Mapping):
+            raise ParamsError(f"params must be a mapping of groups; got {type(groups).__name__}")
+        for name in AUDIO_GROUPS:
+            if name not in groups:
                 raise ParamsError(f"missing params group {name!r}")
-            fields = [f.name for f in dataclasses.fields(validator)]
-            missing = [k for k in fields if k not in values]
-            if missing:
-                raise ParamsError(f"missing key {name}.{missing[0]}")
-            checked[name] = validator(**{k: values[k] for k in fields})
-        return cls(**checked)
+        checked = {name: validate_group(name, groups[name]) for name in AUDIO_GROUPS}
+        return cls(**checked)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
-        return {name: dataclasses.asdict(getattr(self, name)) for name in AUDIO_GROUPS}
+        return {name: getattr(self, name).model_dump() for name in AUDIO_GROUPS}
 
     @property
     def rate(self) -> int:

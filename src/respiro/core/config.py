@@ -1,307 +1,176 @@
-"""params.yaml, read once and checked: the pipeline's single source of configuration.
+"""params.yaml's schema: the one place that owns every allowed value of the pipeline.
 
-Each group of params.yaml becomes a frozen dataclass. Every value is validated when the file
-is loaded, so a typo or an out-of-range value stops the stage before any work, with an error
-that names the key and what is allowed (`ParamsError: model.depth must be one of 18, 34,
-got 50`). Unknown keys are errors too: a misspelt key silently ignored would run the
-experiment the user did not ask for.
+One pydantic model per params group (`extra="forbid"`: a misspelt key silently ignored would
+run the experiment the user did not ask for; `strict`: "12" is not 12 and `true` is not 1;
+every float finite: NaN slips through any range check). Cross-field rules sit with the
+fields they relate. `load_params` reads the file once and turns the first violation into a
+ParamsError of one line that names the key and what is allowed
+(`model.depth: input should be 18 or 34; got 50`). The code these values configure trusts
+them; a checkpoint's stored params go through the same models (`validate_group`).
+
+pydantic rather than dataclasses with hand-written checkers: allowed values become types
+(`Literal[18, 34]`, `Field(ge=1)`), and the messages come for free and stay in step with them.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from respiro.data.icbhi import CLASS_NAMES
-from respiro.data.synthetic.corpus import SyntheticConfig
-from respiro.core.errors import ParamsError
+from respiro.core.errors import MissingInputError, ParamsError
 
+# The task's classes in label order: an ICBHI cycle's (crackles, wheezes) flags (0, 0), (1, 0),
+# (0, 1), (1, 1) map to labels 0..3 (data/icbhi.py). Here because loss.alpha is one weight each.
+CLASS_NAMES: tuple[str, ...] = ("Normal", "Crackle", "Wheeze", "Both")
 
-
-# --- small checkers: each returns the value or raises ParamsError naming the key -----------
-
-
-def _one_of(key: str, value: Any, allowed: Sequence[Any]) -> Any:
-    if value not in allowed:
-        raise ParamsError(f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
-    return value
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Path_ = Annotated[str, Field(min_length=1)]
 
 
-def _integer(key: str, value: Any, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ParamsError(f"{key} must be an integer; got {value!r}")
-    if low is not None and value < low:
-        raise ParamsError(f"{key} must be >= {low}; got {value}")
-    if high is not None and value > high:
-        raise ParamsError(f"{key} must be <= {high}; got {value}")
-    return value
+class Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-def _number(key: str, value: Any, low: float | None = None, high: float | None = None, *, open_low: bool = False, open_high: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParamsError(f"{key} must be a number; got {value!r}")
-    value = float(value)
-    if low is not None and (value <= low if open_low else value < low):
-        raise ParamsError(f"{key} must be {'>' if open_low else '>='} {low}; got {value}")
-    if high is not None and (value >= high if open_high else value > high):
-        raise ParamsError(f"{key} must be {'<' if open_high else '<='} {high}; got {value}")
-    return value
+class DataParams(Group):
+    source: Literal["synthetic", "icbhi", "local"]
+    local_path: Path_
+    url: Path_
+    split_url: Path_
+    size: Annotated[int, Field(ge=1)] | None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None
+    download_dir: Path_
+    erratum_file: Path_ | None
 
 
-def _boolean(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ParamsError(f"{key} must be true or false; got {value!r}")
-    return value
+class SyntheticParams(Group):
+    """The synthetic corpus: `recordings` spread over `patients` (each has at least one) of
+    mean length `recording_seconds`. Patient ids are three digits from 101, as in ICBHI."""
 
-
-def _string(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ParamsError(f"{key} must be a non-empty string; got {value!r}")
-    return value
-
-
-def _optional(check, key: str, value: Any, *args, **kwargs):
-    return None if value is None else check(key, value, *args, **kwargs)
-
-
-# --- the groups ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DataParams:
-    source: str
-    local_path: str
-    url: str
-    split_url: str
-    size: int | None
-    sha256: str | None
-    download_dir: str
-    erratum_file: str | None
-
-    SOURCES = ("synthetic", "icbhi", "local")
-
-    def __post_init__(self) -> None:
-        _one_of("data.source", self.source, self.SOURCES)
-        _string("data.local_path", self.local_path)
-        _string("data.url", self.url)
-        _string("data.split_url", self.split_url)
-        _optional(_integer, "data.size", self.size, 1)
-        if self.sha256 is not None and not (
-            isinstance(self.sha256, str) and len(self.sha256) == 64 and all(c in "0123456789abcdefABCDEF" for c in self.sha256)
-        ):
-            raise ParamsError(f"data.sha256 must be null or 64 hex digits; got {self.sha256!r}")
-        _string("data.download_dir", self.download_dir)
-        _optional(_string, "data.erratum_file", self.erratum_file)
-
-
-@dataclass(frozen=True)
-class SyntheticParams:
-    seed: int
-    patients: int
+    seed: Annotated[int, Field(ge=0)]
+    patients: Annotated[int, Field(ge=1, le=899)]
     recordings: int
-    recording_seconds: float
+    recording_seconds: Annotated[Finite, Field(ge=5.0, le=600.0)]
 
-    def __post_init__(self) -> None:
-        # The generator owns these ranges, and its messages already name the keys.
-        try:
-            SyntheticConfig(**dataclasses.asdict(self))
-        except ValueError as err:
-            raise ParamsError(str(err)) from None
-
-
-@dataclass(frozen=True)
-class ResampleParams:
-    rate: int
-
-    def __post_init__(self) -> None:
-        _integer("resample.rate", self.rate, 1000, 192000)
+    @model_validator(mode="after")
+    def _recordings_cover_patients(self) -> SyntheticParams:
+        if self.recordings < self.patients:
+            raise ValueError(f"recordings: must be >= synthetic.patients ({self.patients}); got {self.recordings}")
+        return self
 
 
-@dataclass(frozen=True)
-class NormalizeParams:
-    method: str
-    target_dbfs: float
-
-    METHODS = ("rms", "peak", "none")
-
-    def __post_init__(self) -> None:
-        _one_of("normalize.method", self.method, self.METHODS)
-        _number("normalize.target_dbfs", self.target_dbfs, -100.0, 0.0)
+class ResampleParams(Group):
+    rate: Annotated[int, Field(ge=1000, le=192000)]
 
 
-@dataclass(frozen=True)
-class SegmentParams:
-    duration: float
-    pad: str
-
-    PADS = ("repeat", "zero")
-
-    def __post_init__(self) -> None:
-        _number("segment.duration", self.duration, 0.0, 60.0, open_low=True)
-        _one_of("segment.pad", self.pad, self.PADS)
+class NormalizeParams(Group):
+    method: Literal["rms", "peak", "none"]
+    target_dbfs: Annotated[Finite, Field(ge=-100.0, le=0.0)]
 
 
-@dataclass(frozen=True)
-class StftParams:
-    n_fft: int
-    hop_length: int
-    window: str
-    scale: str
-    top_db: float
-
-    WINDOWS = ("hann", "hamming")
-    SCALES = ("log", "db", "linear")
-
-    def __post_init__(self) -> None:
-        _integer("stft.n_fft", self.n_fft, 16, 8192)
-        _integer("stft.hop_length", self.hop_length, 1, self.n_fft)
-        _one_of("stft.window", self.window, self.WINDOWS)
-        _one_of("stft.scale", self.scale, self.SCALES)
-        _number("stft.top_db", self.top_db, 0.0, open_low=True)
+class SegmentParams(Group):
+    duration: Annotated[Finite, Field(gt=0.0, le=60.0)]
+    pad: Literal["repeat", "zero"]
 
 
+class StftParams(Group):
+    n_fft: Annotated[int, Field(ge=16, le=8192)]
+    hop_length: Annotated[int, Field(ge=1)]
+    window: Literal["hann", "hamming"]
+    scale: Literal["log", "db", "linear"]
+    top_db: Annotated[Finite, Field(gt=0.0)]
 
-@dataclass(frozen=True)
-class AudioParams:
-    workers: int
-
-    def __post_init__(self) -> None:
-        _integer("audio.workers", self.workers, 0)
-
-@dataclass(frozen=True)
-class SplitParams:
-    method: str
-    test_fraction: float
-    folds_file: str | None
-    n_folds: int
-    fold: int
-    seed: int
-
-    METHODS = ("official", "patient", "folds", "random")
-
-    def __post_init__(self) -> None:
-        _one_of("split.method", self.method, self.METHODS)
-        _number("split.test_fraction", self.test_fraction, 0.0, 1.0, open_low=True, open_high=True)
-        _optional(_string, "split.folds_file", self.folds_file)
-        _integer("split.n_folds", self.n_folds, 2)
-        _integer("split.fold", self.fold, 0, self.n_folds - 1)
-        _integer("split.seed", self.seed, 0)
+    @model_validator(mode="after")
+    def _hop_within_window(self) -> StftParams:
+        if self.hop_length > self.n_fft:
+            raise ValueError(f"hop_length: must be <= stft.n_fft ({self.n_fft}); got {self.hop_length}")
+        return self
 
 
-@dataclass(frozen=True)
-class ModelParams:
-    depth: int
+class AudioParams(Group):
+    workers: Annotated[int, Field(ge=0)]
+
+
+class SplitParams(Group):
+    method: Literal["official", "patient", "folds", "random"]
+    test_fraction: Annotated[Finite, Field(gt=0.0, lt=1.0)]
+    folds_file: Path_ | None
+    n_folds: Annotated[int, Field(ge=2)]
+    fold: Annotated[int, Field(ge=0)]
+    seed: Annotated[int, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _fold_exists(self) -> SplitParams:
+        if self.fold >= self.n_folds:
+            raise ValueError(f"fold: must be < split.n_folds ({self.n_folds}); got {self.fold}")
+        return self
+
+
+class ModelParams(Group):
+    depth: Literal[18, 34]
     cbam: bool
-    cbam_reduction: int
-
-    DEPTHS = (18, 34)
-
-    def __post_init__(self) -> None:
-        _one_of("model.depth", self.depth, self.DEPTHS)
-        _boolean("model.cbam", self.cbam)
-        _integer("model.cbam_reduction", self.cbam_reduction, 1)
+    cbam_reduction: Annotated[int, Field(ge=1)]
 
 
-@dataclass(frozen=True)
-class LossParams:
-    name: str
-    gamma: float
-    alpha: float | tuple[float, ...] | None
+Weight = Annotated[Finite, Field(ge=0.0)]
 
-    NAMES = ("focal", "ce")
 
-    def __post_init__(self) -> None:
-        _one_of("loss.name", self.name, self.NAMES)
-        _number("loss.gamma", self.gamma, 0.0)
-        alpha = self.alpha
-        if isinstance(alpha, list):
-            alpha = tuple(alpha)
-            object.__setattr__(self, "alpha", alpha)
-        if isinstance(alpha, tuple):
-            if len(alpha) != len(CLASS_NAMES):
-                raise ParamsError(
-                    f"loss.alpha as a list needs {len(CLASS_NAMES)} weights in class order "
-                    f"[{', '.join(CLASS_NAMES)}]; got {len(alpha)}"
+class LossParams(Group):
+    """alpha: None (no weighting), one number in (0, 1] scaling every class alike, or one
+    non-negative weight per class in CLASS_NAMES order, not all 0."""
+
+    name: Literal["focal", "ce"]
+    gamma: Annotated[Finite, Field(ge=0.0)]
+    alpha: Annotated[Finite, Field(gt=0.0, le=1.0)] | Annotated[tuple[Weight, ...], Field(strict=False)] | None
+
+    @model_validator(mode="after")
+    def _alpha_per_class(self) -> LossParams:
+        if isinstance(self.alpha, tuple):
+            if len(self.alpha) != len(CLASS_NAMES):
+                raise ValueError(
+                    f"alpha: a list needs {len(CLASS_NAMES)} weights in class order [{', '.join(CLASS_NAMES)}]; got {len(self.alpha)}"
                 )
-            for i, weight in enumerate(alpha):
-                _number(f"loss.alpha[{i}]", weight, 0.0)
-            if sum(alpha) <= 0:
-                raise ParamsError("loss.alpha weights must not all be 0")
-        elif alpha is not None:
-            _number("loss.alpha", alpha, 0.0, 1.0, open_low=True)
+            if sum(self.alpha) <= 0:
+                raise ValueError("alpha: the weights must not all be 0")
+        return self
 
 
-@dataclass(frozen=True)
-class TrainParams:
-    epochs: int
-    batch_size: int
-    optimizer: str
-    lr: float
-    schedule: str
-    weight_decay: float
-    val_fraction: float
-    time_mask: int
-    freq_mask: int
-    seed: int
-    device: str
-    precision: str
-    processes: int
-    workers: int
-
-    OPTIMIZERS = ("adam", "sgd")
-    SCHEDULES = ("cosine", "step", "constant")
-    DEVICES = ("auto", "cpu", "cuda")
-    PRECISIONS = ("auto", "fp32", "bf16")
-
-    def __post_init__(self) -> None:
-        _integer("train.epochs", self.epochs, 1)
-        _integer("train.batch_size", self.batch_size, 1)
-        _one_of("train.optimizer", self.optimizer, self.OPTIMIZERS)
-        _number("train.lr", self.lr, 0.0, open_low=True)
-        _one_of("train.schedule", self.schedule, self.SCHEDULES)
-        _number("train.weight_decay", self.weight_decay, 0.0)
-        _number("train.val_fraction", self.val_fraction, 0.0, 1.0, open_low=True, open_high=True)
-        _integer("train.time_mask", self.time_mask, 0)
-        _integer("train.freq_mask", self.freq_mask, 0)
-        _integer("train.seed", self.seed, 0)
-        _one_of("train.device", self.device, self.DEVICES)
-        _one_of("train.precision", self.precision, self.PRECISIONS)
-        _integer("train.processes", self.processes, 1)
-        _integer("train.workers", self.workers, 0)
+class TrainParams(Group):
+    epochs: Annotated[int, Field(ge=1)]
+    batch_size: Annotated[int, Field(ge=1)]
+    optimizer: Literal["adam", "sgd"]
+    lr: Annotated[Finite, Field(gt=0.0)]
+    schedule: Literal["cosine", "step", "constant"]
+    weight_decay: Annotated[Finite, Field(ge=0.0)]
+    val_fraction: Annotated[Finite, Field(gt=0.0, lt=1.0)]
+    time_mask: Annotated[int, Field(ge=0)]
+    freq_mask: Annotated[int, Field(ge=0)]
+    seed: Annotated[int, Field(ge=0)]
+    device: Literal["auto", "cpu", "cuda"]
+    precision: Literal["auto", "fp32", "bf16"]
+    processes: Annotated[int, Field(ge=1)]
+    workers: Annotated[int, Field(ge=0)]
 
 
-@dataclass(frozen=True)
-class EvaluateParams:
-    batch_size: int
-
-    def __post_init__(self) -> None:
-        _integer("evaluate.batch_size", self.batch_size, 1)
+class EvaluateParams(Group):
+    batch_size: Annotated[int, Field(ge=1)]
 
 
-@dataclass(frozen=True)
-class Table3Params:
-    seeds: tuple[int, ...]
-    bootstrap: int
-    bootstrap_seed: int
+class Table3Params(Group):
+    seeds: Annotated[tuple[Annotated[int, Field(ge=0)], ...], Field(strict=False, min_length=1)]
+    bootstrap: Annotated[int, Field(ge=100)]
+    bootstrap_seed: Annotated[int, Field(ge=0)]
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
-            raise ParamsError(f"table3.seeds must be a non-empty list of integers; got {self.seeds!r}")
-        for i, seed in enumerate(self.seeds):
-            _integer(f"table3.seeds[{i}]", seed, 0)
+    @model_validator(mode="after")
+    def _distinct_seeds(self) -> Table3Params:
         if len(set(self.seeds)) != len(self.seeds):
-            raise ParamsError(f"table3.seeds must be distinct; got {list(self.seeds)}")
-        object.__setattr__(self, "seeds", tuple(self.seeds))
-        _integer("table3.bootstrap", self.bootstrap, 100)
-        _integer("table3.bootstrap_seed", self.bootstrap_seed, 0)
+            raise ValueError(f"seeds: must be distinct; got {list(self.seeds)}")
+        return self
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(Group):
     data: DataParams
     synthetic: SyntheticParams
     resample: ResampleParams
@@ -316,42 +185,96 @@ class Params:
     evaluate: EvaluateParams
     table3: Table3Params
 
+    @model_validator(mode="after")
+    def _cycle_holds_a_window(self) -> Params:
+        # Checked here, before any stage runs, rather than by the stft stage failing later.
+        samples = round(self.segment.duration * self.resample.rate)
+        if samples < self.stft.n_fft:
+            raise ValueError(
+                f"segment.duration: {self.segment.duration} s is {samples} samples at resample.rate "
+                f"{self.resample.rate} Hz, shorter than one STFT window (stft.n_fft = {self.stft.n_fft})"
+            )
+        return self
+
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
-def _group(cls: type, name: str, raw: Any):
-    if not isinstance(raw, dict):
+GROUPS: dict[str, type[Group]] = {name: field.annotation for name, field in Params.model_fields.items()}  # type: ignore[misc]
+_FIELD_NAMES = {name for group in GROUPS.values() for name in group.model_fields}
+
+
+def _key(prefix: str, loc: tuple[Any, ...]) -> str:
+    """`('alpha', 'tuple[...]', 1)` under `loss` -> `loss.alpha[1]`: keys and list indices,
+    without the names pydantic gives the members of a union."""
+    key = prefix
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        elif part in _FIELD_NAMES:
+            key = f"{key}.{part}" if key else part
+    return key
+
+
+def _one_line(err: ValidationError, prefix: str = "") -> str:
+    """The first violation as `group.key: what is allowed; got VALUE`."""
+    errors = err.errors(include_url=False)
+    # An unknown key first: with a misspelt key, the "missing" one is the same mistake. A union
+    # (loss.alpha) reports one error per member; a type mismatch with one member says less than
+    # a range error of the member that fits the value's type.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), None)
+    first = first or next((e for e in errors if not e["type"].endswith("_type")), errors[0])
+    key = _key(prefix, first["loc"])
+    message = first["msg"]
+    if first["type"] == "value_error":
+        # Our validators start with the field: `fold: must be < ...`.
+        field, _, rest = message.removeprefix("Value error, ").partition(": ")
+        return f"{_key(key, (field,)) if field in _FIELD_NAMES else field}: {rest}"
+    if first["type"] == "extra_forbidden":
+        group = GROUPS.get(prefix)
+        known = f"; {prefix} takes {', '.join(group.model_fields)}" if group else ""
+        return f"unknown key {prefix}.{first['loc'][-1]}{known}"
+    if first["type"] == "missing":
+        return f"missing key {key}"
+    return f"{key}: {message[0].lower()}{message[1:]}; got {first['input']!r}"
+
+
+def validate_group(name: str, raw: Any) -> Group:
+    """One params group (`resample`, `model`, ...) from a mapping, e.g. a checkpoint's copy."""
+    if name not in GROUPS:
+        raise ParamsError(f"unknown group {name!r}; params.yaml has {', '.join(GROUPS)}")
+    if not isinstance(raw, Mapping):
         raise ParamsError(f"{name} must be a mapping of keys; got {raw!r}")
-    fields = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ParamsError(f"unknown key {name}.{unknown[0]}; {name} takes {', '.join(fields)}")
-    missing = [f for f in fields if f not in raw]
-    if missing:
-        raise ParamsError(f"missing key {name}.{missing[0]}")
-    return cls(**raw)
+    try:
+        return GROUPS[name].model_validate(dict(raw))
+    except ValidationError as err:
+        raise ParamsError(_one_line(err, name)) from None
 
 
 def parse_params(raw: Any) -> Params:
     """Validate a params mapping (as loaded from YAML) into `Params`."""
-    if not isinstance(raw, dict):
+    if not isinstance(raw, Mapping):
         raise ParamsError("params.yaml must be a mapping of groups")
-    groups = {f.name: f.type for f in dataclasses.fields(Params)}
-    unknown = sorted(set(raw) - set(groups))
+    unknown = sorted(set(raw) - set(GROUPS))
     if unknown:
-        raise ParamsError(f"unknown group {unknown[0]!r}; params.yaml has {', '.join(groups)}")
-    missing = [g for g in groups if g not in raw]
+        raise ParamsError(f"unknown group {unknown[0]!r}; params.yaml has {', '.join(GROUPS)}")
+    missing = [g for g in GROUPS if g not in raw]
     if missing:
         raise ParamsError(f"missing group {missing[0]!r} in params.yaml")
-    return Params(**{name: _group(globals()[cls], name, raw[name]) for name, cls in groups.items()})
+    groups = {name: validate_group(name, raw[name]) for name in GROUPS}
+    try:
+        return Params.model_validate(groups)
+    except ValidationError as err:
+        raise ParamsError(_one_line(err)) from None
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:
     """Read and validate params.yaml (the stages run from the repository root)."""
     path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{path}: no such params file (run from the project root)")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from err
+        raise ParamsError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
     return parse_params(raw)

@@ -15,9 +15,9 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from respiro.core.config import CLASS_NAMES
 from respiro.core.errors import IcbhiFormatError, MissingInputError
 
-CLASS_NAMES: tuple[str, ...] = ("Normal", "Crackle", "Wheeze", "Both")
 LOCATIONS: tuple[str, ...] = ("Tc", "Al", "Ar", "Pl", "Pr", "Ll", "Lr")
 MODES: tuple[str, ...] = ("sc", "mc")
 # Nominal sample rate of each device in the real database. Meditron files are 4 kHz, except

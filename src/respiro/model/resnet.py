@@ -160,19 +160,10 @@ def build_model(depth: int, cbam: bool, cbam_reduction: int = 16, num_classes: i
     Args:
         depth: `model.depth`, a key of `DEPTHS` (18 or 34).
         cbam: `model.cbam`, put a CBAM in every residual block.
-        cbam_reduction: `model.cbam_reduction`, the channel MLP's reduction ratio (>= 1);
-            checked even when `cbam` is false, so a bad value never waits for another run.
+        cbam_reduction: `model.cbam_reduction`, the channel MLP's reduction ratio (>= 1).
         num_classes: number of output logits (4: Normal, Crackle, Wheeze, Both).
 
-    Raises:
-        ValueError: naming the params key, for an unsupported depth or a bad reduction.
+    Values come checked by the params schema (`model.*`).
     """
-    if isinstance(depth, bool) or depth not in DEPTHS:
-        allowed = ", ".join(str(d) for d in sorted(DEPTHS))
-        raise ValueError(f"model.depth must be one of {allowed}, got {depth!r}")
-    if not isinstance(cbam, bool):
-        raise ValueError(f"model.cbam must be true or false, got {cbam!r}")
-    if isinstance(cbam_reduction, bool) or not isinstance(cbam_reduction, int) or cbam_reduction < 1:
-        raise ValueError(f"model.cbam_reduction must be an integer >= 1, got {cbam_reduction!r}")
     attn_layer = partial(CBAM, reduction=cbam_reduction) if cbam else None
     return ResNet(DEPTHS[depth], num_classes=num_classes, attn_layer=attn_layer)

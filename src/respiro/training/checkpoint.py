@@ -23,7 +23,7 @@ from respiro.core.errors import CheckpointError, MissingInputError, ParamsError,
 from respiro.evaluation.reports import provenance
 from respiro.data.icbhi import CLASS_NAMES
 from respiro.model.resnet import build_model
-from respiro.core.config import ModelParams
+from respiro.core.config import validate_group
 
 REQUIRED_KEYS = ("state_dict", "class_names", "params", "input_mean", "input_std", "epoch", "val_scores", "cycle_seconds_median")
 
@@ -130,8 +130,7 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     params = checkpoint["params"]
     try:
         chain = AudioChain.from_params(params)
-        m = params["model"]
-        ModelParams(**{k: m[k] for k in ("depth", "cbam", "cbam_reduction")})
+        m = validate_group("model", params["model"])
         provenance(params)
     except ParamsError as err:
         raise CheckpointError(f"{path}: its params: {err}") from None
@@ -143,8 +142,8 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < 1e4:
         raise CheckpointError(f"{path}: cycle_seconds_median must be a positive number of seconds; got {seconds!r}")
     mean, std = _check_stats(path, checkpoint, chain.shape[0])
-    model = build_model(m["depth"], m["cbam"], m["cbam_reduction"], len(CLASS_NAMES))
-    name = f"ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''} (its params.model)"
+    model = build_model(m.depth, m.cbam, m.cbam_reduction, len(CLASS_NAMES))
+    name = f"ResNet-{m.depth}{' + CBAM' if m.cbam else ''} (its params.model)"
     _check_state_dict(path, model, checkpoint["state_dict"], name)
     model.load_state_dict(checkpoint["state_dict"])
     model = model.to(device).to(memory_format=torch.channels_last).eval()

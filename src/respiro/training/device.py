@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from respiro.core.errors import ParamsError
+from respiro.core.errors import StageError
 
 
 def resolve_device(name: str, key: str = "train.device") -> torch.device:
@@ -16,7 +16,7 @@ def resolve_device(name: str, key: str = "train.device") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ParamsError(f"{key} is cuda but no CUDA device is available; use auto or cpu")
+        raise StageError(f"{key} is cuda but no CUDA device is available; use auto or cpu")
     return torch.device(name)
 
 

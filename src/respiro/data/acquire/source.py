@@ -26,7 +26,7 @@ from respiro.data.icbhi import (
 )
 from respiro.core.errors import MissingInputError, ParamsError
 from respiro.core.config import DataParams, Params
-from respiro.data.synthetic.corpus import SyntheticConfig, generate_corpus
+from respiro.data.synthetic.corpus import generate_corpus
 
 ARCHIVE_NAME = "ICBHI_final_database.zip"
 # Published beside the archive rather than in it: picked up from next to a local zip.
@@ -124,10 +124,8 @@ def materialize_raw(params: Params, out_dir: Path, progress: bool = True) -> str
     """
     data = params.data
     if data.source == "synthetic":
-        s = params.synthetic
-        config = SyntheticConfig(seed=s.seed, patients=s.patients, recordings=s.recordings, recording_seconds=s.recording_seconds)
-        generate_corpus(out_dir, config, progress=progress)
-        return f"synthetic(seed={s.seed})"
+        generate_corpus(out_dir, params.synthetic, progress=progress)
+        return f"synthetic(seed={params.synthetic.seed})"
     if data.source == "local":
         materialize_local(data.local_path, out_dir)
         return f"local({data.local_path})"

@@ -39,6 +39,7 @@ from respiro.data.icbhi import (
 )
 from respiro.data.synthetic import sounds
 from respiro.data.synthetic.sounds import FloatArray
+from respiro.core.config import SyntheticParams
 from respiro.core.errors import MissingInputError
 
 # Independent random streams of one seed: the plan, and one per rendered recording.
@@ -46,36 +47,8 @@ _PLAN_STREAM = 0
 _AUDIO_STREAM = 1
 
 
-@dataclass(frozen=True)
-class SyntheticConfig:
-    """What corpus to generate (params.yaml `synthetic:`); checked on construction.
-
-    `recordings` are spread over `patients` (each has at least one); `recording_seconds` is
-    the mean length of a recording (most recordings have exactly this length, as most ICBHI
-    recordings last 20 s). The default gives about 1,100 cycles; `ICBHI_SCALE` about 6,900.
-    """
-
-    seed: int = 2017
-    patients: int = 40
-    recordings: int = 160
-    recording_seconds: float = 20.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"synthetic.seed must be an integer >= 0; got {self.seed!r}")
-        # Patient ids are three digits from 101, as in the database.
-        if isinstance(self.patients, bool) or not isinstance(self.patients, int) or not 1 <= self.patients <= 899:
-            raise ValueError(f"synthetic.patients must be an integer in 1..899; got {self.patients!r}")
-        if isinstance(self.recordings, bool) or not isinstance(self.recordings, int) or self.recordings < self.patients:
-            raise ValueError(
-                f"synthetic.recordings must be an integer >= synthetic.patients ({self.patients}); got {self.recordings!r}"
-            )
-        seconds = self.recording_seconds
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 5.0 <= seconds <= 600.0:
-            raise ValueError(f"synthetic.recording_seconds must be a number in 5..600; got {seconds!r}")
-
-
-ICBHI_SCALE = SyntheticConfig(seed=2017, patients=126, recordings=920, recording_seconds=21.5)
+# The database's size: about 6,900 cycles (the default params give about 1,100).
+ICBHI_SCALE = SyntheticParams(seed=2017, patients=126, recordings=920, recording_seconds=21.5)
 
 
 # --- the clinical picture -------------------------------------------------------------------
@@ -390,7 +363,7 @@ def _split(rng: np.random.Generator, recordings: list[Recording]) -> dict[int, s
     return sides
 
 
-def plan_corpus(config: SyntheticConfig) -> CorpusPlan:
+def plan_corpus(config: SyntheticParams) -> CorpusPlan:
     """Everything about the corpus except the audio samples, from the seed's plan stream."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, _PLAN_STREAM]))
     names = list(DIAGNOSES)
@@ -675,7 +648,7 @@ def summarize(plan: CorpusPlan) -> CorpusSummary:
     )
 
 
-def generate_corpus(out_dir: Path, config: SyntheticConfig, progress: bool = True) -> CorpusSummary:
+def generate_corpus(out_dir: Path, config: SyntheticParams, progress: bool = True) -> CorpusSummary:
     """Write a synthetic ICBHI corpus into the existing, empty folder `out_dir`.
 
     One `PID_RecIdx_Location_Mode_Device.wav` (mono, the device's rate and a PCM subtype) and

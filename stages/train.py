@@ -120,6 +120,8 @@ def main() -> None:
     distributed.stop()
     if not main_process:
         return
+    # The main process validated every epoch (train.epochs >= 1), so it kept one and logged.
+    assert best is not None and live is not None
 
     checkpoint = {
         "state_dict": best["state"],

@@ -6,6 +6,11 @@ per-epoch curves, the epoch reached), data/reports/train.json (the checkpoint's 
 validation scores, cycles and patients per part, device).
 """
 
+from respiro.core.cli import parse_stage_args
+
+if __name__ == "__main__":
+    parse_stage_args("train", __doc__)  # --help answers before the heavy imports below
+
 import dataclasses
 import time
 from pathlib import Path

@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import vl_convert
 
-    shown = json.loads(subprocess.run(["dvc", "plots", "diff", args.rev, "--json"], check=True, capture_output=True, text=True).stdout)
+    shown = json.loads(
+        subprocess.run(["dvc", "plots", "diff", args.rev, "--json"], check=True, capture_output=True, text=True).stdout
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     lines = []
     for plot_id, renders in shown.get("data", {}).items():

@@ -26,7 +26,11 @@ def test_baseline_is_committed_with_every_stage():
     assert list(lock["stages"]) == STAGES
     tracked = run(["git", "ls-files", "dvc.lock", "metrics"], ROOT).stdout.split()
     assert "dvc.lock" in tracked
-    assert {"metrics/eval/metrics.json", "metrics/train/metrics.json", "metrics/eval/plots/sklearn/confusion_matrix.json"} <= set(tracked)
+    assert {
+        "metrics/eval/metrics.json",
+        "metrics/train/metrics.json",
+        "metrics/eval/plots/sklearn/confusion_matrix.json",
+    } <= set(tracked)
 
 
 def test_fresh_clone_shows_the_baseline_before_running_anything(tmp_path):

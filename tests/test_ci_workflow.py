@@ -32,7 +32,9 @@ def schema_check(path: Path) -> subprocess.CompletedProcess:
     tool = shutil.which("check-jsonschema")
     if tool is None:
         pytest.skip("check-jsonschema is absent (pip install -r requirements-dev.txt)")
-    return subprocess.run([tool, "--builtin-schema", "vendor.github-workflows", str(path)], capture_output=True, text=True)
+    return subprocess.run(
+        [tool, "--builtin-schema", "vendor.github-workflows", str(path)], capture_output=True, text=True
+    )
 
 
 def workflow_commands() -> list[str]:
@@ -100,7 +102,10 @@ def test_reproduce_job_fails_on_a_changed_baseline_and_comments_on_pull_requests
     assert "python -m tests.machine --check" in commands
     assert "dvc metrics diff main --md >> report.md" in commands
     assert "cml comment create report.md" in commands
-    uses = {step.get("uses", "").split("@")[0] for step in yaml.safe_load(WORKFLOW.read_text())["jobs"]["reproduce"]["steps"]}
+    uses = {
+        step.get("uses", "").split("@")[0]
+        for step in yaml.safe_load(WORKFLOW.read_text())["jobs"]["reproduce"]["steps"]
+    }
     assert {"iterative/setup-cml", "iterative/setup-dvc"} <= uses
 
 

@@ -62,7 +62,9 @@ def test_dvc_config_uses_the_offline_page():
 
 def test_page_is_what_the_generator_writes():
     pytest.importorskip("vl_convert", reason="vl-convert-python is not installed (only needed to regenerate the page)")
-    result = subprocess.run(["python", "scripts/offline_plots_page.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        ["python", "scripts/offline_plots_page.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -78,7 +80,13 @@ def chromium(*args: str) -> subprocess.CompletedProcess:
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
         pytest.skip("no Chromium installed (apt-get install chromium) to render the plots page")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--proxy-server=127.0.0.1:9",
+        "--proxy-bypass-list=<-loopback>",
+    ]
     return subprocess.run([*_offline_prefix(), browser, *flags, *args], capture_output=True, text=True, timeout=120)
 
 
@@ -100,7 +108,9 @@ def test_plots_show_renders_every_plot_offline_in_a_browser(tmp_path):
     # vega-embed marks each container it filled and draws the marks (canvas by default).
     embedded = len(re.findall(r'class="[^"]*\bvega-embed\b', dom))
     drawn = len(re.findall(r"<canvas|<svg[^>]*class=\"marks\"", dom))
-    assert embedded == len(plot_ids) and drawn >= len(plot_ids), f"{embedded} embedded, {drawn} drawn, {len(plot_ids)} plots"
+    assert embedded == len(plot_ids) and drawn >= len(plot_ids), (
+        f"{embedded} embedded, {drawn} drawn, {len(plot_ids)} plots"
+    )
     shot = tmp_path / "plots.png"
     chromium("--virtual-time-budget=20000", "--window-size=1400,2600", f"--screenshot={shot}", page.as_uri())
     assert shot.stat().st_size > 20_000  # a blank page is a few kB

@@ -90,7 +90,9 @@ def write_spectrograms(folder, patients, labels, official, bins=16, frames=12, s
         writer = csv.DictWriter(f, ["recording", "patient", "label", "official_split", "seconds"])
         writer.writeheader()
         for i, (p, y, o) in enumerate(zip(patients, labels, official, strict=True)):
-            writer.writerow({"recording": f"{p}_rec{i % 3}", "patient": p, "label": y, "official_split": o, "seconds": 2.0})
+            writer.writerow(
+                {"recording": f"{p}_rec{i % 3}", "patient": p, "label": y, "official_split": o, "seconds": 2.0}
+            )
 
 
 def test_train_stage_keeps_the_best_validation_epoch_and_never_sees_test(tmp_path, monkeypatch) -> None:
@@ -106,8 +108,16 @@ def test_train_stage_keeps_the_best_validation_epoch_and_never_sees_test(tmp_pat
 
     loaded, stats_rows, scored = [], [], []
     real_loader, real_stats = train_stage.cycle_loader, train_stage.frequency_stats
-    monkeypatch.setattr(train_stage, "cycle_loader", lambda specs, y, index, *a, **k: (loaded.append(np.array(index)), real_loader(specs, y, index, *a, **k))[1])
-    monkeypatch.setattr(train_stage, "frequency_stats", lambda specs, index: (stats_rows.append(np.array(index)), real_stats(specs, index))[1])
+    monkeypatch.setattr(
+        train_stage,
+        "cycle_loader",
+        lambda specs, y, index, *a, **k: (loaded.append(np.array(index)), real_loader(specs, y, index, *a, **k))[1],
+    )
+    monkeypatch.setattr(
+        train_stage,
+        "frequency_stats",
+        lambda specs, index: (stats_rows.append(np.array(index)), real_stats(specs, index))[1],
+    )
     # Validation scores scripted per epoch: epoch 2 is the best, and the last is not.
     scripted = iter([0.55, 0.80, 0.70])
 

@@ -63,6 +63,24 @@ def test_another_machine_type_is_told_apart_by_what_sets_the_bytes():
     assert sorted(d.split(":")[0] for d in machine.differences(other, ref)) == ["precision", "torch_threads"]
 
 
+@pytest.mark.parametrize("machine_type", ["reference", "other"])
+def test_check_after_repro_passes_an_unchanged_copy_and_names_a_changed_score(tmp_path, monkeypatch, machine_type):
+    """What CI runs after `dvc repro` (python -m tests.machine --check), without the repro:
+    byte for byte on the reference type, the scores within tolerance on another."""
+    ref = machine.reference()
+    this = ref if machine_type == "reference" else {**ref, "torch_threads": ref["torch_threads"] + 1}
+    monkeypatch.setattr(machine, "fingerprint", lambda: dict(this))
+    project = make_project_copy(tmp_path / "clone")
+    assert machine.check(project) == []
+    scores = project / "metrics/eval/metrics.json"
+    changed = json.loads(scores.read_text())
+    changed["icbhi_score"] += 0.2  # beyond the tolerance too, so this fails on any machine type
+    scores.write_text(json.dumps(changed, indent=4))
+    problems = machine.check(project)
+    expected = "metrics/eval/metrics.json" if machine_type == "reference" else "icbhi_score"
+    assert problems and any(expected in p for p in problems), problems
+
+
 @pytest.mark.slow
 def test_repro_on_a_clean_copy_reproduces_the_committed_lock_and_metrics(tmp_path):
     """CI's reproducibility check: the README's `dvc repro` from nothing gives the same

@@ -4,6 +4,11 @@ params data, synthetic -> data/raw (ICBHI folder: recordings, annotations, split
 data/reports/raw.json (what was loaded: recordings, patients, devices, cycles per class/split).
 """
 
+from respiro.core.cli import parse_stage_args
+
+if __name__ == "__main__":
+    parse_stage_args("download", __doc__)  # --help answers before the heavy imports below
+
 from pathlib import Path
 
 from respiro.data.acquire.source import materialize_raw

@@ -6,6 +6,11 @@ figure, the confusion counts and what produced them), data/reports/test_predicti
 row per test cycle with its probabilities).
 """
 
+from respiro.core.cli import parse_stage_args
+
+if __name__ == "__main__":
+    parse_stage_args("evaluate", __doc__)  # --help answers before the heavy imports below
+
 from pathlib import Path
 
 import numpy as np

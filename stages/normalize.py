@@ -5,6 +5,11 @@ data/reports/normalize.json (the range of gains applied). All-zero recordings ne
 here: resample skips and reports them.
 """
 
+from respiro.core.cli import parse_stage_args
+
+if __name__ == "__main__":
+    parse_stage_args("normalize", __doc__)  # --help answers before the heavy imports below
+
 from pathlib import Path
 
 from tqdm import tqdm

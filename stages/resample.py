@@ -4,6 +4,11 @@ data/raw (ICBHI folder) -> data/resampled (samples.f32 + recordings.csv),
 data/reports/resample.json (what was skipped and why).
 """
 
+from respiro.core.cli import parse_stage_args
+
+if __name__ == "__main__":
+    parse_stage_args("resample", __doc__)  # --help answers before the heavy imports below
+
 from functools import partial
 from pathlib import Path
 

@@ -4,6 +4,11 @@ data/normalized + the annotations in data/raw -> data/cycles (cycles.npy (N, L) 
 manifest.csv, one row per cycle), data/reports/segment.json (clipped and skipped cycles).
 """
 
+from respiro.core.cli import parse_stage_args
+
+if __name__ == "__main__":
+    parse_stage_args("segment", __doc__)  # --help answers before the heavy imports below
+
 from pathlib import Path
 
 import numpy as np

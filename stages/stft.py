@@ -4,6 +4,11 @@ data/cycles -> data/spectrograms (spectrograms.npy (N, F, T) float32 and a copy 
 manifest.csv, so training depends on this one folder).
 """
 
+from respiro.core.cli import parse_stage_args
+
+if __name__ == "__main__":
+    parse_stage_args("stft", __doc__)  # --help answers before the heavy imports below
+
 import shutil
 from pathlib import Path
 

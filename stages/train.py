@@ -6,6 +6,11 @@ per-epoch curves, the epoch reached), data/reports/train.json (the checkpoint's 
 validation scores, cycles and patients per part, device).
 """
 
+from respiro.core.cli import parse_stage_args
+
+if __name__ == "__main__":
+    parse_stage_args("train", __doc__)  # --help answers before the heavy imports below
+
 import time
 from pathlib import Path
 
@@ -119,6 +124,8 @@ def main() -> None:
     distributed.stop()
     if not main_process:
         return
+    # The main process validated every epoch (train.epochs >= 1), so it kept one and logged.
+    assert best is not None and live is not None
 
     checkpoint = {
         "state_dict": best["state"],

@@ -47,7 +47,11 @@ DVC_ENV = {
 def project_files() -> list[str]:
     """Files git would put in a clone of the working tree: tracked and untracked-not-ignored."""
     out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return [f for f in out.splitlines() if (ROOT / f).is_file()]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +13,14 @@ from respiro.model.cbam import CBAM
 from respiro.model.resnet import DEPTHS, ResNet, build_model
 
 WIDTHS = (64, 128, 256, 512)
+
+
+@functools.cache
+def shared_model(depth: int, cbam: bool) -> ResNet:
+    """One model in eval mode per (depth, cbam), shared by the tests of this module that only
+    run it forward (building a ResNet-34 takes longer than running it on a small batch)."""
+    torch.manual_seed(0)
+    return build_model(depth, cbam=cbam).eval()
 
 
 def n_params(model: nn.Module) -> int:
@@ -34,21 +44,15 @@ def cbam_params_from_definition(blocks: tuple[int, ...], reduction: int) -> int:
 @pytest.mark.parametrize(("depth", "expected"), [(18, 11_172_292), (34, 21_280_452)])
 def test_plain_parameter_count_matches_torchvision_with_one_channel_stem(depth: int, expected: int) -> None:
     # torchvision resnet18/34 (11,689,512 / 21,797,672) with conv1 at 1 input channel and fc at 4.
-    assert n_params(build_model(depth, cbam=False)) == expected
+    assert n_params(shared_model(depth, False)) == expected
 
 
 @pytest.mark.parametrize("depth", [18, 34])
 @pytest.mark.parametrize("reduction", [16, 100])
 def test_cbam_adds_exactly_its_definition(depth: int, reduction: int) -> None:
-    plain = n_params(build_model(depth, cbam=False))
+    plain = n_params(shared_model(depth, False))
     with_cbam = n_params(build_model(depth, cbam=True, cbam_reduction=reduction))
     assert with_cbam - plain == cbam_params_from_definition(DEPTHS[depth], reduction)
-
-
-def test_depths_table() -> None:
-    assert DEPTHS == {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
-    model = build_model(34, cbam=False)
-    assert [len(stage) for stage in (model.layer1, model.layer2, model.layer3, model.layer4)] == [3, 4, 6, 3]
 
 
 @pytest.mark.parametrize("depth", [18, 34])
@@ -56,7 +60,7 @@ def test_depths_table() -> None:
 @pytest.mark.parametrize("size", [(129, 126), (129, 251), (129, 20), (64, 8), (16, 8), (1, 1)])
 def test_output_shape_for_any_spectrogram_size(depth: int, cbam: bool, size: tuple[int, int]) -> None:
     torch.manual_seed(0)
-    model = build_model(depth, cbam=cbam).eval()
+    model = shared_model(depth, cbam)
     with torch.no_grad():
         out = model(torch.randn(3, 1, *size))
     assert out.shape == (3, 4)
@@ -153,9 +157,8 @@ def test_attention_sits_after_bn2_and_before_the_shortcut_addition(stage: str) -
 
 
 def test_plain_block_has_identity_attention() -> None:
-    model = build_model(18, cbam=False)
-    assert not any(isinstance(m, CBAM) for m in model.modules())
-    assert sum(isinstance(m, CBAM) for m in build_model(18, cbam=True).modules()) == sum(DEPTHS[18])
+    assert not any(isinstance(m, CBAM) for m in shared_model(18, False).modules())
+    assert sum(isinstance(m, CBAM) for m in shared_model(18, True).modules()) == sum(DEPTHS[18])
 
 
 def test_init_in_one_place() -> None:

@@ -9,7 +9,7 @@ one batch, while the files stay ordinary .npy that training memory-maps.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Self
 
 import numpy as np
 from respiro.core.errors import DamagedArtifactError
@@ -25,7 +25,7 @@ class StreamWriter:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "StreamWriter":
+    def __enter__(self) -> Self:  # the subclass, with its own append()/rows
         return self
 
     def __exit__(self, *exc) -> None:

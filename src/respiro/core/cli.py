@@ -18,6 +18,19 @@ from respiro.core.errors import UserError
 INTERRUPTED_EXIT = 130  # what a shell reports for a process ended by SIGINT
 
 
+def parse_stage_args(name: str, doc: str | None) -> None:
+    """A stage's command line: none (params.yaml says everything). `--help` prints `doc` and
+    exits, anything else is an error. Stage scripts call it first, under `__main__`, so that
+    `--help` answers before they import torch and the rest."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m stages.{name}",
+        description=doc,
+        epilog="Every setting is in params.yaml; `dvc repro` runs the stages in order.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args()
+
+
 def run_stage(name: str, main: Callable[[], None], doc: str | None = None, resume: str = "dvc repro") -> None:
     """Run a stage's (or a command's) `main`, ending expected errors and Ctrl-C with one line.
 
@@ -27,13 +40,7 @@ def run_stage(name: str, main: Callable[[], None], doc: str | None = None, resum
     `resume` is what the user runs to carry on after an interrupt.
     """
     if doc is not None:
-        parser = argparse.ArgumentParser(
-            prog=f"python -m stages.{name}",
-            description=doc,
-            epilog="Every setting is in params.yaml; `dvc repro` runs the stages in order.",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        parser.parse_args()
+        parse_stage_args(name, doc)
     try:
         main()
     except UserError as err:

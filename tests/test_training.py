@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from respiro.core.errors import ParamsError
-from respiro.training.loop import NonFiniteLossError, lr_factor, train_one_epoch
+from respiro.training.fit import EpochResult, fit
+from respiro.training.loop import NonFiniteLossError, lr_factor, make_optimizer, train_one_epoch
 from respiro.training.batches import (
     Shard,
     TrainBatches,
@@ -54,6 +55,38 @@ def test_the_epoch_loss_is_the_mean_per_cycle():
     loss = train_one_epoch(model, batches_of(7, 3), loss_fn, torch.optim.SGD(model.parameters(), lr=0.0), None, epoch=1)
     labels = torch.cat(seen).float()
     assert len(labels) == 7 and loss == pytest.approx(labels.mean().item())
+
+
+def test_fit_keeps_the_best_validation_epoch_and_logs_the_loss_of_the_logits():
+    torch.manual_seed(6)  # a seed whose best epoch is neither the first nor the last, tied later
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4))
+    val_x = torch.randn(40, 1, 6, 8)
+    val_y = torch.arange(40) % 4
+    val_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(val_x, val_y), batch_size=16)
+    loss_fn = torch.nn.functional.cross_entropy
+    optimizer = make_optimizer(model, "sgd", 0.5, 0.0)
+    seen: list[tuple[EpochResult, dict, float]] = []
+
+    def on_epoch(e: EpochResult) -> None:
+        with torch.no_grad():  # what the model gives now, outside fit
+            loss = loss_fn(model(val_x), val_y).item()
+        seen.append((e, {k: v.clone() for k, v in model.state_dict().items()}, loss))
+
+    best = fit(model, batches_of(32, 8), val_loader, loss_fn, optimizer, None, epochs=6, schedule="cosine", on_epoch=on_epoch)
+    assert [e.epoch for e, _, _ in seen] == list(range(1, 7))
+    assert [e.lr for e, _, _ in seen] == pytest.approx([0.5 * lr_factor("cosine", i, 6) for i in range(6)])
+    for e, _, loss in seen:  # cross-entropy of the logits, not of log-probabilities clamped
+        assert e.val_loss == pytest.approx(loss, rel=1e-5)
+    scores = [-1.0 if e.val["icbhi_score"] is None else e.val["icbhi_score"] for e, _, _ in seen]
+    first_best = scores.index(max(scores))
+    assert 0 < first_best < 5 and scores.count(max(scores)) > 1  # what this seed is for
+    assert best is not None and best.epoch == first_best + 1
+    assert best.val == seen[first_best][0].val
+    assert all(torch.equal(best.state_dict[k], v) for k, v in seen[first_best][1].items())
+    assert [e.improved for e, _, _ in seen][first_best] and not any(e.improved for e, _, _ in seen[first_best + 1 :])
+    # A process that only trains gets no result and validates nothing.
+    assert fit(model, batches_of(32, 8), val_loader, loss_fn, optimizer, None, epochs=1, schedule="constant", validates=False, on_epoch=on_epoch) is None
+    assert len(seen) == 6
 
 
 def test_learning_rate_schedules():

@@ -14,7 +14,6 @@ from respiro.training.batches import (
     TrainBatches,
     apply_mask_bands,
     draw_mask_bands,
-    spec_augment,
 )
 from respiro.training.precision import choose_precision
 from respiro.training.device import resolve_device
@@ -95,24 +94,16 @@ def test_learning_rate_schedules():
     assert lr_factor("constant", 5, 6) == 1.0
 
 
-def test_spec_augment_masks_one_band_per_axis_and_is_seeded():
-    x = torch.ones(4, 1, 20, 30)
-    a = spec_augment(x, time_mask=5, freq_mask=4, rng=np.random.default_rng(1))
-    b = spec_augment(x, time_mask=5, freq_mask=4, rng=np.random.default_rng(1))
-    assert torch.equal(a, b) and torch.equal(x, torch.ones_like(x))  # seeded; input untouched
-    for item in a[:, 0]:
-        zero_cols = (item == 0).all(dim=0).sum().item()  # masked time frames span every bin
-        zero_rows = (item == 0).all(dim=1).sum().item()
-        assert zero_cols <= 5 and zero_rows <= 4
-    assert spec_augment(x, 0, 0, np.random.default_rng(0)).equal(x)
-
-
 def test_mask_bands_lie_inside_and_are_applied_where_drawn():
     bands = draw_mask_bands(np.random.default_rng(0), 500, time_mask=16, freq_mask=8, frames=20, bins=10)
     assert (bands[:, 0] + bands[:, 1] <= 20).all() and (bands[:, 2] + bands[:, 3] <= 10).all()
     assert set(bands[:, 1]) == set(range(17)) and set(bands[:, 3]) == set(range(9))
-    x = apply_mask_bands(torch.ones(1, 1, 10, 20), torch.tensor([[3, 2, 7, 1]]))
+    ones = torch.ones(1, 1, 10, 20)
+    x = apply_mask_bands(ones, torch.tensor([[3, 2, 7, 1]]))
     assert (x[0, 0, :, 3:5] == 0).all() and (x[0, 0, 7] == 0).all() and x.sum() == 10 * 20 - 2 * 10 - 18
+    assert torch.equal(ones, torch.ones_like(ones))  # the input is untouched
+    none = draw_mask_bands(np.random.default_rng(0), 3, time_mask=0, freq_mask=0, frames=20, bins=10)
+    assert torch.equal(apply_mask_bands(ones.expand(3, -1, -1, -1), torch.from_numpy(none)), ones.expand(3, -1, -1, -1))
 
 
 def test_an_epoch_serves_every_cycle_once_in_a_seeded_order():

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from respiro.core.pool import ordered_map, worker_count
 from respiro.audio.resample import read_resampled
 from respiro.audio.store import AudioStoreWriter
-from respiro.data.catalog import build_catalog
+from respiro.data.catalog import build_catalog, recording_row
 from respiro.core.errors import StageError
 from respiro.core.cli import run_stage
 from respiro.core.outputs import SkipReport, StageTimer, atomic_dir
@@ -45,22 +45,7 @@ def main() -> None:
                 report.skip(str(entry.wav.relative_to(RAW)), recording.problem)
                 continue
             seconds += recording.seconds
-            store.append(
-                {
-                    "stem": entry.name.stem,
-                    "patient": entry.name.patient,
-                    "location": entry.name.location,
-                    "mode": entry.name.mode,
-                    "device": entry.name.device,
-                    "device_corrected": entry.device_corrected,
-                    "source_rate": recording.source_rate,
-                    "subtype": entry.subtype,
-                    "official_split": entry.official_split,
-                    "diagnosis": entry.diagnosis,
-                    "annotation": entry.annotation.relative_to(RAW).as_posix(),
-                },
-                recording.samples,
-            )
+            store.append(recording_row(entry, RAW, recording.source_rate), recording.samples)
         if not store.rows:
             raise StageError(f"no usable recordings in {RAW} ({len(report)} skipped, see {REPORT})")
     report.write(REPORT)

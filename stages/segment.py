@@ -20,6 +20,7 @@ from respiro.audio.segment import CycleBatch, cycle_span, write_cycle_batch
 from respiro.audio.store import AudioStore
 from respiro.core.errors import StageError
 from respiro.core.cli import run_stage
+from respiro.data.catalog import cycle_row
 from respiro.data.icbhi import CLASS_NAMES, read_annotations
 from respiro.core.outputs import SkipReport, StageTimer, atomic_dir, write_csv
 from respiro.core.config import load_params
@@ -27,8 +28,6 @@ from respiro.core.config import load_params
 RAW, IN, OUT = Path("data/raw"), Path("data/normalized"), Path("data/cycles")
 REPORT = Path("data/reports/segment.json")
 BATCH = 128  # cycles per worker task: 16 MB of 8 s cycles at 4 kHz
-# Recording columns carried into every cycle's manifest row.
-RECORDING_COLUMNS = ("patient", "location", "mode", "device", "device_corrected", "source_rate", "official_split", "diagnosis")
 
 
 def main() -> None:
@@ -37,7 +36,7 @@ def main() -> None:
     params, workers = loaded.segment, worker_count(loaded.audio.workers)
     store = AudioStore(IN)
     report = SkipReport("segment")
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, str]] = []
     spans = []
     clipped = 0
     for i, rec in enumerate(store.rows):
@@ -54,21 +53,7 @@ def main() -> None:
                 continue
             clipped += span.clipped
             spans.append((i, span))
-            rows.append(
-                {
-                    "index": len(rows),
-                    "recording": rec["stem"],
-                    **{k: rec[k] for k in RECORDING_COLUMNS},
-                    "start": f"{cycle.start:g}",
-                    "end": f"{cycle.end:g}",
-                    "seconds": f"{(span.end - span.start) / rate:.4f}",
-                    "clipped": int(span.clipped),
-                    "crackle": cycle.crackle,
-                    "wheeze": cycle.wheeze,
-                    "label": cycle.label,
-                    "label_name": CLASS_NAMES[cycle.label],
-                }
-            )
+            rows.append(cycle_row(len(rows), rec, cycle, span.end - span.start, span.clipped, rate))
     if not rows:
         raise StageError(f"no cycles found in the annotations of {len(store)} recordings")
     length = int(round(params.duration * int(store.rows[0]["rate"])))
@@ -82,7 +67,7 @@ def main() -> None:
         with tqdm(total=len(spans), desc="segment", unit="cycle", leave=False) as bar:
             for count in ordered_map(write_cycle_batch, batches, workers):
                 bar.update(count)
-        write_csv(tmp / "manifest.csv", [{k: str(v) for k, v in r.items()} for r in rows])
+        write_csv(tmp / "manifest.csv", rows)
     counts = np.bincount([int(r["label"]) for r in rows], minlength=len(CLASS_NAMES))
     report.note("cycles", len(rows))
     report.note("cycles_clipped_to_audio", clipped)

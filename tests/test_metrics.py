@@ -60,3 +60,33 @@ def test_no_abnormal_cycles_leaves_se_and_score_undefined():
 def test_labels_out_of_range_are_rejected():
     with pytest.raises(ValueError, match="0..3"):
         confusion_matrix([0, 4], [0, 1])
+
+
+def test_evaluation_reports_of_a_small_test_set():
+    from respiro.evaluation.reports import evaluation_details, headline_metrics, prediction_rows
+
+    true, pred = np.array([0, 0, 1, 2]), np.array([0, 1, 1, 0])
+    devices = np.array(["Litt3200", "AKGC417L", "AKGC417L", "Litt3200"])
+    patients = np.array([101, 101, 102, 103, 104, 104])  # per cycle of the corpus: 4 test, 2 not
+    parts = np.array(["test", "test", "test", "test", "train", "val"])
+    patients[4] = 102  # patient 102 on both sides
+    origin = {"data_source": "icbhi(official archive)", "synthetic_data": False}
+    details = evaluation_details(true, pred, devices, patients, parts, 7, origin)
+    assert details["confusion_matrix"]["counts"][0] == [1, 1, 0, 0] and details["cycles"] == 4
+    assert list(details["per_device"]) == ["AKGC417L", "Litt3200"]  # sorted
+    assert details["per_device"]["Litt3200"]["sp"] == 1.0 and details["per_device"]["Litt3200"]["se"] == 0.0
+    assert details["test_patients"] == 3 and details["patients_in_train_and_test"] == [102]
+    assert details["checkpoint_epoch"] == 7 and details["data_source"] == "icbhi(official archive)"
+    headline = headline_metrics(details, 0.61)
+    assert list(headline)[:4] == ["icbhi_score", "se", "sp", "accuracy"]
+    assert headline["icbhi_score"] == pytest.approx((1 / 2 + 1 / 2) / 2) and headline["val_score"] == 0.61
+    assert headline["device_score"] == {"AKGC417L": 0.5, "Litt3200": 0.5} and headline["data"] == "icbhi(official archive)"
+    cycles = [{"recording": f"r{i}", "patient": "1", "start": "0", "end": "1", "device_corrected": "Meditron"} for i in range(6)]
+    probs = np.full((2, 4), 0.25)
+    rows = prediction_rows(cycles, np.array([5, 2]), np.array([3, 0]), np.array([0, 0]), probs)
+    assert [r["recording"] for r in rows] == ["r5", "r2"] and rows[0]["true_label"] == "Both"
+    assert rows[1]["p_Wheeze"] == "0.250000" and rows[0]["device"] == "Meditron"
+
+
+def test_no_cycles_give_a_matrix_of_zeros():
+    assert np.array_equal(confusion_matrix([], []), np.zeros((4, 4), int))

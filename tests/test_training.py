@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from respiro.core.errors import ParamsError, StageError
-from respiro.training.loop import NonFiniteLossError, lr_factor, train_one_epoch
+from respiro.training.fit import EpochResult, fit
+from respiro.training.loop import NonFiniteLossError, lr_factor, make_optimizer, train_one_epoch
 from respiro.training.batches import (
     Shard,
     TrainBatches,
     apply_mask_bands,
     draw_mask_bands,
-    spec_augment,
 )
 from respiro.training.precision import choose_precision
 from respiro.training.device import resolve_device
@@ -56,30 +56,54 @@ def test_the_epoch_loss_is_the_mean_per_cycle():
     assert len(labels) == 7 and loss == pytest.approx(labels.mean().item())
 
 
+def test_fit_keeps_the_best_validation_epoch_and_logs_the_loss_of_the_logits():
+    torch.manual_seed(6)  # a seed whose best epoch is neither the first nor the last, tied later
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4))
+    val_x = torch.randn(40, 1, 6, 8)
+    val_y = torch.arange(40) % 4
+    val_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(val_x, val_y), batch_size=16)
+    loss_fn = torch.nn.functional.cross_entropy
+    optimizer = make_optimizer(model, "sgd", 0.5, 0.0)
+    seen: list[tuple[EpochResult, dict, float]] = []
+
+    def on_epoch(e: EpochResult) -> None:
+        with torch.no_grad():  # what the model gives now, outside fit
+            loss = loss_fn(model(val_x), val_y).item()
+        seen.append((e, {k: v.clone() for k, v in model.state_dict().items()}, loss))
+
+    best = fit(model, batches_of(32, 8), val_loader, loss_fn, optimizer, None, epochs=6, schedule="cosine", on_epoch=on_epoch)
+    assert [e.epoch for e, _, _ in seen] == list(range(1, 7))
+    assert [e.lr for e, _, _ in seen] == pytest.approx([0.5 * lr_factor("cosine", i, 6) for i in range(6)])
+    for e, _, loss in seen:  # cross-entropy of the logits, not of log-probabilities clamped
+        assert e.val_loss == pytest.approx(loss, rel=1e-5)
+    scores = [-1.0 if e.val["icbhi_score"] is None else e.val["icbhi_score"] for e, _, _ in seen]
+    first_best = scores.index(max(scores))
+    assert 0 < first_best < 5 and scores.count(max(scores)) > 1  # what this seed is for
+    assert best is not None and best.epoch == first_best + 1
+    assert best.val == seen[first_best][0].val
+    assert all(torch.equal(best.state_dict[k], v) for k, v in seen[first_best][1].items())
+    assert [e.improved for e, _, _ in seen][first_best] and not any(e.improved for e, _, _ in seen[first_best + 1 :])
+    # A process that only trains gets no result and validates nothing.
+    assert fit(model, batches_of(32, 8), val_loader, loss_fn, optimizer, None, epochs=1, schedule="constant", validates=False, on_epoch=on_epoch) is None
+    assert len(seen) == 6
+
+
 def test_learning_rate_schedules():
     assert [lr_factor("cosine", e, 4) for e in range(4)] == pytest.approx([1.0, 0.853553, 0.5, 0.146447], abs=1e-6)
     assert [lr_factor("step", e, 6) for e in range(6)] == [1, 1, 1, 1, 0.1, 0.1]
     assert lr_factor("constant", 5, 6) == 1.0
 
 
-def test_spec_augment_masks_one_band_per_axis_and_is_seeded():
-    x = torch.ones(4, 1, 20, 30)
-    a = spec_augment(x, time_mask=5, freq_mask=4, rng=np.random.default_rng(1))
-    b = spec_augment(x, time_mask=5, freq_mask=4, rng=np.random.default_rng(1))
-    assert torch.equal(a, b) and torch.equal(x, torch.ones_like(x))  # seeded; input untouched
-    for item in a[:, 0]:
-        zero_cols = (item == 0).all(dim=0).sum().item()  # masked time frames span every bin
-        zero_rows = (item == 0).all(dim=1).sum().item()
-        assert zero_cols <= 5 and zero_rows <= 4
-    assert spec_augment(x, 0, 0, np.random.default_rng(0)).equal(x)
-
-
 def test_mask_bands_lie_inside_and_are_applied_where_drawn():
     bands = draw_mask_bands(np.random.default_rng(0), 500, time_mask=16, freq_mask=8, frames=20, bins=10)
     assert (bands[:, 0] + bands[:, 1] <= 20).all() and (bands[:, 2] + bands[:, 3] <= 10).all()
     assert set(bands[:, 1]) == set(range(17)) and set(bands[:, 3]) == set(range(9))
-    x = apply_mask_bands(torch.ones(1, 1, 10, 20), torch.tensor([[3, 2, 7, 1]]))
+    ones = torch.ones(1, 1, 10, 20)
+    x = apply_mask_bands(ones, torch.tensor([[3, 2, 7, 1]]))
     assert (x[0, 0, :, 3:5] == 0).all() and (x[0, 0, 7] == 0).all() and x.sum() == 10 * 20 - 2 * 10 - 18
+    assert torch.equal(ones, torch.ones_like(ones))  # the input is untouched
+    none = draw_mask_bands(np.random.default_rng(0), 3, time_mask=0, freq_mask=0, frames=20, bins=10)
+    assert torch.equal(apply_mask_bands(ones.expand(3, -1, -1, -1), torch.from_numpy(none)), ones.expand(3, -1, -1, -1))
 
 
 def test_an_epoch_serves_every_cycle_once_in_a_seeded_order():

@@ -31,6 +31,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import yaml
+
 from respiro.core.cli import run_stage
 from respiro.core.errors import StageError
 from respiro.core.config import load_params
@@ -68,20 +70,20 @@ def command(cmd: Sequence[str], capture: bool = False) -> str:
     return result.stdout or ""
 
 
-def experiments() -> dict[str, dict[str, Any]]:
-    """The finished experiments of the current commit, by name: {'rev': sha, 'params': params.yaml}."""
+def experiments() -> dict[str, str]:
+    """The finished experiments of the current commit: {name: experiment commit (short)}."""
+    import dvc.api
+
     head = command(["git", "rev-parse", "HEAD"], capture=True).strip()
-    found = {}
-    for baseline in json.loads(command(["dvc", "exp", "show", "--json"], capture=True)):
-        if baseline["rev"] != head:
-            continue
-        for exp in baseline.get("experiments") or []:
-            # Queued, running and failed entries are listed too; only finished ones have results.
-            if exp.get("executor") and exp["executor"].get("state") != "success":
-                continue
-            for rev in exp["revs"]:
-                if rev.get("name"):
-                    found[rev["name"]] = {"rev": rev["rev"], "params": rev["data"]["params"]["params.yaml"]["data"]}
+    found, under_head = {}, False
+    # A row per baseline (the workspace, then HEAD: its rev column may hold its branch's
+    # name), each followed by the rows of its experiments.
+    for row in dvc.api.exp_show(repo=str(ROOT), revs=head):
+        if row["typ"] == "baseline":
+            under_head = row["rev"] != "workspace"
+        # Queued, running and failed experiments are listed too; only finished ones have results.
+        elif under_head and row["Experiment"] and row["State"] in (None, "Success"):
+            found[row["Experiment"]] = row["rev"]
     return found
 
 
@@ -142,13 +144,13 @@ def collect(seeds: Sequence[int]) -> tuple[list[Run], list[str], dict[str, str]]
             if name not in found:
                 missing.append(name)
                 continue
-            rev = found[name]["rev"]
+            rev = found[name]
             eval_json = json.loads(read_output(DETAILS, rev))
             run = run_from_files(eval_json, read_output(PREDICTIONS, rev))
             if (run.config, run.seed) != (config, seed):
                 raise StageError(f"experiment {name} holds {run.config.experiment_name(run.seed)}'s results")
             runs.append(run)
-            used.append(found[name]["params"])
+            used.append(yaml.safe_load(read_output(Path("params.yaml"), rev)))
     settings = {}
     for key in HEADER_PARAMS:
         # JSON text makes values hashable; strings are shown without its quotes.

@@ -2,6 +2,9 @@
 
 Built from the folder alone (file names, WAV headers, metadata files), without decoding audio,
 so the download stage can summarise what was loaded and the audio stages know what to read.
+Also the rows the audio stages write from it: one per recording (`recording_row`, the
+resample stage's recordings.csv) and one per annotated cycle (`cycle_row`, the segment
+stage's manifest.csv, which every later stage reads).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from pathlib import Path
 import soundfile as sf
 
 from respiro.data.icbhi import (
+    CLASS_NAMES,
     DIAGNOSIS_FILE,
     ERRATUM_FILE,
     SPLIT_FILE,
+    Cycle,
     FolderScan,
     RecordingName,
     read_device_erratum,
@@ -101,3 +106,44 @@ def build_catalog(raw_dir: Path, erratum_file: Path | None = None) -> Catalog:
         split_unknown=sorted(set(split) - present),
         erratum_source=str(erratum_path) if erratum_path else "",
     )
+
+
+def recording_row(entry: CatalogEntry, raw_dir: Path, source_rate: int) -> dict[str, object]:
+    """A recording's row in the resampled store: what it is and where its annotation lies
+    (relative to `raw_dir`); `source_rate` is the rate its audio was decoded at."""
+    return {
+        "stem": entry.name.stem,
+        "patient": entry.name.patient,
+        "location": entry.name.location,
+        "mode": entry.name.mode,
+        "device": entry.name.device,
+        "device_corrected": entry.device_corrected,
+        "source_rate": source_rate,
+        "subtype": entry.subtype,
+        "official_split": entry.official_split,
+        "diagnosis": entry.diagnosis,
+        "annotation": entry.annotation.relative_to(raw_dir).as_posix(),
+    }
+
+
+# Recording columns carried into every cycle's manifest row.
+RECORDING_COLUMNS = ("patient", "location", "mode", "device", "device_corrected", "source_rate", "official_split", "diagnosis")
+
+
+def cycle_row(index: int, recording: dict[str, str], cycle: Cycle, samples: int, clipped: bool, rate: int) -> dict[str, str]:
+    """Cycle `index`'s manifest row: its `recording` row's columns, the annotation's times
+    and labels, and the `samples` it has at `rate` after clipping to the audio (`clipped`)."""
+    row: dict[str, object] = {
+        "index": index,
+        "recording": recording["stem"],
+        **{k: recording[k] for k in RECORDING_COLUMNS},
+        "start": f"{cycle.start:g}",
+        "end": f"{cycle.end:g}",
+        "seconds": f"{samples / rate:.4f}",
+        "clipped": int(clipped),
+        "crackle": cycle.crackle,
+        "wheeze": cycle.wheeze,
+        "label": cycle.label,
+        "label_name": CLASS_NAMES[cycle.label],
+    }
+    return {k: str(v) for k, v in row.items()}

@@ -16,7 +16,6 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from respiro.data.icbhi import CLASS_NAMES, read_patient_folds
-from respiro.core.config import SplitParams
 
 PARTS = ("train", "val", "test", "excluded")
 
@@ -63,29 +62,39 @@ def assign_folds(patients: np.ndarray, labels: np.ndarray, n_folds: int, seed: i
     return folds
 
 
-def test_mask(params: SplitParams, patients: np.ndarray, labels: np.ndarray, official: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(test, excluded) boolean masks over cycles for `split.method`."""
+def test_mask(
+    patients: np.ndarray,
+    labels: np.ndarray,
+    official: np.ndarray,
+    *,
+    method: str,
+    test_fraction: float,
+    n_folds: int,
+    fold: int,
+    folds_file: Path | None,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(test, excluded) boolean masks over cycles for `split.method` = `method`:
+    `official` (the official split side of each cycle's recording), `patient` and `random`
+    (`test_fraction` of the cycles), `folds` (fold `fold` of `n_folds`, or of `folds_file`)."""
     n = len(labels)
     excluded = np.zeros(n, dtype=bool)
-    if params.method == "official":
+    if method == "official":
         excluded = ~np.isin(official, ("train", "test"))
         return official == "test", excluded
-    if params.method == "patient":
-        return group_split(patients, labels, params.test_fraction, params.seed), excluded
-    if params.method == "folds":
-        if params.folds_file:
-            folds = read_patient_folds(Path(params.folds_file))
-        else:
-            folds = assign_folds(patients, labels, params.n_folds, params.seed)
+    if method == "patient":
+        return group_split(patients, labels, test_fraction, seed), excluded
+    if method == "folds":
+        folds = read_patient_folds(folds_file) if folds_file else assign_folds(patients, labels, n_folds, seed)
         fold_of = np.array([folds.get(int(p), -1) for p in patients])
-        return fold_of == params.fold, fold_of < 0
-    if params.method == "random":
+        return fold_of == fold, fold_of < 0
+    if method == "random":
         index = np.arange(n)
-        _, test_index = train_test_split(index, test_size=params.test_fraction, random_state=params.seed, stratify=_stratify(labels))
+        _, test_index = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=_stratify(labels))
         mask = np.zeros(n, dtype=bool)
         mask[test_index] = True
         return mask, excluded
-    raise ValueError(f"split.method must be one of official, patient, folds, random; got {params.method!r}")
+    raise ValueError(f"split.method must be one of official, patient, folds, random; got {method!r}")
 
 
 def _stratify(labels: np.ndarray) -> np.ndarray | None:
@@ -95,14 +104,27 @@ def _stratify(labels: np.ndarray) -> np.ndarray | None:
 
 
 def assign_parts(
-    params: SplitParams, patients: np.ndarray, labels: np.ndarray, official: np.ndarray, val_fraction: float, seed: int
+    patients: np.ndarray,
+    labels: np.ndarray,
+    official: np.ndarray,
+    *,
+    method: str,
+    test_fraction: float,
+    n_folds: int,
+    fold: int,
+    folds_file: Path | None,
+    val_fraction: float,
+    seed: int,
 ) -> np.ndarray:
     """The part of every cycle: an array of `train`, `val`, `test` or `excluded`.
 
-    Validation is carved out of the training portion, patient-disjoint when it holds at
-    least 4 patients (the greedy group split), else stratified by cycle.
+    The test part is `test_mask`'s. Validation is carved out of the training portion,
+    patient-disjoint when it holds at least 4 patients (the greedy group split), else
+    stratified by cycle.
     """
-    test, excluded = test_mask(params, patients, labels, official)
+    test, excluded = test_mask(
+        patients, labels, official, method=method, test_fraction=test_fraction, n_folds=n_folds, fold=fold, folds_file=folds_file, seed=seed
+    )
     parts = np.full(len(labels), "train", dtype=object)
     parts[test] = "test"
     parts[excluded] = "excluded"
@@ -116,3 +138,11 @@ def assign_parts(
         _, val = train_test_split(pool, test_size=val_fraction, random_state=seed, stratify=_stratify(labels[pool]))
     parts[val] = "val"
     return parts
+
+
+def split_rows(cycles: list[dict[str, str]], parts: np.ndarray) -> list[dict[str, str]]:
+    """models/split.csv: every cycle of the manifest `cycles` with its part."""
+    return [
+        {"index": str(i), "recording": c["recording"], "patient": c["patient"], "label": c["label"], "part": parts[i]}
+        for i, c in enumerate(cycles)
+    ]

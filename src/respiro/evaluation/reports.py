@@ -1,4 +1,7 @@
-"""Scoring a model's test predictions: overall, per device, and where the data came from."""
+"""The evaluate stage's reports, as pure functions returning what is written: the details
+(data/reports/evaluation.json), the headline metrics DVC shows, one row per test prediction
+(data/reports/test_predictions.csv); and their parts: scores per device, where the data came
+from, patients on both sides of the split."""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from respiro.evaluation.metrics import scores_of
+from respiro.data.icbhi import CLASS_NAMES
+from respiro.evaluation.metrics import confusion_matrix, icbhi_scores, scores_of
 
 # The evaluate stage's cached reports (dvc.yaml), which Table 3 reads back from DVC's cache.
 DETAILS, PREDICTIONS = Path("data/reports/evaluation.json"), Path("data/reports/test_predictions.csv")
@@ -52,3 +56,68 @@ def patients_on_both_sides(patients: np.ndarray, parts: np.ndarray) -> list[int]
     test = set(patients[parts == "test"].tolist())
     fit = set(patients[np.isin(parts, ("train", "val"))].tolist())
     return sorted(int(p) for p in test & fit)
+
+
+def evaluation_details(
+    true: np.ndarray,
+    pred: np.ndarray,
+    devices: np.ndarray,
+    patients: np.ndarray,
+    parts: np.ndarray,
+    checkpoint_epoch: int,
+    origin: dict[str, Any],
+) -> dict[str, Any]:
+    """Every figure of the test cycles: `true`, `pred` (class indices) and `devices` per test
+    cycle; `patients` and `parts` per cycle of the corpus; `origin` from `provenance`."""
+    cm = confusion_matrix(true, pred)
+    scores = icbhi_scores(cm)
+    return {
+        **{k: scores[k] for k in ("accuracy", "se", "sp", "icbhi_score")},
+        "binary": scores["binary"],
+        "recall": scores["recall"],
+        "support": scores["support"],
+        "cycles": scores["cycles"],
+        "confusion_matrix": {"rows_true_cols_predicted": list(CLASS_NAMES), "counts": cm.tolist()},
+        "per_device": per_group_scores(true, pred, devices),
+        "test_patients": int(len(np.unique(patients[parts == "test"]))),
+        "patients_in_train_and_test": patients_on_both_sides(patients, parts),
+        "checkpoint_epoch": int(checkpoint_epoch),
+        **origin,
+    }
+
+
+def headline_metrics(details: dict[str, Any], val_score: float | None) -> dict[str, Any]:
+    """What `dvc metrics show` and `dvc exp show` list, most important first: the four ICBHI
+    figures, the two-class score, the checkpoint's epoch and validation score, per-class
+    recall, the score per device, and which data produced them (every detail is in
+    `details`, from evaluation_details)."""
+    return {
+        **{k: details[k] for k in ("icbhi_score", "se", "sp", "accuracy")},
+        "binary_score": details["binary"]["icbhi_score"],
+        "checkpoint_epoch": details["checkpoint_epoch"],
+        "val_score": val_score,
+        "recall": details["recall"],
+        "device_score": {device: s["icbhi_score"] for device, s in details["per_device"].items()},
+        "data": "synthetic (not ICBHI)" if details["synthetic_data"] else details["data_source"],
+    }
+
+
+def prediction_rows(cycles: list[dict[str, str]], test: np.ndarray, true: np.ndarray, pred: np.ndarray, probs: np.ndarray) -> list[dict[str, str]]:
+    """One row per test cycle: `cycles` is the manifest, `test` the positions of the test
+    cycles in it, `true` and `pred` their classes and `probs` (n, C) their probabilities."""
+    rows = []
+    for n, i in enumerate(test):
+        cycle = cycles[i]
+        rows.append(
+            {
+                "recording": cycle["recording"],
+                "patient": cycle["patient"],
+                "start": cycle["start"],
+                "end": cycle["end"],
+                "device": cycle["device_corrected"],
+                "true_label": CLASS_NAMES[true[n]],
+                "predicted_label": CLASS_NAMES[pred[n]],
+                **{f"p_{name}": f"{probs[n, c]:.6f}" for c, name in enumerate(CLASS_NAMES)},
+            }
+        )
+    return rows

@@ -20,9 +20,6 @@ from respiro.training.checkpoint import TrainedModel
 from respiro.inference.windows import window_spans
 from respiro.training.loop import predict
 
-UNITS = ("cycle", "window")
-
-
 class SkippedRecording(ValueError):
     """A recording that cannot be classified; the message names the file and why."""
 

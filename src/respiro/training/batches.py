@@ -70,12 +70,6 @@ def apply_mask_bands(x: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(masked, 0.0)
 
 
-def spec_augment(x: torch.Tensor, time_mask: int, freq_mask: int, rng: np.random.Generator) -> torch.Tensor:
-    """One random time band and one frequency band per spectrogram of `x` (B, 1, F, T) set to 0."""
-    bands = draw_mask_bands(rng, x.shape[0], time_mask, freq_mask, x.shape[3], x.shape[2])
-    return apply_mask_bands(x, torch.from_numpy(bands).to(x.device))
-
-
 def standardized_rows(
     specs: np.ndarray, rows: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device, chunk: int = 256
 ) -> torch.Tensor:

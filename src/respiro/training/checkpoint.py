@@ -1,31 +1,73 @@
-"""Loading a checkpoint of this project (models/model.pt) and checking that it is one.
+"""The checkpoint format (models/model.pt): written by the train stage, read by everything
+that uses a trained model (the evaluate stage, predict, export), in this one module.
 
-The train stage writes a dict: `state_dict`, `class_names`, `params` (the params groups it
-was trained with, the audio chain's included), `input_mean` and `input_std` (per-bin
-standardization of the training spectrograms) and `epoch`. Everything that uses a trained
-model (the evaluate stage, predict, export) loads it here, with `weights_only=True` (a
-checkpoint is data, never code to run), and gets either a ready model or one line naming
-the file and what is missing or wrong.
+A checkpoint is a dict, saved with torch.save, whose keys are (REQUIRED_KEYS):
+
+    state_dict            the network's weights: {plain module key: tensor} (no `module.`)
+    class_names           the classes in output order: data.icbhi.CLASS_NAMES
+    params                {group: {key: value}} of params.yaml for PARAMS_GROUPS: the audio
+                          chain's groups (so a recording is prepared as in training), the
+                          model's (to rebuild the network) and what describes the run
+    input_mean, input_std (F,) float32 tensors: per-bin standardization of the training
+                          spectrograms, applied again to every input
+    epoch                 the epoch whose weights these are (1-based, chosen on validation)
+    val_scores            {icbhi_score, se, sp} of that epoch on the validation cycles
+                          (None where undefined)
+    cycle_seconds_median  the median length of the training cycles before fitting (seconds):
+                          predict cuts recordings without annotation into windows this long
+
+Loading uses `weights_only=True` (a checkpoint is data, never code to run) and gives either
+a ready model or one line naming the file and what is missing or wrong.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from respiro.audio.chain import AudioChain
-from respiro.core.errors import CheckpointError, MissingInputError, ParamsError, StageError
+from respiro.core.errors import CheckpointError, MissingInputError, ParamsError
 from respiro.evaluation.reports import provenance
 from respiro.data.icbhi import CLASS_NAMES
 from respiro.model.resnet import build_model
 from respiro.core.config import validate_group
+from respiro.core.outputs import atomic_file
 
 REQUIRED_KEYS = ("state_dict", "class_names", "params", "input_mean", "input_std", "epoch", "val_scores", "cycle_seconds_median")
+PARAMS_GROUPS = ("data", "synthetic", "resample", "normalize", "segment", "stft", "split", "model", "loss", "train")
+VAL_SCORES = ("icbhi_score", "se", "sp")
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    state_dict: dict[str, torch.Tensor],
+    params: Mapping[str, Mapping[str, Any]],
+    input_mean: np.ndarray,
+    input_std: np.ndarray,
+    epoch: int,
+    val_scores: Mapping[str, float | None],
+    cycle_seconds_median: float,
+) -> None:
+    """Write a checkpoint to `path` (atomically: complete or not at all). `params` holds at
+    least PARAMS_GROUPS (params.yaml as a dict), `val_scores` at least VAL_SCORES."""
+    checkpoint = {  # the keys in this order: the same run gives the same bytes
+        "state_dict": state_dict,
+        "class_names": list(CLASS_NAMES),
+        "params": {group: dict(params[group]) for group in PARAMS_GROUPS},
+        "input_mean": torch.from_numpy(input_mean),
+        "input_std": torch.from_numpy(input_std),
+        "epoch": epoch,
+        "val_scores": {k: val_scores[k] for k in VAL_SCORES},
+        "cycle_seconds_median": float(cycle_seconds_median),
+    }
+    with atomic_file(path) as tmp:
+        torch.save(checkpoint, tmp)
 
 
 

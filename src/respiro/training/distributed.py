@@ -64,11 +64,6 @@ def stop() -> None:
         dist.destroy_process_group()
 
 
-def is_main_process() -> bool:
-    """True in a single-process run and in process 0 of a distributed one: the writer."""
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """`model` for distributed training (DDP; SyncBatchNorm on CUDA), or as it is alone."""
     if not dist.is_initialized() or dist.get_world_size() == 1:

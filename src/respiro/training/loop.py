@@ -1,4 +1,4 @@
-"""The training loop: one epoch of updates, inference, and the schedule around them.
+"""The parts of the training loop: one epoch of updates, inference, the optimizer and schedule.
 
 Device-agnostic: the caller picks the device and the precision; the same code runs on CPU
 and CUDA, in one process or under DistributedDataParallel. A step never waits for the
@@ -9,27 +9,28 @@ first step it happened at) and reported when the epoch ends.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from respiro.core.config import TrainParams
+from respiro.core.errors import UserError
 from respiro.training.batches import TrainBatches
 from respiro.training.distributed import all_reduce
 from respiro.training.precision import autocast
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Training diverged; the message names the epoch and step."""
+class NonFiniteLossError(UserError, FloatingPointError):
+    """Training diverged; the message names the epoch and step (and says to lower train.lr)."""
 
 
-def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
-    if params.optimizer == "adam":
-        return torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=params.lr, momentum=0.9, nesterov=True, weight_decay=params.weight_decay)
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """`adam` (AdamW) or `sgd` (Nesterov momentum 0.9) over all of `model`'s parameters."""
+    if name == "adam":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -88,18 +89,43 @@ def train_one_epoch(
     return float(totals[0] / max(float(totals[1]), 1.0))
 
 
-@torch.inference_mode()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities (N, C) float64 and true labels (N,) for every item of `loader`.
+def _outputs(model: nn.Module, loader: DataLoader, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Logits `(B, C)` float32 on `device` and labels `(B,)` on the CPU, batch by batch.
 
     Always float32 (no autocast), whatever precision the model was trained in: the
     evaluate stage and any later prediction from the same checkpoint give the same numbers.
     """
     model.eval()
-    probs, labels = [], []
     for x, y in loader:
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        logits = model(x).float()
-        probs.append(torch.softmax(logits, dim=1).double().cpu().numpy())
+        yield model(x).float(), y
+
+
+def _probabilities(logits: torch.Tensor) -> np.ndarray:
+    # Softmax batch by batch, on the device, as predictions have always been computed.
+    return torch.softmax(logits, dim=1).double().cpu().numpy()
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (N, C) float64 and true labels (N,) for every item of `loader`."""
+    probs, labels = [], []
+    for logits, y in _outputs(model, loader, device):
+        probs.append(_probabilities(logits))
         labels.append(y.numpy())
     return np.concatenate(probs), np.concatenate(labels)
+
+
+@torch.inference_mode()
+def validate(
+    model: nn.Module, loader: DataLoader, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], device: torch.device
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """One pass over `loader`: the loss of all its items at once, from the logits (as in
+    training), and `predict`'s probabilities (N, C) and labels (N,)."""
+    logits, probs, labels = [], [], []
+    for out, y in _outputs(model, loader, device):
+        logits.append(out)
+        probs.append(_probabilities(out))
+        labels.append(y)
+    loss = loss_fn(torch.cat(logits), torch.cat(labels).to(device)).item()
+    return loss, np.concatenate(probs), torch.cat(labels).numpy()

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -120,7 +118,6 @@ _LOCATION_LOGIT = {
 }
 _SPLIT_TRAIN_SHARE = 0.6  # of recordings, patient-wise, as the official split
 _UPSAMPLE = {44100: 5}  # output rate -> synthesis at rate / factor (see render_recording)
-_K = TypeVar("_K", str, int)
 
 
 # --- the plan -------------------------------------------------------------------------------
@@ -601,54 +598,7 @@ def _metadata_texts(plan: CorpusPlan) -> dict[str, str]:
     return {SPLIT_FILE: split, DIAGNOSIS_FILE: diagnosis, DEMOGRAPHIC_FILE: demographic}
 
 
-@dataclass(frozen=True)
-class CorpusSummary:
-    """What `generate_corpus` wrote: counts of recordings, patients, cycles per class, seconds
-    of audio, and files per device, sample rate, sample format and split side."""
-
-    recordings: int
-    patients: int
-    cycles: dict[str, int]  # class name (Normal, Crackle, Wheeze, Both) -> cycles
-    seconds: float
-    devices: dict[str, int]
-    rates: dict[int, int]
-    subtypes: dict[str, int]
-    split: dict[str, int]
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON-ready: every key a string."""
-        return {
-            "recordings": self.recordings,
-            "patients": self.patients,
-            "cycles": dict(self.cycles),
-            "seconds": round(self.seconds, 3),
-            "devices": dict(self.devices),
-            "rates": {str(k): v for k, v in self.rates.items()},
-            "subtypes": dict(self.subtypes),
-            "split": dict(self.split),
-        }
-
-
-def _count(values: Iterable[_K]) -> dict[_K, int]:
-    return dict(sorted(Counter(values).items()))
-
-
-def summarize(plan: CorpusPlan) -> CorpusSummary:
-    """The summary of a planned corpus (what `generate_corpus` writes for it)."""
-    labels = [label_of(c, w) for r in plan.recordings for _, _, c, w in r.cycles]
-    return CorpusSummary(
-        recordings=len(plan.recordings),
-        patients=len(plan.patients),
-        cycles={name: labels.count(i) for i, name in enumerate(CLASS_NAMES)},
-        seconds=sum(r.seconds for r in plan.recordings),
-        devices=_count([r.device for r in plan.recordings]),
-        rates=_count([r.rate for r in plan.recordings]),
-        subtypes=_count([r.subtype for r in plan.recordings]),
-        split=_count([r.split for r in plan.recordings]),
-    )
-
-
-def generate_corpus(out_dir: Path, config: SyntheticParams, progress: bool = True) -> CorpusSummary:
+def generate_corpus(out_dir: Path, config: SyntheticParams, progress: bool = True) -> None:
     """Write a synthetic ICBHI corpus into the existing, empty folder `out_dir`.
 
     One `PID_RecIdx_Location_Mode_Device.wav` (mono, the device's rate and a PCM subtype) and
@@ -670,4 +620,3 @@ def generate_corpus(out_dir: Path, config: SyntheticParams, progress: bool = Tru
         (out_dir / f"{recording.stem}.txt").write_bytes(_annotation_text(recording).encode("ascii"))
     for name, text in _metadata_texts(plan).items():
         (out_dir / name).write_bytes(text.encode("ascii"))
-    return summarize(plan)

@@ -27,28 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.fft import next_fast_len
 
 FloatArray = npt.NDArray[np.float32]
 Response = Callable[[np.ndarray], np.ndarray]  # frequencies (Hz) -> linear magnitude, same shape
 
 
 # --- FFT-domain filtering -------------------------------------------------------------------
-
-
-def fast_length(n: int) -> int:
-    """Smallest 5-smooth integer (2^a 3^b 5^c) >= n: an FFT length numpy handles quickly."""
-    best = 1 << max(n - 1, 0).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            m = p35
-            while m < n:
-                m *= 2
-            best = min(best, m)
-            p35 *= 3
-        p5 *= 5
-    return best
 
 
 def _frequencies(m: int, rate: int) -> np.ndarray:
@@ -87,7 +72,7 @@ def shaped_noise(n: int, rate: int, rng: np.random.Generator, response: Response
     Drawn directly in the frequency domain (complex Gaussian bins times the response), which
     costs one inverse FFT. Returns `(n,)` float32.
     """
-    m = fast_length(n)
+    m = next_fast_len(n, real=True)  # 5-smooth (2^a 3^b 5^c): fast for numpy's FFT too
     freqs = _frequencies(m, rate)
     spectrum = _gaussian_spectrum(freqs.size, rng)
     spectrum *= response(freqs).astype(np.float32)
@@ -376,7 +361,7 @@ def device_recording(
     Returns `(samples,)` float32, `samples` defaulting to `signal.size * upsample`.
     """
     samples = signal.size * upsample if samples is None else samples
-    m = fast_length(signal.size + rate // 10)
+    m = next_fast_len(signal.size + rate // 10, real=True)
     size = m * upsample
     spectrum = np.zeros(size // 2 + 1, dtype=np.complex64)
     low = np.fft.rfft(signal.astype(np.float32), m) * np.float32(upsample)

@@ -1,0 +1,96 @@
+"""Fitting a model: epochs of updates under the learning-rate schedule, each followed by a
+validation pass, keeping the weights of the epoch with the best validation ICBHI score.
+
+The test cycles never enter here: the epoch is chosen on the validation cycles only. Under
+DistributedDataParallel every process trains; only the one that validates (`validates=True`,
+process 0) sees the scores and gets a result.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from respiro.evaluation.metrics import scores_of
+from respiro.training.batches import TrainBatches
+from respiro.training.distributed import plain_state_dict, unwrap
+from respiro.training.loop import lr_factor, train_one_epoch, validate
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+CURVE_SCORES = ("accuracy", "se", "sp", "icbhi_score")  # the validation scores logged per epoch
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """One epoch: its learning rate, mean losses per cycle and validation scores."""
+
+    epoch: int  # 1-based
+    lr: float
+    train_loss: float
+    val_loss: float  # from the logits, as the training loss is
+    val: dict[str, Any]  # evaluation.metrics.icbhi_scores of the validation cycles
+    improved: bool  # the best validation score so far: these weights are kept
+    seconds: float
+
+    def curves(self) -> dict[str, float | None]:
+        """The per-epoch values DVCLive plots (None: undefined, e.g. SE without abnormal cycles)."""
+        return {"lr": self.lr, "train/loss": self.train_loss, "val/loss": self.val_loss, **{f"val/{k}": self.val[k] for k in CURVE_SCORES}}
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The kept epoch: its number, validation scores and weights (CPU copies, plain keys)."""
+
+    epoch: int
+    val: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+
+
+def fit(
+    model: nn.Module,
+    batches: TrainBatches,
+    val_loader: DataLoader,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    precision: torch.dtype | None,
+    *,
+    epochs: int,
+    schedule: str,
+    validates: bool = True,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> FitResult | None:
+    """Train `model` for `epochs` epochs, validating after each when `validates`; `on_epoch`
+    gets each epoch's result there. Every parameter group's learning rate follows `schedule`
+    (loop.lr_factor) from the rate the optimizer was made with, its peak. Returns the best epoch (the first of equal scores; an undefined score
+    counts as -1), or None where this process does not validate.
+
+    Raises NonFiniteLossError when the training loss stops being finite.
+    """
+    best: FitResult | None = None
+    best_score = -1.0
+    device = batches.device
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        factor = lr_factor(schedule, epoch - 1, epochs)
+        for group in optimizer.param_groups:
+            # `initial_lr`: where torch's own schedulers keep a group's peak rate.
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+        epoch_lr = optimizer.param_groups[0]["lr"]  # the rate logged (of the first group)
+        train_loss = train_one_epoch(model, batches, loss_fn, optimizer, precision, epoch, on_step=on_step)
+        if not validates:
+            continue
+        val_loss, probs, true = validate(unwrap(model), val_loader, loss_fn, device)
+        val = scores_of(true, probs.argmax(1))
+        score = val["icbhi_score"] if val["icbhi_score"] is not None else -1.0
+        improved = best is None or score > best_score
+        if improved:
+            best, best_score = FitResult(epoch, val, plain_state_dict(model)), score
+        if on_epoch is not None:
+            on_epoch(EpochResult(epoch, epoch_lr, train_loss, val_loss, val, improved, time.perf_counter() - started))
+    return best

@@ -13,7 +13,7 @@ import numpy as np
 from respiro.core.errors import StageError
 from respiro.core.cli import run_stage
 from respiro.data.dataset import cycle_loader, load_spectrograms
-from respiro.evaluation.reports import DETAILS, PREDICTIONS, patients_on_both_sides, per_group_scores, provenance
+from respiro.evaluation.reports import DETAILS, PREDICTIONS, init_summary, patients_on_both_sides, per_group_scores
 from respiro.data.icbhi import CLASS_NAMES
 from respiro.training.checkpoint import load_checkpoint
 from respiro.evaluation.metrics import confusion_matrix, icbhi_scores
@@ -29,7 +29,7 @@ SPECS, MODEL, SPLIT = Path("data/spectrograms"), Path("models/model.pt"), Path("
 def headline_metrics(scores: dict, per_device: dict, origin: dict, checkpoint: dict) -> dict[str, object]:
     """What `dvc metrics show` and `dvc exp show` list, most important first: the four ICBHI
     figures, the two-class score, the checkpoint's epoch and validation score, per-class
-    recall, the score per device, and which data produced them (every detail is in
+    recall, the score per device, which data and initial weights produced them (every detail is in
     data/reports/evaluation.json)."""
     return {
         **{k: scores[k] for k in ("icbhi_score", "se", "sp", "accuracy")},
@@ -39,6 +39,7 @@ def headline_metrics(scores: dict, per_device: dict, origin: dict, checkpoint: d
         "recall": scores["recall"],
         "device_score": {device: s["icbhi_score"] for device, s in per_device.items()},
         "data": "synthetic (not ICBHI)" if origin["synthetic_data"] else origin["data_source"],
+        "init": init_summary(origin),
     }
 
 
@@ -49,7 +50,7 @@ def main() -> None:
     # Checked (keys, class names, params, weight shapes) and loaded with weights_only=True:
     # a checkpoint is data, never code to run; a foreign one stops with one line naming it.
     loaded = load_checkpoint(MODEL, device)
-    checkpoint, trained, model = loaded.checkpoint, loaded.params, loaded.model
+    checkpoint, model = loaded.checkpoint, loaded.model
 
     specs, rows = load_spectrograms(SPECS)
     split = read_csv(SPLIT)
@@ -67,7 +68,7 @@ def main() -> None:
     patients = np.array([int(r["patient"]) for r in rows])
     scores = icbhi_scores(cm)
     per_device = per_group_scores(true, pred, devices)
-    origin = provenance(trained)
+    origin = loaded.provenance
     write_json(
         DETAILS,
         {

@@ -6,7 +6,6 @@ per-epoch curves, the epoch reached), data/reports/train.json (the checkpoint's 
 validation scores, cycles and patients per part, device).
 """
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -20,16 +19,19 @@ from respiro.data.dataset import cycle_loader, frequency_stats, load_spectrogram
 from respiro.data.icbhi import CLASS_NAMES
 from respiro.model.loss import build_loss
 from respiro.evaluation.metrics import scores_of
+from respiro.model.pretrained import load_imagenet, read_init
 from respiro.model.resnet import build_model
 from respiro.core.outputs import StageTimer, atomic_file, write_csv, write_json
 from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
 from respiro.core.config import load_params
 from respiro.data.splits import PARTS, assign_parts
+from respiro.training.stored_params import checkpoint_params
 from respiro.training.loop import (
     NonFiniteLossError,
     lr_factor,
     make_optimizer,
     predict,
+    set_lr,
     train_one_epoch,
 )
 from respiro.training.batches import TrainBatches
@@ -38,7 +40,7 @@ from respiro.training.distributed import plain_state_dict, unwrap
 from respiro.training.precision import precision_name, resolve_precision
 from respiro.training.device import resolve_device, seed_everything
 
-IN = Path("data/spectrograms")
+IN, PRETRAINED = Path("data/spectrograms"), Path("models/pretrained")
 MODEL, SPLIT = Path("models/model.pt"), Path("models/split.csv")
 REPORT = Path("data/reports/train.json")
 
@@ -56,6 +58,8 @@ def main() -> None:
     timer = StageTimer("train")
     params = load_params()
     tp = params.train
+    # (weights file, {file, sha256}) for model.pretrained: imagenet, None from scratch.
+    init = read_init(PRETRAINED, params.model.pretrained, params.model.depth)
     if tp.processes > 1 and not distributed.launched_by_torchrun():
         # train.processes asks for N processes on this machine: run this stage under torchrun.
         raise SystemExit(distributed.relaunch(tp.processes, "stages.train"))
@@ -80,9 +84,11 @@ def main() -> None:
     )  # fmt: skip
     val_loader = cycle_loader(specs, labels, index["val"], mean, std, tp.batch_size, workers=tp.workers, device=device)
     model = build_model(params.model.depth, params.model.cbam, params.model.cbam_reduction, len(CLASS_NAMES))
+    if init is not None:
+        load_imagenet(model, init[0])  # after the usual init, which CBAM and the head keep
     model = distributed.wrap(model.to(device).to(memory_format=torch.channels_last), device)
     loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha).to(device)
-    optimizer = make_optimizer(model, tp)
+    optimizer = make_optimizer(model, tp, pretrained=init is not None)
 
     live = open_live(TRAIN_DIR) if main_process else None
     best: dict | None = None
@@ -91,8 +97,7 @@ def main() -> None:
     for epoch in range(1, tp.epochs + 1):
         started = time.perf_counter()
         lr = tp.lr * lr_factor(tp.schedule, epoch - 1, tp.epochs)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr, epoch)  # per group: backbone_lr_factor, freeze_epochs
         try:
             train_loss = train_one_epoch(model, batches, loss_fn, optimizer, precision, epoch, on_step=lambda: bar.update(1))
         except NonFiniteLossError as err:
@@ -124,7 +129,7 @@ def main() -> None:
     checkpoint = {
         "state_dict": best["state"],
         "class_names": list(CLASS_NAMES),
-        "params": {k: dataclasses.asdict(getattr(params, k)) for k in ("data", "synthetic", "resample", "normalize", "segment", "stft", "split", "model", "loss", "train")},
+        "params": checkpoint_params(params),
         "input_mean": torch.from_numpy(mean),
         "input_std": torch.from_numpy(std),
         "epoch": best["epoch"],
@@ -133,6 +138,8 @@ def main() -> None:
         # without annotation into windows of this typical length.
         "cycle_seconds_median": float(np.median([float(rows[i]["seconds"]) for i in index["train"]])),
     }
+    if init is not None:
+        checkpoint["init_weights"] = init[1]  # from scratch: no key, as before it existed
     with atomic_file(MODEL) as tmp:
         torch.save(checkpoint, tmp)
     write_csv(SPLIT, [{"index": str(i), "recording": rows[i]["recording"], "patient": rows[i]["patient"], "label": rows[i]["label"], "part": parts[i]} for i in range(len(rows))])

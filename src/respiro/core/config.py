@@ -197,13 +197,16 @@ class ModelParams:
     depth: int
     cbam: bool
     cbam_reduction: int
+    pretrained: str = "none"
 
     DEPTHS = (18, 34)
+    PRETRAINED = ("none", "imagenet")
 
     def __post_init__(self) -> None:
         _one_of("model.depth", self.depth, self.DEPTHS)
         _boolean("model.cbam", self.cbam)
         _integer("model.cbam_reduction", self.cbam_reduction, 1)
+        _one_of("model.pretrained", self.pretrained, self.PRETRAINED)
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,8 @@ class TrainParams:
     precision: str
     processes: int
     workers: int
+    backbone_lr_factor: float = 1.0
+    freeze_epochs: int = 0
 
     OPTIMIZERS = ("adam", "sgd")
     SCHEDULES = ("cosine", "step", "constant")
@@ -272,6 +277,20 @@ class TrainParams:
         _one_of("train.precision", self.precision, self.PRECISIONS)
         _integer("train.processes", self.processes, 1)
         _integer("train.workers", self.workers, 0)
+        _number("train.backbone_lr_factor", self.backbone_lr_factor, 0.0, open_low=True)
+        _integer("train.freeze_epochs", self.freeze_epochs, 0)
+
+
+@dataclass(frozen=True)
+class PretrainedParams:
+    path: str | None
+    url: str
+
+    def __post_init__(self) -> None:
+        _optional(_string, "pretrained.path", self.path)
+        _string("pretrained.url", self.url)
+        if not self.url.startswith(("https://", "http://")):
+            raise ParamsError(f"pretrained.url must be an http(s) URL of a folder; got {self.url!r}")
 
 
 @dataclass(frozen=True)
@@ -311,6 +330,7 @@ class Params:
     audio: AudioParams
     split: SplitParams
     model: ModelParams
+    pretrained: PretrainedParams
     loss: LossParams
     train: TrainParams
     evaluate: EvaluateParams

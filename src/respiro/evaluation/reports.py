@@ -24,8 +24,9 @@ def per_group_scores(true: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> 
     return out
 
 
-def provenance(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What produced a result, from the params stored in the checkpoint."""
+def provenance(params: dict[str, dict[str, Any]], init_weights: dict[str, str] | None = None) -> dict[str, Any]:
+    """What produced a result, from the params stored in the checkpoint and its
+    `init_weights` ({file, sha256} of the ImageNet weights it started from; None: from scratch)."""
     data, model, loss = params["data"], params["model"], params["loss"]
     source = data["source"]
     described = {
@@ -44,7 +45,16 @@ def provenance(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "gamma": loss["gamma"],
         "alpha": list(loss["alpha"]) if isinstance(loss["alpha"], (list, tuple)) else loss["alpha"],
         "seed": params["train"]["seed"],
+        # Checkpoints from scratch do not store model.pretrained (training/checkpoint.py).
+        "pretrained": model.get("pretrained", "none"),
+        "init_weights": dict(init_weights) if init_weights else None,
     }
+
+
+def init_summary(origin: dict[str, Any]) -> str:
+    """The initial weights in one metrics value: `none`, or `imagenet <file> sha256:<hex>`."""
+    init = origin.get("init_weights")
+    return "none" if not init else f"{origin['pretrained']} {init['file']} sha256:{init['sha256']}"
 
 
 def patients_on_both_sides(patients: np.ndarray, parts: np.ndarray) -> list[int]:

@@ -24,9 +24,11 @@ from respiro.evaluation.reports import provenance
 from respiro.data.icbhi import CLASS_NAMES
 from respiro.model.resnet import build_model
 from respiro.core.config import ModelParams
+from respiro.training.stored_params import stored_param
 
 REQUIRED_KEYS = ("state_dict", "class_names", "params", "input_mean", "input_std", "epoch", "val_scores", "cycle_seconds_median")
-
+# Optional: `init_weights`, {file, sha256} of the ImageNet weights training started from
+# (model.pretrained: imagenet); absent for a network trained from scratch.
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,8 @@ class TrainedModel:
 
     @property
     def provenance(self) -> dict[str, Any]:
-        """Which data and configuration produced the model (src/evaluation.provenance)."""
-        return provenance(self.params)
+        """Which data, configuration and initial weights produced the model (evaluation.reports.provenance)."""
+        return provenance(self.params, self.checkpoint.get("init_weights"))
 
     def describe(self) -> str:
         """`ResNet-34 + CBAM (focal loss, epoch 7) trained on synthetic(...)`, for summaries."""
@@ -131,12 +133,15 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     try:
         chain = AudioChain.from_params(params)
         m = params["model"]
-        ModelParams(**{k: m[k] for k in ("depth", "cbam", "cbam_reduction")})
-        provenance(params)
+        ModelParams(**{k: m[k] for k in ("depth", "cbam", "cbam_reduction")}, pretrained=stored_param(params, "model", "pretrained"))
+        provenance(params, checkpoint.get("init_weights"))
     except ParamsError as err:
         raise CheckpointError(f"{path}: its params: {err}") from None
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: its params lack {err}") from None
+    init = checkpoint.get("init_weights")
+    if init is not None and not (isinstance(init, dict) and all(isinstance(init.get(k), str) for k in ("file", "sha256"))):
+        raise CheckpointError(f"{path}: init_weights must be {{file, sha256}} of the weights training started from; got {init!r}")
     if not isinstance(checkpoint["epoch"], int):
         raise CheckpointError(f"{path}: epoch must be an integer; got {checkpoint['epoch']!r}")
     seconds = checkpoint["cycle_seconds_median"]

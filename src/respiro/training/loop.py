@@ -9,7 +9,7 @@ first step it happened at) and reported when the epoch ends.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -17,8 +17,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from respiro.core.config import TrainParams
+from respiro.model.pretrained import is_early, is_new
 from respiro.training.batches import TrainBatches
-from respiro.training.distributed import all_reduce
+from respiro.training.distributed import all_reduce, unwrap
 from respiro.training.precision import autocast
 
 
@@ -26,10 +27,50 @@ class NonFiniteLossError(FloatingPointError):
     """Training diverged; the message names the epoch and step."""
 
 
-def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+def parameter_groups(model: nn.Module, params: TrainParams) -> list[dict[str, Any]]:
+    """The optimizer's groups for a network started from pretrained weights.
+
+    stem + layer1 and layer2-4 (pretrained) train at `train.backbone_lr_factor` times the
+    rate; CBAM and the head (new, `respiro.model.pretrained.is_new`) at the full rate. The
+    stem counts as pretrained: its summed RGB kernels are ImageNet's low-level filters, the
+    most transferable part of the network. stem + layer1 also carry `frozen_epochs`
+    (`train.freeze_epochs`), read by `set_lr`. Empty groups are left out.
+    """
+    groups: dict[str, dict[str, Any]] = {
+        "early": {"params": [], "lr_factor": params.backbone_lr_factor, "frozen_epochs": params.freeze_epochs},
+        "backbone": {"params": [], "lr_factor": params.backbone_lr_factor},
+        "new": {"params": [], "lr_factor": 1.0},
+    }
+    for name, parameter in unwrap(model).named_parameters():
+        kind = "new" if is_new(name) else "early" if is_early(name) else "backbone"
+        groups[kind]["params"].append(parameter)
+    return [group for group in groups.values() if group["params"]]
+
+
+def make_optimizer(model: nn.Module, params: TrainParams, pretrained: bool = False) -> torch.optim.Optimizer:
+    """AdamW or SGD over `model`; with `pretrained`, over `parameter_groups` (per-group rates).
+
+    From scratch every parameter is in one group, as it always was: nothing about the default
+    run's arithmetic changes.
+    """
+    parameters = parameter_groups(model, params) if pretrained else model.parameters()
     if params.optimizer == "adam":
-        return torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=params.lr, momentum=0.9, nesterov=True, weight_decay=params.weight_decay)
+        return torch.optim.AdamW(parameters, lr=params.lr, weight_decay=params.weight_decay)
+    return torch.optim.SGD(parameters, lr=params.lr, momentum=0.9, nesterov=True, weight_decay=params.weight_decay)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, epoch: int) -> None:
+    """The rate of 1-based `epoch` in every group: `lr` x the group's `lr_factor` (1 if none),
+    or 0 while `epoch <= frozen_epochs`.
+
+    A rate of 0 freezes exactly (AdamW's decay multiplies by 1 - 0 x wd = 1, and SGD adds
+    0 x step) while gradients still flow through the layers, so freezing needs no change to
+    requires_grad, which DistributedDataParallel fixes when it wraps the model. AdamW's
+    moment estimates keep accumulating meanwhile and start warm when the layers thaw.
+    """
+    for group in optimizer.param_groups:
+        frozen = epoch <= group.get("frozen_epochs", 0)
+        group["lr"] = 0.0 if frozen else lr * group.get("lr_factor", 1.0)
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:

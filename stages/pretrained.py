@@ -26,7 +26,7 @@ def main() -> None:
     choice, depth = params.model.pretrained, params.model.depth
     if choice == "none":
         with atomic_dir(OUT) as tmp:
-            write_json(tmp / RECORD, init_record(choice))
+            write_json(tmp / RECORD, init_record(choice, depth))
         timer.done("model.pretrained=none: training starts from scratch (nothing to fetch)")
         return
     found = find_hub_file(WEIGHTS[depth], f"ImageNet ResNet-{depth}, for model.pretrained=imagenet", params.pretrained.path, params.pretrained.url)
@@ -34,7 +34,7 @@ def main() -> None:
         # A copy, not a link: DVC may make its outputs read-only or replace them by links
         # into its cache, which must never reach back into the user's file.
         shutil.copyfile(found.path, tmp / found.name)
-        write_json(tmp / RECORD, init_record(choice, found.name, found.sha256))
+        write_json(tmp / RECORD, init_record(choice, depth, found.name, found.sha256))
     timer.done(f"{found.name} (SHA-256 {found.sha256}) from {found.source} ({found.path})")
 
 

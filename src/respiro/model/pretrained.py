@@ -52,9 +52,12 @@ def sha256_of(path: Path) -> str:
 # --- the record the pretrained stage leaves for the train stage ------------------------------
 
 
-def init_record(pretrained: str, file: str | None = None, sha256: str | None = None) -> dict[str, Any]:
-    """What models/pretrained/weights.json holds: the choice and, for imagenet, the file."""
-    return {"pretrained": pretrained} if file is None else {"pretrained": pretrained, "file": file, "sha256": sha256}
+def init_record(pretrained: str, depth: int, file: str | None = None, sha256: str | None = None) -> dict[str, Any]:
+    """What models/pretrained/weights.json holds: the choice and, for imagenet, the depth
+    and the file (its name, as found, and full SHA-256)."""
+    if file is None:
+        return {"pretrained": pretrained}
+    return {"pretrained": pretrained, "depth": depth, "file": file, "sha256": sha256}
 
 
 def read_init(folder: Path, pretrained: str, depth: int) -> tuple[Path, dict[str, str]] | None:
@@ -65,18 +68,19 @@ def read_init(folder: Path, pretrained: str, depth: int) -> tuple[Path, dict[str
         record = json.loads(record_path.read_text())
     except (OSError, ValueError) as err:
         raise DamagedArtifactError(f"{record_path}: unreadable ({err}); rerun the pretrained stage (`dvc repro`)") from None
-    expected = WEIGHTS[depth] if pretrained == "imagenet" else None
-    if record.get("pretrained") != pretrained or record.get("file") != expected:
+    made_for = (record.get("pretrained"), record.get("depth") if record.get("pretrained") == "imagenet" else None)
+    if made_for != (pretrained, depth if pretrained == "imagenet" else None):
         raise DamagedArtifactError(
-            f"{folder} holds {record.get('file') or record.get('pretrained')!r} but model.pretrained={pretrained}, "
-            f"model.depth={depth} need {expected or 'none'!r}: rerun the pretrained stage (`dvc repro`)"
+            f"{record_path} was made for model.pretrained={made_for[0]}"
+            + (f", model.depth={made_for[1]}" if made_for[1] is not None else "")
+            + f", not model.pretrained={pretrained}, model.depth={depth}: rerun the pretrained stage (`dvc repro`)"
         )
-    if expected is None:
+    if pretrained == "none":
         return None
-    weights = folder / expected
+    weights = folder / str(record.get("file"))
     if not weights.is_file() or sha256_of(weights) != record.get("sha256"):
         raise DamagedArtifactError(f"{weights}: missing or not the file {record_path} records; rerun the pretrained stage (`dvc repro`)")
-    return weights, {"file": expected, "sha256": record["sha256"]}
+    return weights, {"file": weights.name, "sha256": record["sha256"]}
 
 
 # --- mapping torchvision's tensors onto our network ------------------------------------------
@@ -127,7 +131,7 @@ def map_imagenet(state: dict[str, Tensor], model: nn.Module, source: Path | str)
     counters = {k for k in wanted if k.endswith(".num_batches_tracked")}
     missing, unexpected = wanted - given - counters, given - wanted
     if missing or unexpected:
-        first = sorted(missing or unexpected)[0]
+        first = min(missing or unexpected)
         raise PretrainedWeightsError(
             f"{source}: does not fit ResNet-{_depth_of(model)} ({len(missing)} tensors missing, {len(unexpected)} unexpected, "
             f"e.g. {first}): a weights file of another depth or network"

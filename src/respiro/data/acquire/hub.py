@@ -60,7 +60,7 @@ def verify(path: Path, prefix: str) -> str:
 class HubFile:
     """A verified file and where it was found: 'pretrained.path', 'TORCH_HOME' or 'download'."""
 
-    name: str  # the published file name, e.g. resnet34-b627a593.pth
+    name: str  # e.g. resnet34-b627a593.pth: the published name, or a given file's own hash-prefixed name
     path: Path
     sha256: str
     source: str
@@ -96,7 +96,10 @@ def find_hub_file(
         given = Path(path).expanduser()
         if not given.is_file():
             raise PretrainedWeightsError(f"pretrained.path={path} is not a file; point it at {name} ({what}) or set it to null")
-        return HubFile(name, given, verify(given, hash_prefix(given.name) or published), "pretrained.path")
+        own = hash_prefix(given.name)
+        # A file named with its own prefix is known by its own name (it may be other weights
+        # than the published ones); a renamed copy must be the published file.
+        return HubFile(given.name if own else name, given, verify(given, own or published), "pretrained.path")
     cached = hub_checkpoint(name)
     if cached.is_file():
         return HubFile(name, cached, verify(cached, published), "TORCH_HOME")

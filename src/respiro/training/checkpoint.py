@@ -65,7 +65,8 @@ class TrainedModel:
         """`ResNet-34 + CBAM (focal loss, epoch 7) trained on synthetic(...)`, for summaries."""
         m, p = self.params["model"], self.provenance
         warning = " - NOT ICBHI data" if p["synthetic_data"] else ""
-        return f"ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''} ({p['loss']} loss, epoch {self.checkpoint['epoch']}) trained on {p['data_source']}{warning}"
+        init = f", from {p['init_weights']['file']}" if p["init_weights"] else ""
+        return f"ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''} ({p['loss']} loss, epoch {self.checkpoint['epoch']}{init}) trained on {p['data_source']}{warning}"
 
 
 def _first(names: set[str]) -> str:

@@ -26,6 +26,7 @@ from respiro.data.dataset import cycle_loader, frequency_stats, load_spectrogram
 from respiro.data.icbhi import CLASS_NAMES
 from respiro.data.splits import PARTS, assign_parts, split_rows
 from respiro.model.loss import build_loss
+from respiro.model.pretrained import load_imagenet, read_init
 from respiro.model.resnet import build_model
 from respiro.training import distributed
 from respiro.training.batches import TrainBatches
@@ -35,7 +36,7 @@ from respiro.training.fit import EpochResult, fit
 from respiro.training.loop import make_optimizer
 from respiro.training.precision import precision_name, resolve_precision
 
-IN = Path("data/spectrograms")
+IN, PRETRAINED = Path("data/spectrograms"), Path("models/pretrained")
 MODEL, SPLIT = Path("models/model.pt"), Path("models/split.csv")
 REPORT = Path("data/reports/train.json")
 
@@ -48,6 +49,8 @@ def main() -> None:
     timer = StageTimer("train")
     params = load_params()
     tp, sp = params.train, params.split
+    # (weights file, {file, sha256}) for model.pretrained: imagenet, None from scratch.
+    init = read_init(PRETRAINED, params.model.pretrained, params.model.depth)
     if tp.processes > 1 and not distributed.launched_by_torchrun():
         # train.processes asks for N processes on this machine: run this stage under torchrun.
         raise SystemExit(distributed.relaunch(tp.processes, "stages.train"))
@@ -75,9 +78,14 @@ def main() -> None:
     )  # fmt: skip
     val_loader = cycle_loader(specs, labels, index["val"], mean, std, tp.batch_size, workers=tp.workers, device=device)
     model = build_model(params.model.depth, params.model.cbam, params.model.cbam_reduction, len(CLASS_NAMES))
+    if init is not None:
+        load_imagenet(model, init[0])  # after the usual init, which CBAM and the head keep
     model = distributed.wrap(model.to(device).to(memory_format=torch.channels_last), device)
     loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha).to(device)
-    optimizer = make_optimizer(model, tp.optimizer, tp.lr, tp.weight_decay)
+    optimizer = make_optimizer(
+        model, tp.optimizer, tp.lr, tp.weight_decay,
+        pretrained=init is not None, backbone_lr_factor=tp.backbone_lr_factor, freeze_epochs=tp.freeze_epochs,
+    )  # fmt: skip
 
     live = open_live(TRAIN_DIR) if main_process else None
     steps = sum(batches.steps(epoch) for epoch in range(1, tp.epochs + 1))
@@ -104,6 +112,7 @@ def main() -> None:
     save_checkpoint(
         MODEL, state_dict=best.state_dict, params=params.as_dict(), input_mean=mean, input_std=std, epoch=best.epoch, val_scores=best.val,
         cycle_seconds_median=float(np.median([float(rows[i]["seconds"]) for i in index["train"]])),
+        init_weights=None if init is None else init[1],
     )  # fmt: skip
     write_csv(SPLIT, split_rows(rows, parts))
     live.end()

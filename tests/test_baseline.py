@@ -18,7 +18,7 @@ import yaml
 from tests import machine
 from tests.conftest import ROOT, make_project_copy, run
 
-STAGES = ["download", "resample", "normalize", "segment", "stft", "train", "evaluate"]
+STAGES = ["download", "resample", "normalize", "segment", "stft", "pretrained", "train", "evaluate"]
 
 
 def test_baseline_is_committed_with_every_stage():

@@ -94,6 +94,7 @@ def write_spectrograms(folder, patients, labels, official, bins=16, frames=12, s
 
 
 def test_train_stage_keeps_the_best_validation_epoch_and_never_sees_test(tmp_path, monkeypatch) -> None:
+    import stages.pretrained as pretrained_stage
     import stages.train as train_stage
 
     patients, labels, official = official_corpus()
@@ -127,6 +128,7 @@ def test_train_stage_keeps_the_best_validation_epoch_and_never_sees_test(tmp_pat
     import respiro.training.fit as fit_module
 
     monkeypatch.setattr(fit_module, "scores_of", fake_scores)
+    pretrained_stage.main()  # model.pretrained: none, the record train reads
     train_stage.main()
 
     with open("models/split.csv") as f:

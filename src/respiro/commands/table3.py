@@ -3,6 +3,7 @@
     respiro table3 --run --report              # seeds from params.yaml table3.seeds
     respiro table3 --run --report --seeds 0 1  # other seeds
     respiro table3 --report                    # tabulate experiments already run
+    respiro table3 --run --report --pretrained # and a "+ ImageNet init" row beside each
 
 --run   runs the audio stages (download .. stft) once with `dvc repro stft`, which also
         records them in DVC's run cache; queues one experiment per
@@ -13,6 +14,10 @@
         restored from the run cache ("Stage 'stft' is cached - skipping run"): only train and
         evaluate run. An experiment of that name that already exists
         for the current commit is kept, so an interrupted grid resumes.
+--pretrained  adds one "+ ImageNet init" configuration per paper row (model.pretrained:
+        imagenet, experiments t3-<config>-imagenet-s<seed>), to --run and --report alike.
+        Before queueing, --run finds (or downloads) both ImageNet files into
+        $TORCH_HOME/hub/checkpoints, where every experiment's pretrained stage then reads them.
 --report  reads each experiment's evaluation details and test predictions
         (data/reports/evaluation.json and test_predictions.csv, outputs of its evaluate stage)
         from DVC's cache at its experiment commit, and writes reports/table3.md and
@@ -35,11 +40,15 @@ import yaml
 
 from respiro.core.cli import run_stage
 from respiro.core.errors import StageError
-from respiro.core.config import load_params
+from respiro.core.config import PretrainedParams, load_params
+from respiro.model.pretrained import WEIGHTS
 from respiro.core.outputs import atomic_file
 from respiro.evaluation.reports import DETAILS, PREDICTIONS
+from respiro.data.acquire.hub import find_hub_file
 from respiro.evaluation.table3 import (
+    ALL_CONFIGS,
     CONFIGS,
+    Config,
     Run,
     aggregate,
     check_same_data,
@@ -87,7 +96,25 @@ def experiments() -> dict[str, str]:
     return found
 
 
-def run_grid(seeds: Sequence[int], jobs: int) -> None:
+def fetch_imagenet_weights(configs: Sequence[Config], pretrained: PretrainedParams) -> None:
+    """Put the ImageNet files the grid's "+ ImageNet init" rows need in $TORCH_HOME/hub/checkpoints
+    once, before any experiment: queued experiments then find them there instead of each
+    downloading, perhaps two at once into the same file; and a missing file stops the grid
+    now, with one line, not after hours of other experiments."""
+    depths = sorted({c.depth for c in configs if c.pretrained})
+    if not depths:
+        return
+    if pretrained.path is not None:
+        raise StageError(
+            f"--pretrained trains ResNet-18 and ResNet-34, and pretrained.path={pretrained.path} names one file: "
+            f"set pretrained.path to null and put {' and '.join(WEIGHTS[d] for d in depths)} in $TORCH_HOME/hub/checkpoints"
+        )
+    for depth in depths:
+        found = find_hub_file(WEIGHTS[depth], f"ImageNet ResNet-{depth}, for table3 --pretrained", None, pretrained.url)
+        print(f"table3: {found.name} (SHA-256 {found.sha256}) at {found.path}", flush=True)
+
+
+def run_grid(seeds: Sequence[int], jobs: int, configs: Sequence[Config] = CONFIGS, pretrained: PretrainedParams | None = None) -> None:
     """Run every configuration x seed not yet run for this commit as a queued DVC experiment."""
     untracked = command(["git", "ls-files", "--others", "--exclude-standard", "--", *PIPELINE_PATHS], capture=True).split()
     if untracked:
@@ -95,11 +122,13 @@ def run_grid(seeds: Sequence[int], jobs: int) -> None:
             "queued experiments only see files git knows, and these are untracked: "
             f"{', '.join(untracked)}. `git add` them (committing is not needed) and run again."
         )
+    if pretrained is not None:
+        fetch_imagenet_weights(configs, pretrained)
     print("table3: audio stages (download .. stft), once for the whole grid", flush=True)
     command(["dvc", "repro", AUDIO_STAGES[-1]])
     existing = experiments()
     queued = []
-    for config in CONFIGS:
+    for config in configs:
         for seed in seeds:
             name = config.experiment_name(seed)
             if name in existing:
@@ -134,11 +163,11 @@ def _nested(params: dict[str, Any], dotted: str) -> Any:
     return params
 
 
-def collect(seeds: Sequence[int]) -> tuple[list[Run], list[str], dict[str, str]]:
+def collect(seeds: Sequence[int], configs: Sequence[Config] = CONFIGS) -> tuple[list[Run], list[str], dict[str, str]]:
     """The grid's runs read back from their experiment commits, the names not found, header settings."""
     found = experiments()
     runs, missing, used = [], [], []
-    for config in CONFIGS:
+    for config in configs:
         for seed in seeds:
             name = config.experiment_name(seed)
             if name not in found:
@@ -160,8 +189,8 @@ def collect(seeds: Sequence[int]) -> tuple[list[Run], list[str], dict[str, str]]
     return runs, missing, settings
 
 
-def report(seeds: Sequence[int], replicates: int, bootstrap_seed: int) -> None:
-    runs, missing, settings = collect(seeds)
+def report(seeds: Sequence[int], replicates: int, bootstrap_seed: int, configs: Sequence[Config] = CONFIGS) -> None:
+    runs, missing, settings = collect(seeds, configs)
     if not runs:
         raise StageError(f"no experiments found for this commit (expected e.g. {CONFIGS[-1].experiment_name(seeds[0])}); run with --run")
     provenance = check_same_data(runs)
@@ -187,20 +216,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--run", action="store_true", help="run the grid as DVC experiments")
     parser.add_argument("--report", action="store_true", help="write reports/table3.md and .csv")
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: params.yaml table3.seeds)")
+    parser.add_argument("--pretrained", action="store_true", help='add a "+ ImageNet init" row beside each of the paper\'s (model.pretrained: imagenet)')
     # One at a time by default: training already uses both cores of a small machine, and
     # parallel workers would only compete for them (and each holds its own copy of the data).
     parser.add_argument("--jobs", type=int, default=1, help="experiments run in parallel (default 1)")
     args = parser.parse_args(argv)
     if not (args.run or args.report):
         parser.error("nothing to do: give --run, --report or both")
-    table3 = load_params(ROOT / "params.yaml").table3
+    params = load_params(ROOT / "params.yaml")
+    table3 = params.table3
+    configs = ALL_CONFIGS if args.pretrained else CONFIGS
     seeds = args.seeds if args.seeds is not None else list(table3.seeds)
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         parser.error(f"--seeds must be distinct integers >= 0; got {seeds}")
     if args.run:
-        run_grid(seeds, args.jobs)
+        run_grid(seeds, args.jobs, configs, params.pretrained)
     if args.report:
-        report(seeds, table3.bootstrap, table3.bootstrap_seed)
+        report(seeds, table3.bootstrap, table3.bootstrap_seed, configs)
 
 
 def run(argv: list[str] | None = None) -> None:

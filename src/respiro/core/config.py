@@ -112,6 +112,13 @@ class ModelParams(Group):
     depth: Literal[18, 34]
     cbam: bool
     cbam_reduction: Annotated[int, Field(ge=1)]
+    # Added after checkpoints existed: the default reads an older one as what it is.
+    pretrained: Literal["none", "imagenet"] = "none"
+
+
+class PretrainedParams(Group):
+    path: Path_ | None
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
 
 
 Weight = Annotated[Finite, Field(ge=0.0)]
@@ -152,6 +159,10 @@ class TrainParams(Group):
     precision: Literal["auto", "fp32", "bf16"]
     processes: Annotated[int, Field(ge=1)]
     workers: Annotated[int, Field(ge=0)]
+    # Fine-tuning controls, ignored with model.pretrained: none (so a grid can mix both);
+    # defaults so that older checkpoints read as one rate, nothing frozen.
+    backbone_lr_factor: Annotated[Finite, Field(gt=0.0)] = 1.0
+    freeze_epochs: Annotated[int, Field(ge=0)] = 0
 
 
 class EvaluateParams(Group):
@@ -180,6 +191,7 @@ class Params(Group):
     audio: AudioParams
     split: SplitParams
     model: ModelParams
+    pretrained: PretrainedParams
     loss: LossParams
     train: TrainParams
     evaluate: EvaluateParams

@@ -45,6 +45,10 @@ class CheckpointError(UserError, ValueError):
     """A file that is not a usable checkpoint of this project; names the file."""
 
 
+class PretrainedWeightsError(UserError, ValueError):
+    """ImageNet weights that are absent, fail their hash check or do not fit; names the file."""
+
+
 class DamagedArtifactError(UserError, ValueError):
     """A pipeline output that is damaged or out of step with another; says which stage to rerun."""
 

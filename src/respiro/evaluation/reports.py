@@ -28,8 +28,9 @@ def per_group_scores(true: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> 
     return out
 
 
-def provenance(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What produced a result, from the params stored in the checkpoint."""
+def provenance(params: dict[str, dict[str, Any]], init_weights: dict[str, str] | None = None) -> dict[str, Any]:
+    """What produced a result, from the params stored in the checkpoint and its
+    `init_weights` ({file, sha256} of the ImageNet weights it started from; None: from scratch)."""
     data, model, loss = params["data"], params["model"], params["loss"]
     source = data["source"]
     described = {
@@ -48,7 +49,16 @@ def provenance(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "gamma": loss["gamma"],
         "alpha": list(loss["alpha"]) if isinstance(loss["alpha"], (list, tuple)) else loss["alpha"],
         "seed": params["train"]["seed"],
+        # Checkpoints written before model.pretrained existed do not store it.
+        "pretrained": model.get("pretrained", "none"),
+        "init_weights": dict(init_weights) if init_weights else None,
     }
+
+
+def init_summary(origin: dict[str, Any]) -> str:
+    """The initial weights in one metrics value: `none`, or `imagenet <file> sha256:<hex>`."""
+    init = origin.get("init_weights")
+    return "none" if not init else f"{origin['pretrained']} {init['file']} sha256:{init['sha256']}"
 
 
 def patients_on_both_sides(patients: np.ndarray, parts: np.ndarray) -> list[int]:
@@ -89,8 +99,8 @@ def evaluation_details(
 def headline_metrics(details: dict[str, Any], val_score: float | None) -> dict[str, Any]:
     """What `dvc metrics show` and `dvc exp show` list, most important first: the four ICBHI
     figures, the two-class score, the checkpoint's epoch and validation score, per-class
-    recall, the score per device, and which data produced them (every detail is in
-    `details`, from evaluation_details)."""
+    recall, the score per device, which data and initial weights produced them (every
+    detail is in `details`, from evaluation_details)."""
     return {
         **{k: details[k] for k in ("icbhi_score", "se", "sp", "accuracy")},
         "binary_score": details["binary"]["icbhi_score"],
@@ -99,6 +109,7 @@ def headline_metrics(details: dict[str, Any], val_score: float | None) -> dict[s
         "recall": details["recall"],
         "device_score": {device: s["icbhi_score"] for device, s in details["per_device"].items()},
         "data": "synthetic (not ICBHI)" if details["synthetic_data"] else details["data_source"],
+        "init": init_summary(details),
     }
 
 

@@ -27,6 +27,7 @@ Statistics, and why:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import statistics
@@ -50,22 +51,29 @@ N_CLASSES = len(CLASS_NAMES)
 
 @dataclass(frozen=True)
 class Config:
-    """One row of Table 3: network depth, CBAM on/off, loss."""
+    """One row of Table 3: network depth, CBAM on/off, loss; and, beyond the paper, whether
+    training starts from torchvision's ImageNet weights (model.pretrained: imagenet)."""
 
     depth: int
     cbam: bool
     loss: str
+    pretrained: bool = False
 
     @property
     def label(self) -> str:
-        """The paper's name of the row, e.g. 'ResNet-34 + CBAM + Focal Loss'."""
-        parts = [f"ResNet-{self.depth}"] + ["CBAM"] * self.cbam + ["Focal Loss"] * (self.loss == "focal")
+        """The row's name, e.g. 'ResNet-34 + CBAM + Focal Loss' (the paper's) or '... + ImageNet init'."""
+        parts = [f"ResNet-{self.depth}"] + ["CBAM"] * self.cbam + ["Focal Loss"] * (self.loss == "focal") + ["ImageNet init"] * self.pretrained
         return " + ".join(parts)
 
     @property
     def slug(self) -> str:
-        """Short name for experiment names and files, e.g. 'r34-cbam-focal'."""
-        return f"r{self.depth}-{'cbam' if self.cbam else 'plain'}-{self.loss}"
+        """Short name for experiment names and files, e.g. 'r34-cbam-focal' or 'r34-cbam-focal-imagenet'."""
+        return f"r{self.depth}-{'cbam' if self.cbam else 'plain'}-{self.loss}{'-imagenet' if self.pretrained else ''}"
+
+    @property
+    def from_scratch(self) -> Config:
+        """The paper's row of the same network (the paper trained from scratch only)."""
+        return dataclasses.replace(self, pretrained=False)
 
     def experiment_name(self, seed: int) -> str:
         return f"t3-{self.slug}-s{seed}"
@@ -76,6 +84,8 @@ class Config:
             "model.depth": str(self.depth),
             "model.cbam": str(self.cbam).lower(),
             "loss.name": self.loss,
+            # Always set, so a workspace's params.yaml cannot change what a row means.
+            "model.pretrained": "imagenet" if self.pretrained else "none",
             "train.seed": str(seed),
         }
 
@@ -84,6 +94,9 @@ class Config:
 CONFIGS: tuple[Config, ...] = tuple(
     Config(depth, cbam, loss) for loss in ("ce", "focal") for cbam in (False, True) for depth in (18, 34)
 )
+# `respiro table3 --pretrained` adds these; the table puts each right after its paper row.
+PRETRAINED_CONFIGS: tuple[Config, ...] = tuple(dataclasses.replace(c, pretrained=True) for c in CONFIGS)
+ALL_CONFIGS: tuple[Config, ...] = tuple(row for pair in zip(CONFIGS, PRETRAINED_CONFIGS) for row in pair)
 
 # The paper's Table 3 (accuracy, SE, SP, ICBHI score), as printed; see PAPER_CITATION.
 PAPER_TABLE3: dict[Config, tuple[float, float, float, float]] = {
@@ -112,13 +125,15 @@ class Run:
     patients: np.ndarray
     true: np.ndarray
     pred: np.ndarray
+    init_weights: dict[str, str] | None = None  # {file, sha256} of the ImageNet weights; None from scratch
 
 
 def run_from_files(eval_json: Mapping[str, Any], predictions_csv: str) -> Run:
     """A `Run` from the text of one experiment's evaluation.json and test_predictions.csv.
 
-    The configuration is read from evaluation.json's provenance (depth, cbam, loss, seed), not from
-    an experiment name that could lie. The ICBHI score recomputed from the predictions must
+    The configuration is read from evaluation.json's provenance (depth, cbam, loss, pretrained,
+    seed), not from an experiment name that could lie (files from before model.pretrained
+    existed are from scratch). The ICBHI score recomputed from the predictions must
     match evaluation.json's: a mismatch means the two files come from different runs.
     """
     index = {name: i for i, name in enumerate(CLASS_NAMES)}
@@ -131,13 +146,14 @@ def run_from_files(eval_json: Mapping[str, Any], predictions_csv: str) -> Run:
     if (recomputed is None) != (stated is None) or (stated is not None and abs(recomputed - stated) > 1e-9):
         raise ValueError(f"predictions give ICBHI score {recomputed} but evaluation.json says {stated}: files of different runs")
     return Run(
-        config=Config(int(eval_json["depth"]), bool(eval_json["cbam"]), str(eval_json["loss"])),
+        config=Config(int(eval_json["depth"]), bool(eval_json["cbam"]), str(eval_json["loss"]), eval_json.get("pretrained", "none") == "imagenet"),
         seed=int(eval_json["seed"]),
         scores={**{k: eval_json[k] for k in SCORE_KEYS}, "binary_icbhi_score": eval_json["binary"]["icbhi_score"]},
         provenance={k: eval_json.get(k) for k in ("data_source", "synthetic_data", "note", "split_method")},
         patients=patients,
         true=true,
         pred=pred,
+        init_weights=eval_json.get("init_weights"),
     )
 
 
@@ -199,7 +215,8 @@ class Row:
     ci_low: float | None
     ci_high: float | None
     bootstrap_undefined: int
-    paper: dict[str, float]  # SCORE_KEYS
+    paper: dict[str, float]  # SCORE_KEYS; for an ImageNet row, the paper's from-scratch row
+    init_weights: tuple[str, ...] = ()  # `file sha256:hex` of each ImageNet file its runs used
 
     @property
     def n(self) -> int:
@@ -212,18 +229,19 @@ class Row:
 
 
 def aggregate(runs: Sequence[Run], replicates: int, seed: int) -> list[Row]:
-    """One `Row` per configuration that has runs, in the paper's row order.
+    """One `Row` per configuration that has runs, in the paper's row order, each "+ ImageNet
+    init" row right after the paper's row of the same network.
 
     `replicates` and `seed` are the patient bootstrap's (params table3.bootstrap,
     table3.bootstrap_seed). Two runs of one configuration with the same seed are an error:
     they would count one training twice.
     """
     check_same_data(runs)
-    unknown = {r.config for r in runs} - set(CONFIGS)
+    unknown = {r.config for r in runs} - set(ALL_CONFIGS)
     if unknown:
         raise ValueError(f"runs of configurations outside Table 3: {sorted(c.slug for c in unknown)}")
     rows = []
-    for config in CONFIGS:
+    for config in ALL_CONFIGS:
         mine = sorted((r for r in runs if r.config == config), key=lambda r: r.seed)
         if not mine:
             continue
@@ -239,7 +257,8 @@ def aggregate(runs: Sequence[Run], replicates: int, seed: int) -> list[Row]:
                 ci_low=low,
                 ci_high=high,
                 bootstrap_undefined=undefined,
-                paper=dict(zip(SCORE_KEYS, PAPER_TABLE3[config])),
+                paper=dict(zip(SCORE_KEYS, PAPER_TABLE3[config.from_scratch])),
+                init_weights=tuple(sorted({f"{r.init_weights['file']} sha256:{r.init_weights['sha256']}" for r in mine if r.init_weights})),
             )
         )
     return rows
@@ -288,12 +307,21 @@ def to_markdown(rows: Sequence[Row], provenance: Mapping[str, Any], settings: Ma
         lines.append(f"- Note: {provenance['note']}")
     lines += [f"- {name}: {value}" for name, value in settings.items()]
     lines.append(f"- Paper: {PAPER_CITATION}")
+    weights = sorted({w for row in rows for w in row.init_weights})
+    if weights:
+        lines.append(f"- ImageNet init: {'; '.join(weights)}")
     if missing:
         lines.append(f"- Not found (not run or failed): {', '.join(missing)}")
+    pretrained_note = (
+        " '+ ImageNet init' rows start from torchvision's ImageNet weights; the paper trained from "
+        "scratch only, so their Paper columns are its row of the same network."
+        if any(row.config.pretrained for row in rows)
+        else ""
+    )
     lines += [
         "",
         "Ours: mean ± sample std over seeds (std blank with one seed). 95 % CI: patient bootstrap "
-        "of the seed-pooled ICBHI score. Paper and ours − paper: accuracy / SE / SP / ICBHI score.",
+        "of the seed-pooled ICBHI score. Paper and ours − paper: accuracy / SE / SP / ICBHI score." + pretrained_note,
         "",
         "| Model | n | Accuracy | SE | SP | ICBHI score | 95 % CI | Binary ICBHI | Paper | Ours − paper |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -308,7 +336,7 @@ def to_markdown(rows: Sequence[Row], provenance: Mapping[str, Any], settings: Ma
 
 
 CSV_FIELDS: tuple[str, ...] = (
-    "model", "depth", "cbam", "loss", "n", "seeds",
+    "model", "depth", "cbam", "loss", "pretrained", "n", "seeds",
     *(f"{k}_{stat}" for k in SCORE_KEYS for stat in ("mean", "std")),
     "icbhi_ci_low", "icbhi_ci_high", "bootstrap_undefined", "binary_icbhi_score_mean",
     *(f"paper_{k}" for k in SCORE_KEYS),
@@ -328,6 +356,7 @@ def to_csv(rows: Sequence[Row]) -> str:
             "depth": row.config.depth,
             "cbam": str(row.config.cbam).lower(),
             "loss": row.config.loss,
+            "pretrained": "imagenet" if row.config.pretrained else "none",
             "n": row.n,
             "seeds": " ".join(map(str, row.seeds)),
             "icbhi_ci_low": row.ci_low,

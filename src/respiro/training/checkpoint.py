@@ -39,6 +39,8 @@ from respiro.core.config import validate_group
 from respiro.core.outputs import atomic_file
 
 REQUIRED_KEYS = ("state_dict", "class_names", "params", "input_mean", "input_std", "epoch", "val_scores", "cycle_seconds_median")
+# Optional: `init_weights`, {file, sha256} of the ImageNet weights training started from
+# (model.pretrained: imagenet); absent for a network trained from scratch.
 PARAMS_GROUPS = ("data", "synthetic", "resample", "normalize", "segment", "stft", "split", "model", "loss", "train")
 VAL_SCORES = ("icbhi_score", "se", "sp")
 
@@ -53,9 +55,12 @@ def save_checkpoint(
     epoch: int,
     val_scores: Mapping[str, float | None],
     cycle_seconds_median: float,
+    init_weights: Mapping[str, str] | None = None,
 ) -> None:
     """Write a checkpoint to `path` (atomically: complete or not at all). `params` holds at
-    least PARAMS_GROUPS (params.yaml as a dict), `val_scores` at least VAL_SCORES."""
+    least PARAMS_GROUPS (params.yaml as a dict), `val_scores` at least VAL_SCORES;
+    `init_weights` the {file, sha256} of the ImageNet weights training started from
+    (model.pretrained: imagenet), stored only then."""
     checkpoint = {  # the keys in this order: the same run gives the same bytes
         "state_dict": state_dict,
         "class_names": list(CLASS_NAMES),
@@ -65,6 +70,7 @@ def save_checkpoint(
         "epoch": epoch,
         "val_scores": {k: val_scores[k] for k in VAL_SCORES},
         "cycle_seconds_median": float(cycle_seconds_median),
+        **({"init_weights": dict(init_weights)} if init_weights is not None else {}),
     }
     with atomic_file(path) as tmp:
         torch.save(checkpoint, tmp)
@@ -98,14 +104,15 @@ class TrainedModel:
 
     @property
     def provenance(self) -> dict[str, Any]:
-        """Which data and configuration produced the model (src/evaluation.provenance)."""
-        return provenance(self.params)
+        """Which data, configuration and initial weights produced the model (evaluation.reports.provenance)."""
+        return provenance(self.params, self.checkpoint.get("init_weights"))
 
     def describe(self) -> str:
         """`ResNet-34 + CBAM (focal loss, epoch 7) trained on synthetic(...)`, for summaries."""
         m, p = self.params["model"], self.provenance
         warning = " - NOT ICBHI data" if p["synthetic_data"] else ""
-        return f"ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''} ({p['loss']} loss, epoch {self.checkpoint['epoch']}) trained on {p['data_source']}{warning}"
+        init = f", from {p['init_weights']['file']}" if p["init_weights"] else ""
+        return f"ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''} ({p['loss']} loss, epoch {self.checkpoint['epoch']}{init}) trained on {p['data_source']}{warning}"
 
 
 def _first(names: set[str]) -> str:
@@ -173,11 +180,14 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     try:
         chain = AudioChain.from_params(params)
         m = validate_group("model", params["model"])
-        provenance(params)
+        provenance(params, checkpoint.get("init_weights"))
     except ParamsError as err:
         raise CheckpointError(f"{path}: its params: {err}") from None
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: its params lack {err}") from None
+    init = checkpoint.get("init_weights")
+    if init is not None and not (isinstance(init, dict) and all(isinstance(init.get(k), str) for k in ("file", "sha256"))):
+        raise CheckpointError(f"{path}: init_weights must be {{file, sha256}} of the weights training started from; got {init!r}")
     if not isinstance(checkpoint["epoch"], int):
         raise CheckpointError(f"{path}: epoch must be an integer; got {checkpoint['epoch']!r}")
     seconds = checkpoint["cycle_seconds_median"]

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from respiro.evaluation.metrics import scores_of
 from respiro.training.batches import TrainBatches
 from respiro.training.distributed import plain_state_dict, unwrap
-from respiro.training.loop import lr_factor, train_one_epoch, validate
+from respiro.training.loop import set_epoch_lr, lr_factor, train_one_epoch, validate
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CURVE_SCORES = ("accuracy", "se", "sp", "icbhi_score")  # the validation scores logged per epoch
@@ -77,11 +77,7 @@ def fit(
     device = batches.device
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
-        factor = lr_factor(schedule, epoch - 1, epochs)
-        for group in optimizer.param_groups:
-            # `initial_lr`: where torch's own schedulers keep a group's peak rate.
-            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
-        epoch_lr = optimizer.param_groups[0]["lr"]  # the rate logged (of the first group)
+        epoch_lr = set_epoch_lr(optimizer, lr_factor(schedule, epoch - 1, epochs), epoch)
         train_loss = train_one_epoch(model, batches, loss_fn, optimizer, precision, epoch, on_step=on_step)
         if not validates:
             continue

@@ -9,7 +9,7 @@ first step it happened at) and reported when the epoch ends.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -17,8 +17,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from respiro.core.errors import UserError
+from respiro.model.pretrained import is_early, is_new
 from respiro.training.batches import TrainBatches
-from respiro.training.distributed import all_reduce
+from respiro.training.distributed import all_reduce, unwrap
 from respiro.training.precision import autocast
 
 
@@ -26,11 +27,62 @@ class NonFiniteLossError(UserError, FloatingPointError):
     """Training diverged; the message names the epoch and step (and says to lower train.lr)."""
 
 
-def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """`adam` (AdamW) or `sgd` (Nesterov momentum 0.9) over all of `model`'s parameters."""
+def parameter_groups(model: nn.Module, lr: float, backbone_lr_factor: float, freeze_epochs: int) -> list[dict[str, Any]]:
+    """The optimizer's groups for a network started from pretrained weights.
+
+    stem + layer1 and layer2-4 (pretrained) train at `backbone_lr_factor` times `lr`; CBAM and
+    the head (new, `respiro.model.pretrained.is_new`) at `lr`. The stem counts as pretrained:
+    its summed RGB kernels are ImageNet's low-level filters, the most transferable part of
+    the network. stem + layer1 also carry `frozen_epochs` (`train.freeze_epochs`), which
+    `fit` reads. Empty groups are left out.
+    """
+    groups: dict[str, dict[str, Any]] = {
+        "early": {"params": [], "lr": lr * backbone_lr_factor, "frozen_epochs": freeze_epochs},
+        "backbone": {"params": [], "lr": lr * backbone_lr_factor},
+        "new": {"params": [], "lr": lr},
+    }
+    for name, parameter in unwrap(model).named_parameters():
+        kind = "new" if is_new(name) else "early" if is_early(name) else "backbone"
+        groups[kind]["params"].append(parameter)
+    return [group for group in groups.values() if group["params"]]
+
+
+def make_optimizer(
+    model: nn.Module,
+    name: str,
+    lr: float,
+    weight_decay: float,
+    *,
+    pretrained: bool = False,
+    backbone_lr_factor: float = 1.0,
+    freeze_epochs: int = 0,
+) -> torch.optim.Optimizer:
+    """`adam` (AdamW) or `sgd` (Nesterov momentum 0.9) over `model`; with `pretrained`, over
+    `parameter_groups` (per-group peak rates, early layers frozen for `freeze_epochs`).
+
+    From scratch every parameter is in one group, as it always was: nothing about the default
+    run's arithmetic changes.
+    """
+    parameters: Any = parameter_groups(model, lr, backbone_lr_factor, freeze_epochs) if pretrained else model.parameters()
     if name == "adam":
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+
+
+def set_epoch_lr(optimizer: torch.optim.Optimizer, factor: float, epoch: int) -> float:
+    """Set every group's rate for 1-based `epoch`: its peak (the rate it was made with, kept
+    under `initial_lr` as torch's own schedulers do) times the schedule's `factor`, or 0 while
+    `epoch <= frozen_epochs` (parameter_groups). Returns the full rate (the largest), the one
+    logged.
+
+    A rate of 0 freezes a group exactly (AdamW's decay multiplies by 1 - 0 x wd = 1; SGD adds
+    0 x step) while gradients still flow, so freezing needs no requires_grad change, which
+    DistributedDataParallel fixes when it wraps the model.
+    """
+    for group in optimizer.param_groups:
+        peak = group.setdefault("initial_lr", group["lr"])
+        group["lr"] = 0.0 if epoch <= group.get("frozen_epochs", 0) else peak * factor
+    return max(group["lr"] for group in optimizer.param_groups)
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:

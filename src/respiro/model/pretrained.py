@@ -1,0 +1,165 @@
+"""ImageNet initialisation: torchvision's published ResNet weights, recorded and mapped onto ours.
+
+Our ResNet uses torchvision's module names (`conv1`, `bn1`, `layer1.0.conv1`, ...,
+`layer2.0.downsample.0`, `fc`), so torchvision's ImageNet-1k files fit every tensor but
+three kinds: the stem takes one channel, not three (adapted, see `adapt_stem`); CBAM
+(`*.attn.*`) does not exist in them; the head (`fc`) has 1000 classes, not 4. CBAM and the
+head keep the network's own init.
+
+Where the file comes from (the pretrained stage, stages/pretrained.py): `pretrained.path`,
+then `$TORCH_HOME/hub/checkpoints/<file>` (torchvision's own cache), then a resumable
+download from `pretrained.url` into that cache, each checked against the SHA-256 prefix in
+the file's name (respiro/data/acquire/hub.py). The full SHA-256 is recorded in the stage's
+models/pretrained/weights.json, then in the checkpoint and the metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from respiro.core.errors import DamagedArtifactError, PretrainedWeightsError
+
+# torchvision's published ImageNet-1k weights (IMAGENET1K_V1), by model.depth.
+WEIGHTS: dict[int, str] = {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth"}
+RECORD = "weights.json"  # what the pretrained stage found, in its output folder
+STEM = "conv1.weight"
+
+
+# --- which tensors are new and which are pretrained ------------------------------------------
+
+
+def is_new(key: str) -> bool:
+    """A parameter or buffer that ImageNet weights do not provide: CBAM parts and the head."""
+    return key.startswith("fc.") or ".attn." in key
+
+
+def is_early(key: str) -> bool:
+    """The stem and the first stage (train.freeze_epochs keeps them frozen at first)."""
+    return key.startswith(("conv1.", "bn1.", "layer1."))
+
+
+def sha256_of(path: Path) -> str:
+    with Path(path).open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+# --- the record the pretrained stage leaves for the train stage ------------------------------
+
+
+def init_record(pretrained: str, depth: int, file: str | None = None, sha256: str | None = None) -> dict[str, Any]:
+    """What models/pretrained/weights.json holds: the choice and, for imagenet, the depth
+    and the file (its name, as found, and full SHA-256)."""
+    if file is None:
+        return {"pretrained": pretrained}
+    return {"pretrained": pretrained, "depth": depth, "file": file, "sha256": sha256}
+
+
+def read_init(folder: Path, pretrained: str, depth: int) -> tuple[Path, dict[str, str]] | None:
+    """The weights file in the pretrained stage's output `folder` and {file, sha256}; None for
+    model.pretrained: none. Checks the folder against the params and the file against its record."""
+    record_path = folder / RECORD
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as err:
+        raise DamagedArtifactError(f"{record_path}: unreadable ({err}); rerun the pretrained stage (`dvc repro`)") from None
+    made_for = (record.get("pretrained"), record.get("depth") if record.get("pretrained") == "imagenet" else None)
+    if made_for != (pretrained, depth if pretrained == "imagenet" else None):
+        raise DamagedArtifactError(
+            f"{record_path} was made for model.pretrained={made_for[0]}"
+            + (f", model.depth={made_for[1]}" if made_for[1] is not None else "")
+            + f", not model.pretrained={pretrained}, model.depth={depth}: rerun the pretrained stage (`dvc repro`)"
+        )
+    if pretrained == "none":
+        return None
+    weights = folder / str(record.get("file"))
+    if not weights.is_file() or sha256_of(weights) != record.get("sha256"):
+        raise DamagedArtifactError(f"{weights}: missing or not the file {record_path} records; rerun the pretrained stage (`dvc repro`)")
+    return weights, {"file": weights.name, "sha256": record["sha256"]}
+
+
+# --- mapping torchvision's tensors onto our network ------------------------------------------
+
+
+def adapt_stem(weight: Tensor) -> Tensor:
+    """The RGB stem's kernels (64, 3, 7, 7) as one-channel kernels (64, 1, 7, 7): their sum.
+
+    Why the sum (timm's `adapt_input_conv` does the same): a grey image given to the RGB
+    network as three equal channels x, x, x makes each filter respond with
+    sum_c W_c * x = (sum_c W_c) * x. The summed kernel on one channel is exactly that
+    response, so bn1 and every layer after it see activations on the scale they were trained
+    on. The mean would shrink them threefold and leave bn1's statistics wrong.
+
+    The input standardisation stays as it is: ImageNet models take each RGB channel
+    standardised to zero mean and unit variance (torchvision's mean/std), and our spectrograms
+    are standardised per frequency bin on the training cycles, so the stem sees inputs of the
+    same first and second moments either way; bn1 right after it re-estimates its statistics
+    on spectrograms in training anyway.
+    """
+    return weight.sum(dim=1, keepdim=True)
+
+
+def load_weights_file(path: Path) -> dict[str, Tensor]:
+    """A torchvision state dict from `path`, loaded with weights_only=True (data, never code)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any failure to unpickle a user's file is a bad file, not a bug
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise PretrainedWeightsError(f"{path}: not a weights file that loads with weights_only=True ({reason[:200]})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        raise PretrainedWeightsError(f"{path}: not a state dict (a mapping of tensor names to tensors)")
+    return state
+
+
+def map_imagenet(state: dict[str, Tensor], model: nn.Module, source: Path | str) -> dict[str, Tensor]:
+    """torchvision's ResNet `state` as tensors for `model` (our names): every tensor but the
+    head's, the stem adapted to one channel. CBAM and fc are not in the result.
+
+    `num_batches_tracked` counters are taken when the file has them and left alone when it
+    has not (files saved before PyTorch 0.4.1 lack them). Anything else missing, left over
+    or of the wrong shape stops with one line naming `source`: a file for another depth or
+    another network.
+    """
+    ours = model.state_dict()
+    wanted = {k for k in ours if not is_new(k)}
+    given = {k for k in state if not k.startswith("fc.")}
+    counters = {k for k in wanted if k.endswith(".num_batches_tracked")}
+    missing, unexpected = wanted - given - counters, given - wanted
+    if missing or unexpected:
+        first = min(missing or unexpected)
+        raise PretrainedWeightsError(
+            f"{source}: does not fit ResNet-{_depth_of(model)} ({len(missing)} tensors missing, {len(unexpected)} unexpected, "
+            f"e.g. {first}): a weights file of another depth or network"
+        )
+    mapped = {}
+    for key in sorted(wanted & given):
+        tensor = adapt_stem(state[key]) if key == STEM and state[key].ndim == 4 and state[key].shape[1] == 3 else state[key]
+        if tensor.shape != ours[key].shape:
+            raise PretrainedWeightsError(
+                f"{source}: {key} has shape {tuple(state[key].shape)}, ResNet-{_depth_of(model)} needs "
+                f"{tuple(ours[key].shape)}{' (from 3 RGB channels)' if key == STEM else ''}"
+            )
+        mapped[key] = tensor.to(ours[key].dtype)
+    return mapped
+
+
+def _depth_of(model: nn.Module) -> int:
+    blocks = tuple(len(getattr(model, f"layer{i}")) for i in range(1, 5))
+    return {(2, 2, 2, 2): 18, (3, 4, 6, 3): 34}.get(blocks, sum(blocks) * 2 + 2)
+
+
+def load_imagenet(model: nn.Module, path: Path) -> list[str]:
+    """Load the ImageNet file at `path` into `model` in place; return the keys loaded.
+
+    Draws no random numbers: the network's own init (already done) is kept for CBAM and the
+    head, exactly as a from-scratch run with the same seed would have them.
+    """
+    mapped = map_imagenet(load_weights_file(path), model, path)
+    result = model.load_state_dict(mapped, strict=False)
+    assert not result.unexpected_keys and all(is_new(k) or k.endswith("num_batches_tracked") for k in result.missing_keys)
+    return sorted(mapped)

@@ -214,7 +214,7 @@ def test_table3_grid_end_to_end(tmp_path: Path) -> None:
     # start-up on one core, so two overlap well (and this exercises parallel queue workers).
     # One worker: with two, DVC 3.67's `exp run --run-all` once kept waiting after the queue
     # had finished; the timeout turns any such hang into a failure rather than a stuck CI.
-    result = run([sys.executable, "scripts/table3.py", "--run", "--report", "--seeds", "0", "1", "--jobs", "1"], project, timeout=900)
+    result = run([sys.executable, "-m", "respiro", "table3", "--run", "--report", "--seeds", "0", "1", "--jobs", "1"], project, timeout=900)
     output = result.stdout + result.stderr
 
     # The audio stages ran once, in the workspace; every experiment ran train and evaluate.
@@ -268,6 +268,6 @@ def test_table3_grid_end_to_end(tmp_path: Path) -> None:
         assert (float(row["icbhi_ci_low"]), float(row["icbhi_ci_high"])) == pytest.approx((low, high))
 
     # A second --run finds every experiment of this commit and reruns nothing.
-    again = run([sys.executable, "scripts/table3.py", "--run", "--seeds", "0", "1"], project)
+    again = run([sys.executable, "-m", "respiro", "table3", "--run", "--seeds", "0", "1"], project)
     assert len(re.findall(r"keeping experiment t3-", again.stdout)) == 16
     assert "Running stage 'train'" not in again.stdout + again.stderr

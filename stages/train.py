@@ -31,7 +31,7 @@ from respiro.model.resnet import build_model
 from respiro.training import distributed
 from respiro.training.batches import TrainBatches
 from respiro.training.checkpoint import VAL_SCORES, save_checkpoint
-from respiro.training.device import resolve_device, seed_everything
+from respiro.training.device import resolve_device, seed_everything, to_device
 from respiro.training.fit import EpochResult, fit
 from respiro.training.loop import make_optimizer
 from respiro.training.precision import precision_name, resolve_precision
@@ -77,10 +77,10 @@ def main() -> None:
         batch_size=tp.batch_size, time_mask=tp.time_mask, freq_mask=tp.freq_mask, seed=tp.seed, shard=shard,
     )  # fmt: skip
     val_loader = cycle_loader(specs, labels, index["val"], mean, std, tp.batch_size, workers=tp.workers, device=device)
-    model = build_model(params.model.depth, params.model.cbam, params.model.cbam_reduction, len(CLASS_NAMES))
+    network = build_model(params.model.depth, params.model.cbam, params.model.cbam_reduction, len(CLASS_NAMES))
     if init is not None:
-        load_imagenet(model, init[0])  # after the usual init, which CBAM and the head keep
-    model = distributed.wrap(model.to(device).to(memory_format=torch.channels_last), device)
+        load_imagenet(network, init[0])  # after the usual init, which CBAM and the head keep
+    model = distributed.wrap(to_device(network, device), device)
     loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha).to(device)
     optimizer = make_optimizer(
         model, tp.optimizer, tp.lr, tp.weight_decay,
@@ -92,6 +92,7 @@ def main() -> None:
     bar = tqdm(total=steps, desc="train", unit="batch", leave=False, disable=not main_process)
 
     def log(e: EpochResult) -> None:
+        assert live is not None  # only the main process validates, and it opened the logger
         log_epoch(live, e.epoch, e.curves())
         bar.write(
             f"epoch {e.epoch}/{tp.epochs}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}, "

@@ -16,25 +16,26 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn import metrics
 
 from respiro.data.icbhi import CLASS_NAMES
 
 
-def confusion_matrix(true: Sequence[int], pred: Sequence[int], n_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+def confusion_matrix(true: ArrayLike, pred: ArrayLike, n_classes: int = len(CLASS_NAMES)) -> np.ndarray:
     """Counts (n_classes, n_classes) int64, rows true, columns predicted (scikit-learn's).
 
     Labels outside 0..n_classes-1 raise ValueError (scikit-learn would drop them silently);
     no cycles give a matrix of zeros (scikit-learn would raise).
     """
-    true, pred = np.asarray(true, dtype=np.int64), np.asarray(pred, dtype=np.int64)
-    if true.shape != pred.shape:
-        raise ValueError(f"true and pred differ in shape: {true.shape} vs {pred.shape}")
-    if not true.size:
+    t, p = np.asarray(true, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    if t.shape != p.shape:
+        raise ValueError(f"true and pred differ in shape: {t.shape} vs {p.shape}")
+    if not t.size:
         return np.zeros((n_classes, n_classes), dtype=np.int64)
-    if min(true.min(), pred.min()) < 0 or max(true.max(), pred.max()) >= n_classes:
+    if min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= n_classes:
         raise ValueError(f"labels must lie in 0..{n_classes - 1}")
-    return metrics.confusion_matrix(true, pred, labels=np.arange(n_classes)).astype(np.int64)
+    return metrics.confusion_matrix(t, p, labels=np.arange(n_classes)).astype(np.int64)
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -66,5 +67,5 @@ def icbhi_scores(cm: np.ndarray) -> dict[str, Any]:
     }
 
 
-def scores_of(true: Sequence[int], pred: Sequence[int]) -> dict[str, Any]:
+def scores_of(true: ArrayLike, pred: ArrayLike) -> dict[str, Any]:
     return icbhi_scores(confusion_matrix(true, pred))

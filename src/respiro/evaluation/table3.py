@@ -166,9 +166,10 @@ class Summary:
 
 
 def summarize(values: Sequence[float | None]) -> Summary:
-    if not values or any(v is None for v in values):
+    known = [v for v in values if v is not None]
+    if not values or len(known) < len(values):
         return Summary(None, None)
-    return Summary(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None)
+    return Summary(statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else None)
 
 
 def patient_confusions(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray]:

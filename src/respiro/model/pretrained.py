@@ -149,8 +149,8 @@ def map_imagenet(state: dict[str, Tensor], model: nn.Module, source: Path | str)
 
 
 def _depth_of(model: nn.Module) -> int:
-    blocks = tuple(len(getattr(model, f"layer{i}")) for i in range(1, 5))
-    return {(2, 2, 2, 2): 18, (3, 4, 6, 3): 34}.get(blocks, sum(blocks) * 2 + 2)
+    blocks = [len(getattr(model, f"layer{i}")) for i in range(1, 5)]
+    return {(2, 2, 2, 2): 18, (3, 4, 6, 3): 34}.get((blocks[0], blocks[1], blocks[2], blocks[3]), sum(blocks) * 2 + 2)
 
 
 def load_imagenet(model: nn.Module, path: Path) -> list[str]:

@@ -35,7 +35,8 @@ from respiro.core.errors import CheckpointError, MissingInputError, ParamsError
 from respiro.evaluation.reports import provenance
 from respiro.data.icbhi import CLASS_NAMES
 from respiro.model.resnet import build_model
-from respiro.core.config import validate_group
+from respiro.training.device import to_device
+from respiro.core.config import ModelParams, validate_group
 from respiro.core.outputs import atomic_file
 
 REQUIRED_KEYS = ("state_dict", "class_names", "params", "input_mean", "input_std", "epoch", "val_scores", "cycle_seconds_median")
@@ -180,6 +181,7 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     try:
         chain = AudioChain.from_params(params)
         m = validate_group("model", params["model"])
+        assert isinstance(m, ModelParams)
         provenance(params, checkpoint.get("init_weights"))
     except ParamsError as err:
         raise CheckpointError(f"{path}: its params: {err}") from None
@@ -198,5 +200,5 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     name = f"ResNet-{m.depth}{' + CBAM' if m.cbam else ''} (its params.model)"
     _check_state_dict(path, model, checkpoint["state_dict"], name)
     model.load_state_dict(checkpoint["state_dict"])
-    model = model.to(device).to(memory_format=torch.channels_last).eval()
+    model = to_device(model, device).eval()
     return TrainedModel(path=path, checkpoint=checkpoint, model=model, chain=chain, mean=mean, std=std, device=device)

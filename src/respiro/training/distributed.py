@@ -15,9 +15,13 @@ statistics are process 0's (DDP broadcasts its buffers at every forward pass).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import os
 import subprocess
 import sys
+
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -30,12 +34,12 @@ from respiro.training.batches import Shard
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
-def launched_by_torchrun(environ: dict[str, str] | None = None) -> bool:
+def launched_by_torchrun(environ: Mapping[str, str] | None = None) -> bool:
     environ = os.environ if environ is None else environ
     return all(name in environ for name in TORCHRUN_VARIABLES)
 
 
-def world_from_env(environ: dict[str, str] | None = None) -> tuple[Shard, int]:
+def world_from_env(environ: Mapping[str, str] | None = None) -> tuple[Shard, int]:
     """(this process's shard, its local rank) from torchrun's variables; (Shard(), 0) alone."""
     environ = os.environ if environ is None else environ
     if not launched_by_torchrun(environ):
@@ -78,9 +82,9 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The plain network inside DDP and/or torch.compile wrappers (for inference and saving)."""
     while True:
         if isinstance(model, DistributedDataParallel):
-            model = model.module
+            model = cast(nn.Module, model.module)
         elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)
         else:
             return model
 

@@ -296,7 +296,9 @@ def clicks(n: int, rate: int, rng: np.random.Generator, per_second: float) -> Fl
 def mains_hum(n: int, rate: int, rng: np.random.Generator, mains_hz: float) -> FloatArray:
     """Mains interference: `mains_hz` (50 or 60) and its odd harmonics up to 5, peak about 1."""
     t = np.arange(n, dtype=np.float64) / rate
-    wave = sum(a * np.sin(2 * np.pi * k * mains_hz * t + rng.uniform(0, 2 * np.pi)) for k, a in ((1, 1.0), (3, 0.4), (5, 0.2)))
+    wave = np.zeros(n)
+    for k, a in ((1, 1.0), (3, 0.4), (5, 0.2)):
+        wave += a * np.sin(2 * np.pi * k * mains_hz * t + rng.uniform(0, 2 * np.pi))
     return (wave / 1.6).astype(np.float32)
 
 

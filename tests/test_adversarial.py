@@ -263,7 +263,7 @@ def test_window_mode_holds_one_batch_not_every_window(models, workspace, capsys,
     seen: list[int] = []
     real = recording.classify_spectrograms
     monkeypatch.setattr(recording, "classify_spectrograms", lambda t, specs, b: seen.append(len(specs)) or real(t, specs, b))
-    code, out, err = predict(models, capsys, "long.wav", "--annotations", "none", "--hop", "0.5", "--batch-size", "16", "--out", "p.csv")
+    code, _, err = predict(models, capsys, "long.wav", "--annotations", "none", "--hop", "0.5", "--batch-size", "16", "--out", "p.csv")
     assert code == 0, err
     windows = (workspace / "p.csv").read_text().count("\n") - 1
     assert windows == math.ceil((20 * RATE - 2.5 * RATE) / 2000) + 1 == sum(seen) == 36 and seen == [16, 16, 4]
@@ -296,7 +296,7 @@ def test_a_params_value_no_stage_can_use_is_refused_naming_the_key(case):
 
 
 def cli(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "respiro", command, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "respiro", command, *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_the_predict_command_line_answers_nan_with_one_line_and_exit_1(models, workspace):
@@ -348,7 +348,7 @@ def test_ctrl_c_in_training_ends_in_one_line_that_says_how_to_recover(tmp_path):
     overrides["train"]["epochs"] = 100
     project = make_project_copy(tmp_path / "project", overrides)
     for stage in ("download", "resample", "normalize", "segment", "stft"):
-        assert subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project, env=DVC_ENV, capture_output=True).returncode == 0, stage
+        assert subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project, env=DVC_ENV, capture_output=True, check=False).returncode == 0, stage
     (project / "models" / "model.pt").write_bytes(b"an earlier model\n")
     proc = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project, env=DVC_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("epoch 1/100: ")  # DVCLive has written the curves
@@ -358,7 +358,7 @@ def test_ctrl_c_in_training_ends_in_one_line_that_says_how_to_recover(tmp_path):
     assert "no other output was left half-written" in line and "run `dvc repro` to carry on" in line
     assert (project / "models" / "model.pt").read_bytes() == b"an earlier model\n"
     assert not [p for p in project.rglob("*") if ".tmp-" in p.name and ".git" not in p.parts]
-    changed = subprocess.run(["git", "status", "--porcelain", "metrics"], cwd=project, capture_output=True, text=True).stdout
+    changed = subprocess.run(["git", "status", "--porcelain", "metrics"], cwd=project, capture_output=True, text=True, check=True).stdout
     assert "metrics/train/" in changed
     subprocess.run(["git", "checkout", "--", "metrics/train"], cwd=project, check=True)
-    assert subprocess.run(["git", "status", "--porcelain", "metrics"], cwd=project, capture_output=True, text=True).stdout == ""
+    assert subprocess.run(["git", "status", "--porcelain", "metrics"], cwd=project, capture_output=True, text=True, check=True).stdout == ""

@@ -10,9 +10,9 @@ batch, not of all its windows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -20,8 +20,8 @@ from respiro.audio.segment import CycleSpan, cycle_span
 from respiro.audio.wavio import read_mono
 from respiro.data.dataset import cycle_loader
 from respiro.data.icbhi import read_annotations
-from respiro.training.checkpoint import TrainedModel
 from respiro.inference.windows import batched, iter_window_spans
+from respiro.training.checkpoint import TrainedModel
 from respiro.training.loop import predict
 
 UNITS = ("cycle", "window")

@@ -21,8 +21,9 @@ stays that of the recording and one batch, whatever the recording's length and t
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 from respiro.audio.chain import AudioChain
 from respiro.audio.segment import CycleSpan
@@ -67,8 +68,8 @@ def window_count(length: int, rate: int, window_s: float, hop_s: float) -> int:
     """How many windows `iter_window_spans` makes."""
     if length <= 0:
         return 0
-    window = max(1, int(round(window_s * rate)))
-    hop = max(1, int(round(hop_s * rate)))
+    window = max(1, round(window_s * rate))
+    hop = max(1, round(hop_s * rate))
     if length <= window:
         return 1
     # Enough windows that the last one reaches the end, but none starting after it (with
@@ -85,8 +86,8 @@ def iter_window_spans(length: int, rate: int, window_s: float, hop_s: float) -> 
     """
     if not (math.isfinite(window_s) and math.isfinite(hop_s) and window_s > 0 and hop_s > 0):
         raise ValueError(f"window and hop must be finite and > 0 seconds; got {window_s} and {hop_s}")
-    window = max(1, int(round(window_s * rate)))
-    hop = max(1, int(round(hop_s * rate)))
+    window = max(1, round(window_s * rate))
+    hop = max(1, round(hop_s * rate))
     for i in range(window_count(length, rate, window_s, hop_s)):
         start = i * hop
         end = min(start + window, length)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from respiro.audio.chain import AudioChain
-from respiro.core.errors import CheckpointError, MissingInputError, ParamsError, StageError
+from respiro.core.errors import CheckpointError, MissingInputError, ParamsError
 from respiro.evaluation.reports import provenance
 from respiro.data.icbhi import CLASS_NAMES
 from respiro.model.resnet import build_model

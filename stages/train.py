@@ -39,6 +39,9 @@ from respiro.training.precision import precision_name, resolve_precision
 IN, PRETRAINED = Path("data/spectrograms"), Path("models/pretrained")
 MODEL, SPLIT = Path("models/model.pt"), Path("models/split.csv")
 REPORT = Path("data/reports/train.json")
+# DVCLive rewrites the git-tracked curves every epoch, and DVC keeps no copy of them
+# (cache: false): after a failed or interrupted run git restores them, or a rerun rewrites them.
+CURVES_NOTE = f"{TRAIN_DIR}/ may hold the curves of the epochs it reached: `git checkout -- {TRAIN_DIR}` restores the committed ones"
 
 
 def _fmt(value: float | None) -> str:
@@ -141,4 +144,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage("train", main, __doc__)
+    run_stage("train", main, __doc__, partial=CURVES_NOTE)

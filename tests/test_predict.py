@@ -36,6 +36,11 @@ from tests.conftest import ROOT, TINY_PARAMS, shared_dir
 STAGES = ("download", "resample", "normalize", "segment", "stft", "train", "evaluate")
 PROBS = [f"p_{name}" for name in CLASS_NAMES]
 # Not params.yaml's values, so that only the checkpoint can tell predict to use them.
+# Differences allowed between predict and ONNX on an input rebuilt from the metadata alone
+# (numpy float64 STFT and resampler vs torch's float32). Measured on 101_1b1_Al_sc_Meditron:
+# spectrograms 8.5e-4 (natural-log units, in the faintest bins), probabilities 4.9e-7 (the
+# CSV's 6 decimals round by up to 5e-7).
+ONNX_REBUILD_TOLERANCE = {"spectrogram": 5e-3, "probability": 1e-5}
 CHAIN = {"resample": {"rate": 2000}, "normalize": {"target_dbfs": -25.0}, "segment": {"duration": 2.0, "pad": "zero"}, "stft": {"hop_length": 128}}
 
 
@@ -103,12 +108,13 @@ def test_a_file_that_is_not_our_checkpoint_stops_with_one_line(tmp_path):
     torch.save({"state_dict": {}, "epoch": 3}, partial)
     code = tmp_path / "code.pt"
     torch.save({"payload": np.random.default_rng(0)}, code)  # needs unpickling code: refused
-    with pytest.raises(CheckpointError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match="not a checkpoint of this project: not a file of tensors and plain data written by torch.save; refused$"):
         load_checkpoint(text)
     with pytest.raises(CheckpointError, match="missing class_names, params, input_mean, input_std, val_scores, cycle_seconds_median"):
         load_checkpoint(partial)
-    with pytest.raises(CheckpointError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match=r"not a checkpoint of this project: it asks for the Python object numpy\.random\.\S+, and a checkpoint is loaded as data only .*, never as code; refused$") as refused:
         load_checkpoint(code)
+    assert "weights_only" not in str(refused.value)  # no advice to turn the safety off
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "absent.pt")
     recording = tmp_path / "r.wav"
@@ -249,3 +255,87 @@ def test_onnx_export_gives_pytorch_probabilities_on_real_spectrograms(tiny_run, 
     assert json.loads(meta["class_names"]) == list(CLASS_NAMES)
     assert json.loads(meta["audio_chain"])["stft"]["hop_length"] == 128
     assert meta["trained_on"].startswith("local(") and "not a diagnosis" in meta["intended_use"]
+
+
+def rebuild_input(recipe: dict, wav: Path, spans_s: list[tuple[float, float]]) -> np.ndarray:
+    """The ONNX file's input `(n, 1, F, T)` for the cycles `spans_s` (seconds) of `wav`, made
+    from its `input_recipe` metadata alone with numpy, scipy and soundfile: what a runtime
+    without this project would write (no respiro import here)."""
+    import math
+
+    from scipy.signal import get_window
+
+    data, source = sf.read(str(wav), dtype="float32", always_2d=True)
+    x = data.mean(axis=1, dtype=np.float32)
+    r = recipe["resample"]
+    rate = r["rate"]
+    if source != rate:
+        g = math.gcd(source, rate)
+        S, R, width = source // g, rate // g, r["lowpass_filter_width"]
+        base = min(S, R) * r["rolloff"]
+        w = math.ceil(width * S / base)
+        t = ((np.arange(2 * w + S)[None, :] - w) / S - np.arange(R)[:, None] / R) * base  # (R, 2w+S)
+        t = np.clip(t, -width, width)
+        kernel = ((base / S) * np.sinc(t) * np.cos(np.pi * t / (2 * width)) ** 2).astype(np.float32)
+        padded = np.concatenate([np.zeros(w, np.float32), x, np.zeros(w + S, np.float32)])
+        frames = np.lib.stride_tricks.sliding_window_view(padded, 2 * w + S)[::S]  # (K, 2w+S)
+        x = (frames @ kernel.T).reshape(-1)[: math.ceil(len(x) * R / S)].astype(np.float32)
+    n = recipe["normalize"]
+    if n["method"] != "none":
+        x64 = x.astype(np.float64)
+        value = np.sqrt(np.mean(x64 * x64)) if n["method"] == "rms" else np.abs(x64).max()
+        if value > 0:
+            x = (x64 * 10 ** ((n["target_dbfs"] - 20 * np.log10(value)) / 20)).astype(np.float32)
+    c, st, sc = recipe["cycle"], recipe["stft"], recipe["scale"]
+    window = get_window(st["window"].split(",")[0], st["n_fft"], fftbins=True)  # periodic
+    out = []
+    for start_s, end_s in spans_s:
+        start, end = int(round(start_s * rate)), min(int(round(end_s * rate)), len(x))
+        cycle = x[start:end]
+        if len(cycle) >= c["samples"]:
+            cycle = cycle[: c["samples"]]
+        elif c["pad"] == "repeat":
+            cycle = np.resize(cycle, c["samples"])
+        else:
+            cycle = np.concatenate([cycle, np.zeros(c["samples"] - len(cycle), np.float32)])
+        half = st["n_fft"] // 2
+        padded = np.pad(cycle.astype(np.float64), half, mode="reflect")
+        frames = np.lib.stride_tricks.sliding_window_view(padded, st["n_fft"])[:: st["hop_length"]][: st["frames"]]
+        power = np.abs(np.fft.rfft(frames * window, axis=1)).T ** 2  # (F, T)
+        if sc["name"] == "log":
+            spec = np.log(power + sc["log_floor"])
+        elif sc["name"] == "db":
+            db = 10 * np.log10(np.maximum(power, 1e-10))
+            spec = np.maximum(db, db.max() - sc["top_db"])
+        else:
+            spec = power
+        out.append(spec.astype(np.float32))
+    return np.stack(out)[:, None]
+
+
+@pytest.mark.slow
+def test_the_onnx_metadata_alone_rebuild_the_input_of_a_real_recording(tiny_run, tmp_path):
+    """A 44.1 kHz ICBHI recording through the file's `input_recipe` (numpy/scipy, no project
+    code), then onnxruntime: the probabilities `respiro predict` writes, within TOLERANCE."""
+    import onnxruntime as ort
+
+    project, sample = tiny_run
+    model = tmp_path / "model.onnx"
+    assert python(["-m", "respiro", "export", "--out", str(model)], project).returncode == 0
+    meta = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    recipe = json.loads(meta["input_recipe"])
+    wav = sample / "101_1b1_Al_sc_Meditron.wav"
+    assert sf.info(str(wav)).samplerate == 44100 != recipe["resample"]["rate"]  # resampling is part of it
+    out = tmp_path / "p.csv"
+    assert predict_cli(str(wav), "--model", str(project / "models" / "model.pt"), "--out", str(out)).returncode == 0
+    rows = read_csv(out)
+    spans = [(float(r["start"]), float(r["end"])) for r in rows]
+    specs = rebuild_input(recipe, wav, spans)
+    probs = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"spectrogram": specs})[0]
+    written = np.array([[float(r[k]) for k in PROBS] for r in rows])
+    assert json.loads(meta["class_names"]) == list(CLASS_NAMES) and probs.shape == written.shape
+    # The spectrograms themselves, against predict's own (float32 STFT vs float64 here).
+    ours = prepare_recording(load_checkpoint(project / "models" / "model.pt"), wav, wav.with_suffix(".txt"), 3.0, 1.5).spectrograms
+    print(f"max |spectrogram difference| {np.abs(specs[:, 0] - ours).max():.2e}, max |p difference| {np.abs(probs - written).max():.2e}")
+    assert np.abs(specs[:, 0] - ours).max() <= ONNX_REBUILD_TOLERANCE["spectrogram"]
+    assert np.abs(probs - written).max() <= ONNX_REBUILD_TOLERANCE["probability"]

@@ -4,8 +4,10 @@
         [--spectrograms data/spectrograms] [--check 64]
 
 The file takes log-power spectrograms (batch, 1, F, T) and gives class probabilities; the
-per-bin standardization is inside it, and its metadata hold the class names, the audio chain
-that makes the input and which data the model was trained on. Before the file is put in
+per-bin standardization is inside it, and its metadata hold the class names, every step that
+makes the input from a recording (`input_recipe`: reading, the resampler's kernel,
+normalization, cutting and padding, STFT, scale; enough for numpy and scipy to rebuild it,
+to 1e-5 in the probabilities: tests/test_predict.py) and which data the model was trained on. Before the file is put in
 place, onnxruntime's probabilities on real spectrograms of the pipeline are compared with
 PyTorch's: a difference above 1e-4 stops the export and leaves nothing behind.
 """
@@ -33,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="respiro export",
         description=(
             "Export a trained checkpoint to one ONNX file (standardization and softmax inside: "
-            "log-power spectrogram (batch, 1, F, T) in, probabilities out; dynamic batch), after "
+            "log-power spectrogram (batch, 1, F, T) in, probabilities out; dynamic batch; its metadata "
+            "'input_recipe' gives every step from a recording to that input), after "
             f"checking it with onnxruntime against PyTorch on real spectrograms (max difference <= {TOLERANCE:g})."
         ),
     )

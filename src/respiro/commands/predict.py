@@ -1,7 +1,7 @@
 """Classify recordings with a trained checkpoint: one CSV row per cycle (or window).
 
     respiro predict RECORDING.wav [MORE.wav | FOLDER ...] [--model models/model.pt]
-        [--annotations auto|none|PATH] [--window S --hop S] [--out predictions.csv]
+        [--annotations auto|none|PATH] [--window S --hop S [--allow-gaps]] [--out predictions.csv]
 
 The audio chain (sample rate, normalization, cycle length and padding, STFT, per-bin
 standardization) is the one the checkpoint was trained with, read from it. A research
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -20,12 +21,12 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from respiro.core.errors import AudioReadError, IcbhiFormatError, MissingInputError, StageError
+from respiro.core.errors import AudioReadError, IcbhiFormatError, MissingInputError, OptionError, StageError
 from respiro.core.cli import run_stage
 from respiro.data.icbhi import CLASS_NAMES
 from respiro.training.checkpoint import TrainedModel, load_checkpoint
 from respiro.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
-from respiro.inference.windows import default_window
+from respiro.inference.windows import check_windows, default_window
 from respiro.core.outputs import StageTimer, atomic_file, check_output_file
 from respiro.training.device import resolve_device
 
@@ -76,18 +77,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=(
             "window length in seconds for recordings without annotation (default: the median length of "
             "the model's training cycles, stored in its checkpoint; about 2.7 s for ICBHI's cycles, which "
-            "last 0.2-16 s); each window is fit to the model's cycle length as a short cycle is"
+            "last 0.2-16 s); each window is fit to the model's cycle length as a short cycle is. At least "
+            "one STFT window of the model (stft.n_fft samples at its rate: 0.064 s with the default params)"
         ),
     )
-    parser.add_argument("--hop", type=float, default=None, help="seconds between window starts (default: half the window, so every event shorter than half a window lies wholly in some window)")
+    parser.add_argument(
+        "--hop",
+        type=float,
+        default=None,
+        help=(
+            "seconds between window starts (default: half the window, so every event shorter than half a "
+            "window lies wholly in some window). At least one STFT window, as --window; at most the window "
+            "(and the model's cycle length, which a longer window is cropped to), so that no audio goes "
+            "unclassified, unless --allow-gaps"
+        ),
+    )
+    parser.add_argument("--allow-gaps", action="store_true", help="accept a --hop longer than the window: the audio between windows is not classified")
     parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV written, one row per cycle or window; an existing .csv file is replaced, a folder or any other file is refused (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64, help="cycles per forward pass (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64, help="cycles or windows per forward pass; a recording is cut, transformed and classified this many at a time, so memory does not grow with its length or the number of windows (default: %(default)s)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present, else CPU (default)")
     args = parser.parse_args(argv)
-    if (args.window is not None and args.window <= 0) or (args.hop is not None and args.hop <= 0):
-        parser.error(f"--window and --hop must be > 0 seconds; got {args.window} and {args.hop}")
+    for option, value in (("--window", args.window), ("--hop", args.hop)):
+        # argparse's float() takes "nan" and "inf": refused here, with the option's name.
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise OptionError(f"{option} {value:g}: must be a finite number of seconds > 0")
     if args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1; got {args.batch_size}")
+        raise OptionError(f"--batch-size {args.batch_size}: must be >= 1")
     return args
 
 
@@ -163,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     trained: TrainedModel = load_checkpoint(args.model, resolve_device(args.device, "--device"))
     trained_on = trained.provenance["data_source"]
     window, hop = default_window(trained.cycle_seconds, args.window, args.hop)
+    check_windows(trained.chain, window, hop, args.allow_gaps)
     print(f"predict: model {args.model}: {trained.describe()}; output is {DISCLAIMER}", file=sys.stderr, flush=True)
     units: Counter[str] = Counter()
     skipped: list[str] = []

@@ -31,13 +31,15 @@ def parse_stage_args(name: str, doc: str | None) -> None:
     parser.parse_args()
 
 
-def run_stage(name: str, main: Callable[[], None], doc: str | None = None, resume: str = "dvc repro") -> None:
+def run_stage(name: str, main: Callable[[], None], doc: str | None = None, resume: str = "dvc repro", partial: str = "") -> None:
     """Run a stage's (or a command's) `main`, ending expected errors and Ctrl-C with one line.
 
     With `doc` (a stage script's docstring), the command line is parsed first: a stage takes
     no arguments (params.yaml says everything), so `--help` prints what it does and exits,
     and anything else is an error, rather than a stage that runs when asked for help.
-    `resume` is what the user runs to carry on after an interrupt.
+    `resume` is what the user runs to carry on after an interrupt. `partial` names an output
+    written as the stage goes (the train stage's DVCLive curves) and how to restore it; both
+    one-line endings say it.
     """
     if doc is not None:
         parse_stage_args(name, doc)
@@ -45,11 +47,12 @@ def run_stage(name: str, main: Callable[[], None], doc: str | None = None, resum
         main()
     except UserError as err:
         message = " ".join(str(err).splitlines())
-        print(f"{name}: error: {message}", file=sys.stderr)
+        print(f"{name}: error: {message}{f' ({partial})' if partial else ''}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
+        written = f"{partial}; no other output" if partial else "no output"
         print(
-            f"\n{name}: interrupted; no output was left half-written (earlier outputs are as they were, "
+            f"\n{name}: interrupted; {written} was left half-written (earlier outputs are as they were, "
             f"or restored by `dvc checkout`); run `{resume}` to carry on",
             file=sys.stderr,
         )

@@ -1,12 +1,16 @@
 """Classifying one recording with a trained model: its annotated cycles, or windows.
 
-Each recording goes through the checkpoint's own audio chain (src/audio/chain.py) and the
-evaluate stage's batching and standardization (src/dataset.cycle_loader, src/training.predict),
-then is dropped: a folder of any size needs the memory of one recording at a time.
+Each recording goes through the checkpoint's own audio chain (audio/chain.py) and the
+evaluate stage's batching and standardization (data/dataset.cycle_loader, training.loop.predict),
+then is dropped: a folder of any size needs the memory of one recording at a time. Within a
+recording, cycles or windows are cut, turned into spectrograms and classified one batch at
+a time, so a long recording cut into many windows needs the memory of the recording and one
+batch, not of all its windows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +20,8 @@ from respiro.audio.segment import CycleSpan, cycle_span
 from respiro.audio.wavio import read_mono
 from respiro.data.dataset import cycle_loader
 from respiro.data.icbhi import read_annotations
+from respiro.inference.windows import batched, iter_window_spans
 from respiro.training.checkpoint import TrainedModel
-from respiro.inference.windows import window_spans
 from respiro.training.loop import predict
 
 class SkippedRecording(ValueError):
@@ -53,12 +57,21 @@ class RecordingInput:
     cycles_without_audio: int
 
 
-def prepare_recording(trained: TrainedModel, wav: Path, annotation: Path | None, window_s: float, hop_s: float) -> RecordingInput:
-    """Read `wav` and turn it into spectrograms with the checkpoint's audio chain: one per
-    annotated cycle of `annotation`, or, when it is None, one per window.
+@dataclass(frozen=True)
+class Piece:
+    """One cycle or window of a recording: its place in seconds, its class if annotated, its samples."""
 
-    Raises AudioReadError (unreadable file), IcbhiFormatError (malformed annotation) or
-    SkippedRecording (silent, shorter than one STFT window, no cycle with audio).
+    start: float
+    end: float
+    annotated: int | None
+    span: CycleSpan
+
+
+def read_recording(trained: TrainedModel, wav: Path) -> np.ndarray:
+    """`wav` through the checkpoint's chain up to cutting: resampled and normalized `(time,)`.
+
+    Raises AudioReadError (unreadable file) or SkippedRecording (silent, shorter than one
+    STFT window).
     """
     chain = trained.chain
     samples, rate = read_mono(wav)
@@ -70,25 +83,46 @@ def prepare_recording(trained: TrainedModel, wav: Path, annotation: Path | None,
             f"{wav}: {len(samples) / rate * 1000:.0f} ms of audio, shorter than one STFT window "
             f"({chain.stft.n_fft} samples at {chain.rate} Hz = {chain.stft.n_fft / chain.rate * 1000:.0f} ms)"
         )
-    spans: list[CycleSpan] = []
-    if annotation is not None:
-        cycles = read_annotations(annotation)
-        if not cycles:
-            raise SkippedRecording(f"{annotation}: annotation file has no cycles")
-        kept = [(c, cycle_span(c.start, c.end, chain.rate, len(audio))) for c in cycles]
-        kept = [(c, s) for c, s in kept if s is not None]
-        if not kept:
-            raise SkippedRecording(f"{annotation}: none of its {len(cycles)} cycles has audio in {wav.name}")
-        unit, spans = "cycle", [s for _, s in kept]
-        starts, ends = [c.start for c, _ in kept], [c.end for c, _ in kept]
-        annotated: list[int | None] = [c.label for c, _ in kept]
-        without_audio = len(cycles) - len(kept)
-    else:
-        unit, spans = "window", window_spans(len(audio), chain.rate, window_s, hop_s)
-        starts, ends = [s.start / chain.rate for s in spans], [s.end / chain.rate for s in spans]
-        annotated, without_audio = [None] * len(spans), 0
-    specs = chain.spectrograms(chain.cycles(audio, spans))
-    return RecordingInput(unit, starts, ends, annotated, specs, without_audio)
+    return audio
+
+
+def pieces_of(trained: TrainedModel, wav: Path, length: int, annotation: Path | None, window_s: float, hop_s: float) -> tuple[str, Iterator[Piece], int]:
+    """`(unit, pieces, cycles without audio)` of a prepared recording of `length` samples: its
+    annotated cycles (read and checked now), or, when `annotation` is None, its windows,
+    made lazily. Raises IcbhiFormatError or SkippedRecording (no cycle with audio)."""
+    rate = trained.chain.rate
+    if annotation is None:
+        windows = (Piece(s.start / rate, s.end / rate, None, s) for s in iter_window_spans(length, rate, window_s, hop_s))
+        return "window", windows, 0
+    cycles = read_annotations(annotation)
+    if not cycles:
+        raise SkippedRecording(f"{annotation}: annotation file has no cycles")
+    kept = [Piece(c.start, c.end, c.label, s) for c in cycles if (s := cycle_span(c.start, c.end, rate, length)) is not None]
+    if not kept:
+        raise SkippedRecording(f"{annotation}: none of its {len(cycles)} cycles has audio in {wav.name}")
+    return "cycle", iter(kept), len(cycles) - len(kept)
+
+
+def spectrogram_batches(trained: TrainedModel, audio: np.ndarray, pieces: Iterator[Piece], batch_size: int) -> Iterator[tuple[list[Piece], np.ndarray]]:
+    """`(pieces, spectrograms (len(pieces), F, T))` for consecutive groups of `batch_size`."""
+    chain = trained.chain
+    for group in batched(pieces, batch_size):
+        yield group, chain.spectrograms(chain.cycles(audio, [p.span for p in group]))
+
+
+def prepare_recording(trained: TrainedModel, wav: Path, annotation: Path | None, window_s: float, hop_s: float) -> RecordingInput:
+    """Every spectrogram of `wav` at once, made with the checkpoint's audio chain: one per
+    annotated cycle of `annotation`, or, when it is None, one per window (for tests and
+    tools that need them all; classify_recording holds one batch at a time).
+
+    Raises AudioReadError, IcbhiFormatError or SkippedRecording (see read_recording, pieces_of).
+    """
+    audio = read_recording(trained, wav)
+    unit, pieces, without_audio = pieces_of(trained, wav, len(audio), annotation, window_s, hop_s)
+    groups = list(spectrogram_batches(trained, audio, pieces, 256))
+    kept = [p for group, _ in groups for p in group]
+    specs = np.concatenate([s for _, s in groups]) if groups else np.zeros((0, *trained.chain.shape), np.float32)
+    return RecordingInput(unit, [p.start for p in kept], [p.end for p in kept], [p.annotated for p in kept], specs, without_audio)
 
 
 def classify_spectrograms(trained: TrainedModel, specs: np.ndarray, batch_size: int) -> np.ndarray:
@@ -101,7 +135,18 @@ def classify_spectrograms(trained: TrainedModel, specs: np.ndarray, batch_size: 
 
 
 def classify_recording(trained: TrainedModel, wav: Path, annotation: Path | None, window_s: float, hop_s: float, batch_size: int) -> RecordingPrediction:
-    """One recording's cycles (or windows) and their class probabilities; see prepare_recording."""
-    item = prepare_recording(trained, wav, annotation, window_s, hop_s)
-    probs = classify_spectrograms(trained, item.spectrograms, batch_size)
-    return RecordingPrediction(wav, item.unit, item.starts, item.ends, item.annotated, probs, item.cycles_without_audio)
+    """One recording's cycles (or windows) and their class probabilities, `batch_size` at a
+    time: cut, spectrograms, one forward pass (the same batches as one pass over all of
+    them would make, so the numbers are those of the evaluate stage's batching)."""
+    audio = read_recording(trained, wav)
+    unit, pieces, without_audio = pieces_of(trained, wav, len(audio), annotation, window_s, hop_s)
+    starts: list[float] = []
+    ends: list[float] = []
+    annotated: list[int | None] = []
+    probs: list[np.ndarray] = []
+    for group, specs in spectrogram_batches(trained, audio, pieces, batch_size):
+        probs.append(classify_spectrograms(trained, specs, batch_size))
+        starts += [p.start for p in group]
+        ends += [p.end for p in group]
+        annotated += [p.annotated for p in group]
+    return RecordingPrediction(wav, unit, starts, ends, annotated, np.concatenate(probs), without_audio)

@@ -2,7 +2,7 @@
 
 The stages run these steps one at a time over the whole corpus, so that DVC caches each
 step; a model in use needs them on one recording at a time. `AudioChain` composes the very
-functions the stages call (Resampler, normalize, cycle_span, fit_length, Spectrogram) with
+functions the stages call (Resampler, normalize, cycle_span, fit_cycles, Spectrogram) with
 one set of params, the ones a checkpoint was trained with, so that a recording gives the
 network the same input at inference as in training (checked bit for bit by
 tests/test_predict.py against the stages' own spectrograms).
@@ -18,7 +18,7 @@ import torch
 
 from respiro.audio.normalize import normalize
 from respiro.audio.resample import Resampler
-from respiro.audio.segment import CycleSpan, fit_length
+from respiro.audio.segment import CycleSpan, cycle_samples, fit_cycles
 from respiro.audio.spectrogram import Spectrogram
 from respiro.core.errors import ParamsError
 from respiro.core.config import NormalizeParams, ResampleParams, SegmentParams, StftParams
@@ -61,8 +61,8 @@ class AudioChain:
 
     @property
     def cycle_samples(self) -> int:
-        """Samples in every fixed-length cycle (as the segment stage computes it)."""
-        return int(round(self.segment.duration * self.rate))
+        """Samples in every fixed-length cycle (as the stft stage computes it)."""
+        return cycle_samples(self.segment.duration, self.rate)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -77,9 +77,9 @@ class AudioChain:
         return scaled
 
     def cycles(self, recording: np.ndarray, spans: Iterable[CycleSpan]) -> np.ndarray:
-        """The `spans` of a prepared recording, each fit to the cycle length: `(n, L)` float32."""
-        rows = [fit_length(recording[s.start : s.end], self.cycle_samples, self.segment.pad) for s in spans]
-        return np.stack(rows) if rows else np.zeros((0, self.cycle_samples), np.float32)
+        """The `spans` of a prepared recording, each fit to the cycle length as the stft stage
+        fits them: `(n, L)` float32."""
+        return fit_cycles([recording[s.start : s.end] for s in spans], self.cycle_samples, self.segment.pad)
 
     @torch.inference_mode()
     def spectrograms(self, cycles: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Short-time Fourier spectrograms of fixed-length cycles."""
+"""Short-time Fourier spectrograms of cycles fit to one length."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from respiro.audio.arrays import read_npy_rows, write_npy_rows
+from respiro.audio.arrays import write_npy_rows
+from respiro.audio.segment import CycleFolder, fit_cycles
 
 LOG_FLOOR = 1e-6  # power floor of the log scale: ~ -60 dB below a unit-level frame
 
@@ -53,22 +54,31 @@ def _transform(n_fft: int, hop_length: int, window: str, scale: str, top_db: flo
     return Spectrogram(n_fft, hop_length, window, scale, top_db)
 
 
+@functools.lru_cache(maxsize=2)
+def _cycles(folder: Path) -> CycleFolder:
+    """The cycles folder a worker reads, opened (offsets loaded) once per process."""
+    return CycleFolder.open(folder)
+
+
 @dataclass(frozen=True)
 class SpectrogramBatch:
-    """Rows [first, first + count) of a cycles .npy to turn into the same rows of a
-    spectrograms .npy made by `create_npy`: one task of the stft stage's workers."""
+    """Cycles [first, first + count) of a cycles folder to fit to `length` samples
+    (`fit_cycles`) and turn into the same rows of a spectrograms .npy made by `create_npy`:
+    one task of the stft stage's workers."""
 
     cycles: Path
     out: Path
     first: int
     count: int
+    length: int  # samples of a fixed-length cycle (segment.duration at the cycles' rate)
+    pad: str  # segment.pad
     settings: tuple[int, int, str, str, float]  # n_fft, hop_length, window, scale, top_db
 
 
 def write_spectrogram_batch(batch: SpectrogramBatch) -> int:
-    """Compute and write the batch's spectrograms `(count, L)` -> `(count, F, T)`; returns
-    how many were written."""
-    cycles = torch.from_numpy(read_npy_rows(batch.cycles, batch.first, batch.count))
+    """Fit, compute and write the batch's spectrograms `(count, L)` -> `(count, F, T)`;
+    returns how many were written."""
+    cycles = fit_cycles(_cycles(batch.cycles).read(batch.first, batch.count), batch.length, batch.pad)
     with torch.inference_mode():
-        write_npy_rows(batch.out, batch.first, _transform(*batch.settings)(cycles).numpy())
+        write_npy_rows(batch.out, batch.first, _transform(*batch.settings)(torch.from_numpy(cycles)).numpy())
     return batch.count

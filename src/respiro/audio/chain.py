@@ -33,7 +33,7 @@ class AudioChain:
 
     def __init__(self, resample: ResampleParams, normalize: NormalizeParams, segment: SegmentParams, stft: StftParams) -> None:
         self.resample, self.normalize, self.segment, self.stft = resample, normalize, segment, stft
-        self._resampler = Resampler(resample.rate)
+        self._resampler = Resampler(resample.rate, resample.method)
         self._spectrogram = Spectrogram(stft.n_fft, stft.hop_length, stft.window, stft.scale, stft.top_db)
 
     @classmethod
@@ -46,10 +46,11 @@ class AudioChain:
             if not isinstance(values, Mapping):
                 raise ParamsError(f"missing params group {name!r}")
             fields = [f.name for f in dataclasses.fields(validator)]
-            missing = [k for k in fields if k not in values]
+            # A key with a default is one added later: a checkpoint without it means the default.
+            missing = [f.name for f in dataclasses.fields(validator) if f.name not in values and f.default is dataclasses.MISSING]
             if missing:
                 raise ParamsError(f"missing key {name}.{missing[0]}")
-            checked[name] = validator(**{k: values[k] for k in fields})
+            checked[name] = validator(**{k: values[k] for k in fields if k in values})
         return cls(**checked)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
@@ -71,7 +72,7 @@ class AudioChain:
 
     def recording(self, samples: np.ndarray, rate: int) -> np.ndarray:
         """A recording `(time,)` at `rate` -> resampled to the chain's rate and normalized,
-        float32 `(ceil(time * self.rate / rate),)`: what the normalize stage stores."""
+        float32 `(about time * self.rate / rate,)`: what the normalize stage stores."""
         resampled = self._resampler(samples, rate)
         scaled, _ = normalize(resampled, self.normalize.method, self.normalize.target_dbfs)
         return scaled

@@ -116,9 +116,14 @@ class SyntheticParams:
 @dataclass(frozen=True)
 class ResampleParams:
     rate: int
+    # A checkpoint saved before this key existed was resampled with torchaudio.
+    method: str = "torchaudio"
+
+    METHODS = ("soxr", "torchaudio")
 
     def __post_init__(self) -> None:
         _integer("resample.rate", self.rate, 1000, 192000)
+        _one_of("resample.method", self.method, self.METHODS)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ import dataclasses
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-import torch
 
 from respiro.audio.normalize import normalize
 from respiro.audio.resample import Resampler
@@ -82,8 +81,7 @@ class AudioChain:
         fits them: `(n, L)` float32."""
         return fit_cycles([recording[s.start : s.end] for s in spans], self.cycle_samples, self.segment.pad)
 
-    @torch.inference_mode()
     def spectrograms(self, cycles: np.ndarray) -> np.ndarray:
         """Cycles `(n, L)` -> spectrograms `(n, F, T)` float32, in batches, as the stft stage makes them."""
-        out = [self._spectrogram(torch.from_numpy(np.ascontiguousarray(cycles[i : i + STFT_BATCH]))).numpy() for i in range(0, len(cycles), STFT_BATCH)]
+        out = [self._spectrogram(cycles[i : i + STFT_BATCH]) for i in range(0, len(cycles), STFT_BATCH)]
         return np.concatenate(out) if out else np.zeros((0, *self.shape), np.float32)

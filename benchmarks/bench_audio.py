@@ -103,7 +103,9 @@ def _tree_pss_kb(pid: int) -> int:
 def measure(cmd: list[str], cwd: Path) -> Measured:
     """Run `cmd` to its end; its wall time, peak memory and output (stdout and stderr)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=DVC_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A project copy runs its own code (the package may be installed from another checkout).
+    env = {**DVC_ENV, "PYTHONPATH": str(cwd / "src")} if (cwd / "src" / "respiro").is_dir() else DVC_ENV
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     chunks: list[str] = []
     reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()))
     reader.start()

@@ -193,3 +193,34 @@ def test_npy_streaming_matches_numpy_and_checks_row_counts(tmp_path):
     (tmp_path / "d.npy").write_bytes((tmp_path / "b.npy").read_bytes()[:-10])
     with pytest.raises(ValueError, match="ends early"):
         list(iter_npy_rows(tmp_path / "d.npy", 4))
+
+
+@pytest.mark.parametrize("duration, pad", [(1.0, "repeat"), (1.0, "zero"), (0.3, "repeat")])
+def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike(tmp_path, duration, pad):
+    # The segment stage stores cycles unpadded; the stft stage's workers and the predict
+    # chain both bring them to segment.duration (fit_cycles) before the STFT: the same bytes.
+    from respiro.audio.arrays import create_npy
+    from respiro.audio.chain import AudioChain
+    from respiro.audio.segment import SAMPLES, CycleBatch, CycleSpan, write_cycle_batch, write_cycles_info
+    from respiro.audio.spectrogram import SpectrogramBatch, write_spectrogram_batch
+    from respiro.core.config import NormalizeParams, ResampleParams, SegmentParams, StftParams
+
+    rate = 4000
+    recording = np.random.default_rng(1).standard_normal(3 * rate).astype(np.float32)
+    with AudioStoreWriter(tmp_path, rate) as store:
+        store.append({"stem": "r"}, recording)
+    spans = [CycleSpan(0, 1700, False), CycleSpan(1500, 6900, False), CycleSpan(7000, 12000, True)]  # shorter, longer than 1 s
+    offsets = np.cumsum([0] + [s.end - s.start for s in spans])
+    cycles = tmp_path / "cycles"
+    cycles.mkdir()
+    create_npy(cycles / SAMPLES, (int(offsets[-1]),))
+    write_cycles_info(cycles, rate, offsets)
+    assert write_cycle_batch(CycleBatch(tmp_path, cycles / SAMPLES, 0, tuple((0, s) for s in spans))) == 3
+    assert np.load(cycles / SAMPLES).nbytes == 4 * sum(s.end - s.start for s in spans)  # unpadded
+
+    chain = AudioChain(ResampleParams(rate, "soxr"), NormalizeParams("none", -20.0), SegmentParams(duration, pad), StftParams(256, 128, "hann", "log", 80.0))
+    create_npy(tmp_path / "specs.npy", (3, *chain.shape))
+    for first, count in ((0, 2), (2, 1)):
+        write_spectrogram_batch(SpectrogramBatch(cycles, tmp_path / "specs.npy", first, count, chain.cycle_samples, pad, (256, 128, "hann", "log", 80.0)))
+    expected = chain.spectrograms(chain.cycles(recording, spans))
+    assert np.load(tmp_path / "specs.npy").tobytes() == expected.tobytes()

@@ -224,3 +224,17 @@ def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike
         write_spectrogram_batch(SpectrogramBatch(cycles, tmp_path / "specs.npy", first, count, chain.cycle_samples, pad, (256, 128, "hann", "log", 80.0)))
     expected = chain.spectrograms(chain.cycles(recording, spans))
     assert np.load(tmp_path / "specs.npy").tobytes() == expected.tobytes()
+
+
+def test_a_checkpoints_params_without_resample_method_mean_torchaudio():
+    # Models trained before resample.method existed were fed torchaudio-resampled audio:
+    # predict must keep giving them that, while params.yaml's default is soxr.
+    import yaml
+
+    from respiro.audio.chain import AudioChain
+    from tests.conftest import ROOT
+
+    groups = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert AudioChain.from_params(groups).resample.method == groups["resample"]["method"] == "soxr"
+    del groups["resample"]["method"]
+    assert AudioChain.from_params(groups).resample.method == "torchaudio"

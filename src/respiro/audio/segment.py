@@ -116,7 +116,9 @@ class CycleFolder:
 
     def read(self, first: int, count: int) -> list[np.ndarray]:
         """Cycles [first, first + count) as they were cut, unpadded (views of one read)."""
-        return split_cycles(read_npy_rows(self.folder / SAMPLES, int(self.offsets[first]), int(self.offsets[first + count] - self.offsets[first])), self.offsets[first : first + count + 1])
+        bounds = self.offsets[first : first + count + 1]
+        samples = read_npy_rows(self.folder / SAMPLES, int(bounds[0]), int(bounds[-1] - bounds[0]))
+        return split_cycles(samples, bounds)
 
 
 def split_cycles(samples: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:

@@ -1,33 +1,39 @@
 """Benchmark of the audio stages against a one-process librosa script (not a test).
 
 Generates a synthetic corpus in the ICBHI format once (ICBHI scale by default: 126 patients,
-920 recordings, 5.5 h), then, side by side in one run, from that folder to spectrograms:
+920 recordings, 5.5 h), then, --repeats times, side by side, from that folder to
+spectrograms:
 
-  - the librosa reference script (benchmarks/librosa_reference.py, one process);
+  - the reference script (benchmarks/librosa_reference.py, one process; librosa, or the
+    calls librosa makes where it is not installed: its summary line says which);
   - `dvc repro stft` in a fresh copy of the project with `data.source: local` pointing at
     the folder (download -> resample -> normalize -> segment -> stft, DVC's hashing and
     caching included);
   - a no-op `dvc repro stft` right after it;
-  - the five stage scripts alone, without DVC, with `audio.workers` 0 (every core) and 1;
+  - the five stage scripts alone, without DVC, in that copy (`audio.workers` 0: every
+    core; with --workers-one also 1), and each stage's start-up: `python -m stages.<name>
+    --help`, which runs the script's imports and exits;
   - with --baseline REF, `dvc repro stft` of the project as committed at REF (e.g. the
     commit before a change), in a fresh copy of its own.
 
-Wall times are the best of --repeat runs (the machine is shared: the best run is the one
-least disturbed). Peak memory is sampled every 50 ms as the sum of the proportional set size
-(PSS) of every process of the command (DVC, the stage, its workers), so shared pages count
-once; the largest single process's peak RSS is given too. "Stage work" is the time the
-stages' own summary lines report: the wall time less Python's and torch's start-up. "CPU"
-is the user and system time of all the command's processes: wall time well under CPU time
-is the worker pool using several cores at once.
+Every row is the median of the repeats; "x reference" is the median of the per-repeat
+ratios (each against the reference run beside it, so that load on a shared machine moves
+both sides). The breakdown of `dvc repro` splits its wall time into the stages' own work
+(the time their summary lines report), their start-up (process, imports, params: a stage's
+wall time alone less its work) and DVC's own time (the rest: hashing, caching, locking,
+its own start-up). Peak memory is sampled every 50 ms as the sum of the proportional set
+size (PSS) of every process of the command (DVC, the stage, its workers), so shared pages
+count once; the largest single process's peak RSS is given too. "CPU" is the user and
+system time of all the command's processes. The load average is printed per repeat.
 
     pip install -r benchmarks/requirements.txt
-    python benchmarks/bench_audio.py                          # ICBHI scale
-    python benchmarks/bench_audio.py --repeat 2 --baseline HEAD~1
+    python benchmarks/bench_audio.py --repeats 3                       # ICBHI scale
+    python benchmarks/bench_audio.py --repeats 3 --baseline HEAD~1
     python benchmarks/bench_audio.py --patients 40 --recordings 160 --seconds 20   # default corpus
 
-Target (issue 12): `dvc repro` from the folder to spectrograms in at most half the librosa
-script's time, peak memory under 1 GB. `audio_rows()` returns the table's rows (a list of
-dicts) for a combined benchmark run.
+Target (issue 19): `dvc repro` download -> stft in at most the reference's time (ratio <=
+1.0, DVC included; aim for 0.5), peak memory under 1 GB. `audio_rows()` returns the table's
+rows (a list of dicts) for a combined benchmark run.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.conftest, when run as `python benchmarks/bench_audio.py`
 
 from respiro.data.synthetic.corpus import SyntheticParams, generate_corpus
 from tests.conftest import DVC_ENV, make_project_copy, set_params  # noqa: E402
@@ -95,7 +103,9 @@ def _tree_pss_kb(pid: int) -> int:
 def measure(cmd: list[str], cwd: Path) -> Measured:
     """Run `cmd` to its end; its wall time, peak memory and output (stdout and stderr)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=DVC_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A project copy runs its own code (the package may be installed from another checkout).
+    env = {**DVC_ENV, "PYTHONPATH": str(cwd / "src")} if (cwd / "src" / "respiro").is_dir() else DVC_ENV
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     chunks: list[str] = []
     reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()))
     reader.start()
@@ -127,6 +137,11 @@ def stage_seconds(output: str) -> float:
     return float(times[-1])
 
 
+def stage_seconds_all(output: str) -> list[float]:
+    """The times of every stage summary line in `output` (one per stage `dvc repro` ran)."""
+    return [float(t) for t in re.findall(r"^[a-z]+: .* in ([\d.]+) s$", output.replace("\r", "\n"), re.MULTILINE)]
+
+
 def baseline_copy(ref: str, dest: Path, overrides: dict[str, dict]) -> Path:
     """A fresh git copy of the project as committed at `ref` (`git archive`), DVC ready."""
     dest.mkdir(parents=True)
@@ -150,96 +165,130 @@ def stored_bytes(*folders: Path) -> tuple[int, int]:
     return apparent, sum(inodes.values())
 
 
-def audio_rows(corpus: Path, scratch: Path, repeat: int = 1, baseline: str | None = None, audio_seconds: float = 0.0) -> list[dict]:
-    """Measure everything side by side; one dict per table row (best wall time of `repeat`).
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def audio_rows(corpus: Path, scratch: Path, repeat: int = 1, baseline: str | None = None, audio_seconds: float = 0.0, workers_one: bool = False) -> list[dict]:
+    """Measure everything side by side, `repeat` times; one dict per table row (medians).
 
     `corpus` is an ICBHI folder; `scratch` an empty folder for the project copies.
     """
     local = {"data": {"source": "local", "local_path": str(corpus)}}
     python = sys.executable
-    best: dict[str, Measured] = {}
+    runs: dict[str, list[Measured]] = {}
+    ratios: dict[str, list[float]] = {}
 
-    def keep(name: str, m: Measured) -> None:
-        if name not in best or m.wall < best[name].wall:
-            best[name] = m
+    def keep(name: str, m: Measured, reference: Measured) -> None:
+        runs.setdefault(name, []).append(m)
+        ratios.setdefault(name, []).append(m.wall / reference.wall)
 
+    reference_cmd = [python, str(ROOT / "benchmarks" / "librosa_reference.py")]
     # librosa compiles (numba) on its first run on a machine: warm it on two recordings.
     warm = scratch / "warm"
     warm.mkdir()
     for wav in sorted(corpus.glob("*.wav"))[:2]:
         for f in (wav, wav.with_suffix(".txt")):
             shutil.copy(f, warm / f.name)
-    measure([python, str(ROOT / "benchmarks" / "librosa_reference.py"), str(warm), str(scratch / "warm-out")], ROOT)
+    which = measure([*reference_cmd, str(warm), str(scratch / "warm-out")], ROOT).output.split(", ")[-2]
 
+    breakdown: list[dict[str, float]] = []
     for run in range(repeat):
-        keep("librosa", measure([python, str(ROOT / "benchmarks" / "librosa_reference.py"), str(corpus), str(scratch / "librosa-out")], ROOT))
+        print(f"repeat {run + 1} of {repeat}: load average {load_average()}", flush=True)
+        ref = measure([*reference_cmd, str(corpus), str(scratch / "librosa-out")], ROOT)
         shutil.rmtree(scratch / "librosa-out")
+        keep("librosa", ref, ref)
         project = make_project_copy(scratch / f"project-{run}", local)
-        keep("dvc repro", measure(["dvc", "repro", "stft"], project))
-        keep("no-op dvc repro", measure(["dvc", "repro", "stft"], project))
+        repro = measure(["dvc", "repro", "stft"], project)
+        keep("dvc repro", repro, ref)
+        keep("no-op dvc repro", measure(["dvc", "repro", "stft"], project), ref)
         apparent, on_disk = stored_bytes(corpus, project / "data", project / ".dvc" / "cache")
-        for workers in (0, 1):
+        for workers in (0, 1) if workers_one else (0,):
             set_params(project, {"audio": {"workers": workers}})
-            runs = {stage: measure([python, "-m", f"stages.{stage}"], project) for stage in STAGES}
-            for m in runs.values():
+            alone = {stage: measure([python, "-m", f"stages.{stage}"], project) for stage in STAGES}
+            for m in alone.values():
                 m.work = stage_seconds(m.output)
-            for stage, m in runs.items():
-                keep(f"{stage} (workers {workers})", m)
+            for stage, m in alone.items():
+                keep(f"{stage} (workers {workers})", m, ref)
             total = Measured(
-                sum(m.wall for m in runs.values()),
-                max(m.peak_mb for m in runs.values()),
-                max(m.largest_rss_mb for m in runs.values()),
+                sum(m.wall for m in alone.values()),
+                max(m.peak_mb for m in alone.values()),
+                max(m.largest_rss_mb for m in alone.values()),
                 "",
-                sum(m.cpu for m in runs.values()),
-                sum(m.work for m in runs.values()),
+                sum(m.cpu for m in alone.values()),
+                sum(m.work for m in alone.values()),
             )
-            keep(f"stage scripts (workers {workers})", total)
+            keep(f"stage scripts (workers {workers})", total, ref)
+            if workers == 0:
+                startup = {stage: measure([python, "-m", f"stages.{stage}", "--help"], project).wall for stage in STAGES}
+                for stage in STAGES:
+                    runs.setdefault(f"{stage} start-up", []).append(Measured(startup[stage], 0, 0, ""))
+                work = sum(stage_seconds_all(repro.output))
+                started = total.wall - total.work  # process start, imports, params, outside each stage's timer
+                breakdown.append({"dvc": repro.wall, "work": work, "startup": started, "dvc_own": repro.wall - work - started, "ref": ref.wall})
         if baseline:
             old = baseline_copy(baseline, scratch / f"baseline-{run}", local)
-            keep(f"dvc repro at {baseline}", measure(["dvc", "repro", "stft"], old))
+            keep(f"dvc repro at {baseline}", measure(["dvc", "repro", "stft"], old), ref)
             shutil.rmtree(old)
         shutil.rmtree(project)
+        print(f"  reference {ref.wall:.1f} s, dvc repro {repro.wall:.1f} s ({repro.wall / ref.wall:.2f}x); load average {load_average()}", flush=True)
 
     cores = len(os.sched_getaffinity(0))
-    librosa_wall = best["librosa"].wall
     labels = {
-        "librosa": "librosa reference script (1 process)",
+        "librosa": f"reference script, {which} (1 process)",
         "dvc repro": "`dvc repro stft`: download -> stft, DVC included",
         **({f"dvc repro at {baseline}": f"`dvc repro stft` of the project at {baseline}"} if baseline else {}),
         "stage scripts (workers 0)": f"stage scripts alone, download -> stft, {cores} workers",
         **{f"{s} (workers 0)": f"  {s}" for s in STAGES},
-        "stage scripts (workers 1)": "stage scripts alone, download -> stft, 1 worker",
+        **({"stage scripts (workers 1)": "stage scripts alone, download -> stft, 1 worker"} if workers_one else {}),
         "no-op dvc repro": "no-op `dvc repro stft` (all up to date)",
     }
     rows = []
     for key, label in labels.items():
-        m = best[key]
+        ms = runs[key]
+        wall = median([m.wall for m in ms])
         rows.append(
             {
                 "what": label,
-                "wall_s": round(m.wall, 2),
-                "stage_work_s": round(m.work, 2) if m.work is not None else None,
-                "cpu_s": round(m.cpu, 2),
-                "vs_librosa": round(m.wall / librosa_wall, 2),
-                "audio_s_per_s": round(audio_seconds / m.wall) if audio_seconds else None,
-                "peak_mb": round(m.peak_mb),
-                "largest_process_rss_mb": round(m.largest_rss_mb),
+                "wall_s": round(wall, 2),
+                "stage_work_s": round(median([m.work for m in ms]), 2) if ms[0].work is not None else None,
+                "cpu_s": round(median([m.cpu for m in ms]), 2),
+                "vs_librosa": round(median(ratios[key]), 2),
+                "audio_s_per_s": round(audio_seconds / wall) if audio_seconds else None,
+                "peak_mb": round(median([m.peak_mb for m in ms])),
+                "largest_process_rss_mb": round(median([m.largest_rss_mb for m in ms])),
+                "repeats": [round(m.wall, 2) for m in ms],
             }
         )
+    parts = {k: median([b[k] for b in breakdown]) for k in ("dvc", "work", "startup", "dvc_own", "ref")}
+    rows.append({"breakdown": True, **{k: round(v, 2) for k, v in parts.items()}, "startup_per_stage": {s: round(median([m.wall for m in runs[f"{s} start-up"]]), 2) for s in STAGES}})
     rows.append({"what": "stored on disk: corpus + data/ + DVC cache", "apparent_gb": round(apparent / 1e9, 2), "on_disk_gb": round(on_disk / 1e9, 2)})
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| what | wall s | x librosa | stage work s | CPU s | audio s / s | peak MB (all processes) | largest process MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| what | wall s (median) | x reference (median) | stage work s | CPU s | audio s / s | peak MB (all processes) | largest process MB | wall s per repeat |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         if "wall_s" in r:
             speed = f"{r['audio_s_per_s']:,}" if r["audio_s_per_s"] else ""
             work = f"{r['stage_work_s']:.1f}" if r["stage_work_s"] is not None else ""
+            each = ", ".join(f"{w:.1f}" for w in r["repeats"])
             print(
-                f"| {r['what']} | {r['wall_s']:.1f} | {r['vs_librosa']:.2f} | {work} | {r['cpu_s']:.1f} | {speed} | {r['peak_mb']:,} | {r['largest_process_rss_mb']:,} |"
+                f"| {r['what']} | {r['wall_s']:.1f} | {r['vs_librosa']:.2f} | {work} | {r['cpu_s']:.1f} | {speed} | {r['peak_mb']:,} | {r['largest_process_rss_mb']:,} | {each} |"
             )
+    for r in rows:
+        if r.get("breakdown"):
+            print(f"\n`dvc repro stft`, {r['dvc']:.1f} s (medians of the repeats; reference {r['ref']:.1f} s):\n")
+            print("| part | s | share |")
+            print("|---|---:|---:|")
+            for key, label in (("work", "stages' own work (their summary lines, inside `dvc repro`)"), ("startup", "stage start-up (process, imports, params; the stages alone, wall less work)"), ("dvc_own", "DVC's own time (the rest: hashing, cache links, lock, its start-up)")):
+                print(f"| {label} | {r[key]:.1f} | {r[key] / r['dvc']:.0%} |")
+            print("\nStart-up alone, `python -m stages.<name> --help`: " + ", ".join(f"{s} {v:.1f} s" for s, v in r["startup_per_stage"].items()))
     for r in rows:
         if "on_disk_gb" in r:
             print(f"\n{r['what']}: {r['apparent_gb']} GB of files, {r['on_disk_gb']} GB on disk (hard links counted once)")
@@ -251,7 +300,8 @@ def main() -> None:
     parser.add_argument("--recordings", type=int, default=920)
     parser.add_argument("--seconds", type=float, default=21.5, help="mean recording length")
     parser.add_argument("--corpus", type=Path, default=None, help="an ICBHI folder to use instead of generating one")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of everything; the best wall time is kept")
+    parser.add_argument("--repeats", "--repeat", type=int, default=3, help="runs of everything, side by side; the table gives medians")
+    parser.add_argument("--workers-one", action="store_true", help="also run the stage scripts with audio.workers 1")
     parser.add_argument("--baseline", default=None, help="also time `dvc repro stft` of the project at this git ref")
     parser.add_argument("--scratch", type=Path, default=None, help="folder for the corpus and project copies (default: a temporary one, removed)")
     args = parser.parse_args()
@@ -269,12 +319,12 @@ def main() -> None:
         import soundfile as sf
 
         audio_seconds = sum(sf.info(str(w)).duration for w in corpus.glob("*.wav"))
-        rows = audio_rows(corpus.resolve(), scratch, args.repeat, args.baseline, audio_seconds)
+        rows = audio_rows(corpus.resolve(), scratch, args.repeats, args.baseline, audio_seconds, args.workers_one)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
     print(f"corpus: {len(list(corpus.glob('*.wav'))) if args.corpus else args.recordings} recordings, {audio_seconds / 3600:.2f} h of audio")
-    print(f"machine: {cpu}, {len(os.sched_getaffinity(0))} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}; best of {args.repeat}\n")
+    print(f"machine: {cpu}, {len(os.sched_getaffinity(0))} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}; medians of {args.repeats} repeats\n")
     print_table(rows)
 
 

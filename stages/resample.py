@@ -37,7 +37,7 @@ def main() -> None:
     report.note("split_file_names_unknown_recordings", len(catalog.split_unknown))
     workers = worker_count(params.audio.workers)
     # Read and resampled in worker processes, written here in catalog order.
-    recordings = ordered_map(partial(read_resampled, target_rate=params.resample.rate), [e.wav for e in catalog.entries], workers)
+    recordings = ordered_map(partial(read_resampled, target_rate=params.resample.rate, method=params.resample.method), [e.wav for e in catalog.entries], workers)
     seconds = 0.0
     with atomic_dir(OUT) as tmp, AudioStoreWriter(tmp, params.resample.rate) as store:
         for entry, recording in tqdm(zip(catalog.entries, recordings), total=len(catalog.entries), desc="resample", unit="rec", leave=False):

@@ -1,7 +1,9 @@
-"""Stage segment: recordings -> labelled respiratory cycles of `segment.duration` seconds.
+"""Stage segment: recordings -> labelled respiratory cycles, as annotated (unpadded).
 
-data/normalized + the annotations in data/raw -> data/cycles (cycles.npy (N, L) float32 and
-manifest.csv, one row per cycle), data/reports/segment.json (clipped and skipped cycles).
+data/normalized + the annotations in data/raw -> data/cycles (samples.npy: every cycle's
+float32 samples back to back, offsets.npy: their boundaries, cycles.json: rate and counts,
+manifest.csv: one row per cycle), data/reports/segment.json (clipped and skipped cycles).
+The stft stage fits each cycle to `segment.duration`.
 """
 
 from respiro.core.cli import parse_stage_args
@@ -16,7 +18,7 @@ from tqdm import tqdm
 
 from respiro.audio.arrays import create_npy
 from respiro.core.pool import ordered_map, worker_count
-from respiro.audio.segment import CycleBatch, cycle_span, write_cycle_batch
+from respiro.audio.segment import SAMPLES, CycleBatch, cycle_span, write_cycle_batch, write_cycles_info
 from respiro.audio.store import AudioStore
 from respiro.core.errors import StageError
 from respiro.core.cli import run_stage
@@ -27,13 +29,13 @@ from respiro.core.config import load_params
 
 RAW, IN, OUT = Path("data/raw"), Path("data/normalized"), Path("data/cycles")
 REPORT = Path("data/reports/segment.json")
-BATCH = 128  # cycles per worker task: 16 MB of 8 s cycles at 4 kHz
+BATCH = 128  # cycles per worker task: about 5 MB of ICBHI cycles at 4 kHz
 
 
 def main() -> None:
     timer = StageTimer("segment")
     loaded = load_params()
-    params, workers = loaded.segment, worker_count(loaded.audio.workers)
+    workers = worker_count(loaded.audio.workers)
     store = AudioStore(IN)
     report = SkipReport("segment")
     rows: list[dict[str, str]] = []
@@ -56,12 +58,14 @@ def main() -> None:
             rows.append(cycle_row(len(rows), rec, cycle, span.end - span.start, span.clipped, rate))
     if not rows:
         raise StageError(f"no cycles found in the annotations of {len(store)} recordings")
-    length = int(round(params.duration * int(store.rows[0]["rate"])))
+    rate = int(store.rows[0]["rate"])
+    offsets = np.cumsum([0] + [span.end - span.start for _, span in spans], dtype=np.int64)
     with atomic_dir(OUT) as tmp:
-        # Each worker writes its cycles straight into their rows: nothing goes back through a pipe.
-        create_npy(tmp / "cycles.npy", (len(rows), length))
+        # Each worker writes its cycles straight into their place: nothing goes back through a pipe.
+        create_npy(tmp / SAMPLES, (int(offsets[-1]),))
+        write_cycles_info(tmp, rate, offsets)
         batches = [
-            CycleBatch(IN, tmp / "cycles.npy", first, tuple(spans[first : first + BATCH]), length, params.pad)
+            CycleBatch(IN, tmp / SAMPLES, int(offsets[first]), tuple(spans[first : first + BATCH]))
             for first in range(0, len(spans), BATCH)
         ]
         with tqdm(total=len(spans), desc="segment", unit="cycle", leave=False) as bar:

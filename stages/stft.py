@@ -1,4 +1,5 @@
-"""Stage stft: cycles -> spectrograms, stored for memory-mapped loading by training.
+"""Stage stft: cycles, each fit to `segment.duration`, -> spectrograms, stored for
+memory-mapped loading by training.
 
 data/cycles -> data/spectrograms (spectrograms.npy (N, F, T) float32 and a copy of
 manifest.csv, so training depends on this one folder).
@@ -14,8 +15,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from respiro.audio.arrays import create_npy, npy_shape
+from respiro.audio.arrays import create_npy
 from respiro.core.pool import ordered_map, worker_count
+from respiro.audio.segment import CycleFolder, cycle_samples
 from respiro.audio.spectrogram import SpectrogramBatch, write_spectrogram_batch
 from respiro.core.cli import run_stage
 from respiro.core.outputs import StageTimer, atomic_dir
@@ -32,14 +34,15 @@ def main() -> None:
     timer = StageTimer("stft")
     loaded = load_params()
     params, workers = loaded.stft, worker_count(loaded.audio.workers)
-    count, length = npy_shape(IN / "cycles.npy")
+    cycles, segment = CycleFolder.open(IN), loaded.segment
+    count, length = len(cycles), cycle_samples(segment.duration, cycles.rate)
     freqs, frames = params.n_fft // 2 + 1, 1 + length // params.hop_length
     settings = (params.n_fft, params.hop_length, params.window, params.scale, params.top_db)
     with atomic_dir(OUT) as tmp:
-        # Each worker reads its batch of cycles and writes its spectrograms into their rows.
+        # Each worker reads its batch of cycles, fits them and writes their spectrograms' rows.
         create_npy(tmp / "spectrograms.npy", (count, freqs, frames))
         batches = [
-            SpectrogramBatch(IN / "cycles.npy", tmp / "spectrograms.npy", first, min(BATCH, count - first), settings)
+            SpectrogramBatch(IN, tmp / "spectrograms.npy", first, min(BATCH, count - first), length, segment.pad, settings)
             for first in range(0, count, BATCH)
         ]
         for _ in tqdm(ordered_map(write_spectrogram_batch, batches, workers), total=len(batches), desc="stft", unit="batch", leave=False):

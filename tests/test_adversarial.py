@@ -346,7 +346,7 @@ def test_ctrl_c_in_training_ends_in_one_line_that_says_how_to_recover(tmp_path):
     overrides = copy.deepcopy(TINY_PARAMS)
     overrides["train"]["epochs"] = 100
     project = make_project_copy(tmp_path / "project", overrides)
-    for stage in ("download", "resample", "normalize", "segment", "stft"):
+    for stage in ("download", "resample", "normalize", "segment", "stft", "pretrained"):
         assert subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project, env=DVC_ENV, capture_output=True, check=False).returncode == 0, stage
     (project / "models" / "model.pt").write_bytes(b"an earlier model\n")
     proc = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project, env=DVC_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -24,24 +24,46 @@ def peak_frequency(x: np.ndarray, rate: int) -> float:
     return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spectrum)])
 
 
+@pytest.mark.parametrize("method", ["soxr", "torchaudio"])
 @pytest.mark.parametrize("source_rate", [44100, 10000, 4000])
-def test_resampling_keeps_a_440_hz_tone_at_440_hz(source_rate):
-    out = Resampler(4000)(tone(440, source_rate, 2.0), source_rate)
+def test_resampling_keeps_a_440_hz_tone_at_440_hz(source_rate, method):
+    out = Resampler(4000, method)(tone(440, source_rate, 2.0), source_rate)
     assert len(out) == 8000
     assert peak_frequency(out, 4000) == pytest.approx(440, abs=1.0)
     # Amplitude kept: the band-limited kernel passes 440 Hz untouched (RMS of 0.5 sine).
     assert np.sqrt(np.mean(out[400:-400] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)
 
 
-def test_resampling_removes_content_above_the_new_nyquist():
+@pytest.mark.parametrize("method", ["soxr", "torchaudio"])
+def test_resampling_removes_content_above_the_new_nyquist(method):
     # 3 kHz at 44.1 kHz is above the 2 kHz Nyquist of 4 kHz: naive decimation would alias it
     # to 1 kHz at full strength. The anti-aliasing filter must remove it.
-    out = Resampler(4000)(tone(3000, 44100, 2.0) + tone(440, 44100, 2.0, amp=0.1), 44100)
+    out = Resampler(4000, method)(tone(3000, 44100, 2.0) + tone(440, 44100, 2.0, amp=0.1), 44100)
     spectrum = np.abs(np.fft.rfft(out[400:-400] * np.hanning(len(out) - 800)))
     freqs = np.fft.rfftfreq(len(out) - 800, 1 / 4000)
     alias = spectrum[np.abs(freqs - 1000) < 20].max()
     kept = spectrum[np.abs(freqs - 440) < 20].max()
     assert alias < kept * 1e-2  # >= 40 dB below the in-band tone of a fifth of its amplitude
+
+
+def test_soxr_keeps_the_top_of_the_band_and_removes_what_lies_just_above_it():
+    # Why soxr is the default (benchmarks/bench_resample.py): 1.8 kHz passes within 0.1 dB
+    # (torchaudio's short kernel: -2.4 dB) and 2.2 kHz, just above the 2 kHz Nyquist, is
+    # removed instead of folding back to 1.8 kHz (torchaudio: -14 dB).
+    def rms(x: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(x[1000:-1000].astype(np.float64) ** 2)))
+
+    soxr, torchaudio = Resampler(4000, "soxr"), Resampler(4000, "torchaudio")
+    unit = 0.5 / np.sqrt(2)
+    assert abs(20 * np.log10(rms(soxr(tone(1800, 44100, 2.0), 44100)) / unit)) < 0.1
+    assert 20 * np.log10(rms(torchaudio(tone(1800, 44100, 2.0), 44100)) / unit) < -2
+    assert 20 * np.log10(rms(soxr(tone(2200, 44100, 2.0), 44100)) / unit) < -100
+    assert 20 * np.log10(rms(torchaudio(tone(2200, 44100, 2.0), 44100)) / unit) > -20
+
+
+def test_resample_method_is_checked():
+    with pytest.raises(ValueError, match="resample.method must be one of soxr, torchaudio"):
+        Resampler(4000, "sinc")
 
 
 @pytest.mark.parametrize("method,target", [("rms", -20.0), ("peak", -1.0), ("rms", -35.5)])
@@ -85,21 +107,33 @@ def test_fit_length_pads_by_repeating_or_zeros_and_crops_from_the_start():
 
 def test_spectrogram_shape_and_a_tones_bin():
     rate, n_fft, hop = 4000, 256, 128
-    spec = Spectrogram(n_fft, hop)(torch.from_numpy(np.stack([tone(500, rate, 8.0), tone(1250, rate, 8.0)])))
-    assert spec.shape == (2, 129, 251)
+    spec = Spectrogram(n_fft, hop)(np.stack([tone(500, rate, 8.0), tone(1250, rate, 8.0)]))
+    assert spec.shape == (2, 129, 251) and spec.dtype == np.float32
     # Bin k is k * rate / n_fft Hz: 500 Hz -> bin 32, 1250 Hz -> bin 80.
-    assert spec[0].mean(dim=1).argmax().item() == 32
-    assert spec[1].mean(dim=1).argmax().item() == 80
+    assert spec[0].mean(axis=1).argmax() == 32
+    assert spec[1].mean(axis=1).argmax() == 80
 
 
 def test_spectrogram_scales():
-    x = torch.from_numpy(tone(500, 4000, 1.0))[None]
+    x = tone(500, 4000, 1.0)[None]
     power = Spectrogram(256, 256, scale="linear")(x)
-    assert torch.allclose(Spectrogram(256, 256, scale="log")(x), torch.log(power + 1e-6))
+    np.testing.assert_allclose(Spectrogram(256, 256, scale="log")(x), np.log(power + 1e-6), rtol=1e-6)
     db = Spectrogram(256, 256, scale="db", top_db=40)(x)
     assert db.max() - db.min() <= 40 + 1e-4
     hamming = Spectrogram(256, 256, window="hamming")(x)
-    assert hamming.shape == power.shape and not torch.allclose(hamming, torch.log(power + 1e-6))
+    assert hamming.shape == power.shape and not np.allclose(hamming, np.log(power + 1e-6))
+
+
+@pytest.mark.parametrize("n_fft, hop, window", [(256, 256, "hann"), (256, 100, "hamming"), (255, 64, "hann")])
+def test_spectrogram_is_torch_stft_centred_with_reflect_padding(n_fft, hop, window):
+    # The numpy STFT replaces torch.stft (the stage then starts without torch): the same
+    # frames, window and padding, so the same numbers up to float32 rounding.
+    x = np.random.default_rng(0).standard_normal((3, 4001)).astype(np.float32)
+    make = {"hann": torch.hann_window, "hamming": torch.hamming_window}[window]
+    spec = torch.stft(torch.from_numpy(x), n_fft, hop, window=make(n_fft, periodic=True), center=True, pad_mode="reflect", return_complex=True)
+    ours = Spectrogram(n_fft, hop, window, scale="linear")(x)
+    assert ours.shape == tuple(spec.shape)
+    np.testing.assert_allclose(ours, spec.abs().square().numpy(), rtol=1e-3, atol=1e-3)
 
 
 def test_store_round_trip(tmp_path):
@@ -159,3 +193,53 @@ def test_npy_streaming_matches_numpy_and_checks_row_counts(tmp_path):
     (tmp_path / "d.npy").write_bytes((tmp_path / "b.npy").read_bytes()[:-10])
     with pytest.raises(ValueError, match="ends early"):
         list(iter_npy_rows(tmp_path / "d.npy", 4))
+
+
+@pytest.mark.parametrize("duration, pad", [(1.0, "repeat"), (1.0, "zero"), (0.3, "repeat")])
+def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike(tmp_path, duration, pad):
+    # The segment stage stores cycles unpadded; the stft stage's workers and the predict
+    # chain both bring them to segment.duration (fit_cycles) before the STFT: the same bytes.
+    from respiro.audio.arrays import create_npy
+    from respiro.audio.chain import AudioChain
+    from respiro.audio.segment import SAMPLES, CycleBatch, CycleSpan, write_cycle_batch, write_cycles_info
+    from respiro.audio.spectrogram import SpectrogramBatch, write_spectrogram_batch
+    from respiro.core.config import NormalizeParams, ResampleParams, SegmentParams, StftParams
+
+    rate = 4000
+    recording = np.random.default_rng(1).standard_normal(3 * rate).astype(np.float32)
+    with AudioStoreWriter(tmp_path, rate) as store:
+        store.append({"stem": "r"}, recording)
+    spans = [CycleSpan(0, 1700, False), CycleSpan(1500, 6900, False), CycleSpan(7000, 12000, True)]  # shorter, longer than 1 s
+    offsets = np.cumsum([0] + [s.end - s.start for s in spans])
+    cycles = tmp_path / "cycles"
+    cycles.mkdir()
+    create_npy(cycles / SAMPLES, (int(offsets[-1]),))
+    write_cycles_info(cycles, rate, offsets)
+    assert write_cycle_batch(CycleBatch(tmp_path, cycles / SAMPLES, 0, tuple((0, s) for s in spans))) == 3
+    assert np.load(cycles / SAMPLES).nbytes == 4 * sum(s.end - s.start for s in spans)  # unpadded
+
+    chain = AudioChain(
+        ResampleParams(rate=rate, method="soxr"),
+        NormalizeParams(method="none", target_dbfs=-20.0),
+        SegmentParams(duration=duration, pad=pad),
+        StftParams(n_fft=256, hop_length=128, window="hann", scale="log", top_db=80.0),
+    )
+    create_npy(tmp_path / "specs.npy", (3, *chain.shape))
+    for first, count in ((0, 2), (2, 1)):
+        write_spectrogram_batch(SpectrogramBatch(cycles, tmp_path / "specs.npy", first, count, chain.cycle_samples, pad, (256, 128, "hann", "log", 80.0)))
+    expected = chain.spectrograms(chain.cycles(recording, spans))
+    assert np.load(tmp_path / "specs.npy").tobytes() == expected.tobytes()
+
+
+def test_a_checkpoints_params_without_resample_method_mean_torchaudio():
+    # Models trained before resample.method existed were fed torchaudio-resampled audio:
+    # predict must keep giving them that, while params.yaml's default is soxr.
+    import yaml
+
+    from respiro.audio.chain import AudioChain
+    from tests.conftest import ROOT
+
+    groups = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert AudioChain.from_params(groups).resample.method == groups["resample"]["method"] == "soxr"
+    del groups["resample"]["method"]
+    assert AudioChain.from_params(groups).resample.method == "torchaudio"

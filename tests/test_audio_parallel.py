@@ -125,21 +125,22 @@ def test_the_stages_write_the_same_bytes_on_one_worker_and_on_several(tmp_path, 
         lines = [run_stage(tmp_path, stage) for stage in ("resample", "normalize", "segment", "stft")]
         assert all(f"{workers} workers" in lines[i] for i in (0, 2, 3))
         run_stage_with[workers] = outputs_md5(tmp_path)
-    assert len(run_stage_with[1]) == 8  # two files in each of the four folders
+    assert len(run_stage_with[1]) == 10  # two files in each store folder, four in cycles, two in spectrograms
     assert run_stage_with[3] == run_stage_with[1]
 
 
 def test_spectrogram_batches_from_several_workers_match_one_call_in_this_process(tmp_path):
-    import torch
-
+    from respiro.audio.segment import SAMPLES, fit_cycles, write_cycles_info
     from respiro.audio.spectrogram import Spectrogram, SpectrogramBatch, write_spectrogram_batch
 
-    cycles = np.random.default_rng(0).standard_normal((300, 2048)).astype(np.float32)
-    np.save(tmp_path / "cycles.npy", cycles)
+    # Unpadded cycles of many lengths, shorter and longer than the fixed 2048 samples.
+    rng = np.random.default_rng(0)
+    cycles = [rng.standard_normal(n).astype(np.float32) for n in rng.integers(100, 4000, 300)]
+    np.save(tmp_path / SAMPLES, np.concatenate(cycles))
+    write_cycles_info(tmp_path, 1024, np.cumsum([0] + [len(c) for c in cycles]))
     settings = (256, 128, "hann", "log", 80.0)
     create_npy(tmp_path / "specs.npy", (300, 129, 17))
-    batches = [SpectrogramBatch(tmp_path / "cycles.npy", tmp_path / "specs.npy", first, min(64, 300 - first), settings) for first in range(0, 300, 64)]
+    batches = [SpectrogramBatch(tmp_path, tmp_path / "specs.npy", first, min(64, 300 - first), 2048, "repeat", settings) for first in range(0, 300, 64)]
     assert sum(ordered_map(write_spectrogram_batch, batches, 3)) == 300
-    with torch.inference_mode():
-        expected = Spectrogram(*settings)(torch.from_numpy(cycles)).numpy()
+    expected = Spectrogram(*settings)(fit_cycles(cycles, 2048, "repeat"))  # one call, all 300 rows
     assert np.load(tmp_path / "specs.npy").tobytes() == expected.tobytes()

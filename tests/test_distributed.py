@@ -112,7 +112,7 @@ def probabilities_of(project: Path) -> np.ndarray:
 def test_train_stage_under_torchrun_matches_one_process(tmp_path: Path):
     overrides = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "epochs": 2, "precision": "fp32"}}
     project = make_project_copy(tmp_path / "project", overrides)
-    run(["dvc", "repro", "-q", "stft"], project)
+    run(["dvc", "repro", "-q", "stft", "pretrained"], project)
 
     single_files, _ = written(project, ["python", "-m", "stages.train"])
     single = {"checkpoint": torch.load(project / "models/model.pt", weights_only=True), "split": (project / "models/split.csv").read_bytes()}

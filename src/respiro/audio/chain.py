@@ -2,7 +2,7 @@
 
 The stages run these steps one at a time over the whole corpus, so that DVC caches each
 step; a model in use needs them on one recording at a time. `AudioChain` composes the very
-functions the stages call (Resampler, normalize, cycle_span, fit_length, Spectrogram) with
+functions the stages call (Resampler, normalize, cycle_span, fit_cycles, Spectrogram) with
 one set of params, the ones a checkpoint was trained with, so that a recording gives the
 network the same input at inference as in training (checked bit for bit by
 tests/test_predict.py against the stages' own spectrograms).
@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-import torch
 
 from respiro.audio.normalize import normalize
 from respiro.audio.resample import Resampler
-from respiro.audio.segment import CycleSpan, fit_length
+from respiro.audio.segment import CycleSpan, cycle_samples, fit_cycles
 from respiro.audio.spectrogram import Spectrogram
 from respiro.core.errors import ParamsError
 from respiro.core.config import NormalizeParams, ResampleParams, SegmentParams, StftParams, validate_group
@@ -32,7 +31,7 @@ class AudioChain:
 
     def __init__(self, resample: ResampleParams, normalize: NormalizeParams, segment: SegmentParams, stft: StftParams) -> None:
         self.resample, self.normalize, self.segment, self.stft = resample, normalize, segment, stft
-        self._resampler = Resampler(resample.rate)
+        self._resampler = Resampler(resample.rate, resample.method)
         self._spectrogram = Spectrogram(stft.n_fft, stft.hop_length, stft.window, stft.scale, stft.top_db)
 
     @classmethod
@@ -56,8 +55,8 @@ class AudioChain:
 
     @property
     def cycle_samples(self) -> int:
-        """Samples in every fixed-length cycle (as the segment stage computes it)."""
-        return int(round(self.segment.duration * self.rate))
+        """Samples in every fixed-length cycle (as the stft stage computes it)."""
+        return cycle_samples(self.segment.duration, self.rate)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -66,18 +65,17 @@ class AudioChain:
 
     def recording(self, samples: np.ndarray, rate: int) -> np.ndarray:
         """A recording `(time,)` at `rate` -> resampled to the chain's rate and normalized,
-        float32 `(ceil(time * self.rate / rate),)`: what the normalize stage stores."""
+        float32 `(about time * self.rate / rate,)`: what the normalize stage stores."""
         resampled = self._resampler(samples, rate)
         scaled, _ = normalize(resampled, self.normalize.method, self.normalize.target_dbfs)
         return scaled
 
     def cycles(self, recording: np.ndarray, spans: Iterable[CycleSpan]) -> np.ndarray:
-        """The `spans` of a prepared recording, each fit to the cycle length: `(n, L)` float32."""
-        rows = [fit_length(recording[s.start : s.end], self.cycle_samples, self.segment.pad) for s in spans]
-        return np.stack(rows) if rows else np.zeros((0, self.cycle_samples), np.float32)
+        """The `spans` of a prepared recording, each fit to the cycle length as the stft stage
+        fits them: `(n, L)` float32."""
+        return fit_cycles([recording[s.start : s.end] for s in spans], self.cycle_samples, self.segment.pad)
 
-    @torch.inference_mode()
     def spectrograms(self, cycles: np.ndarray) -> np.ndarray:
         """Cycles `(n, L)` -> spectrograms `(n, F, T)` float32, in batches, as the stft stage makes them."""
-        out = [self._spectrogram(torch.from_numpy(np.ascontiguousarray(cycles[i : i + STFT_BATCH]))).numpy() for i in range(0, len(cycles), STFT_BATCH)]
+        out = [self._spectrogram(cycles[i : i + STFT_BATCH]) for i in range(0, len(cycles), STFT_BATCH)]
         return np.concatenate(out) if out else np.zeros((0, *self.shape), np.float32)

@@ -1,4 +1,10 @@
-"""Short-time Fourier spectrograms of fixed-length cycles."""
+"""Short-time Fourier spectrograms of cycles fit to one length, in numpy.
+
+numpy's FFT (pocketfft) rather than torch.stft: the stft stage then starts without torch
+(seconds of imports per run, more than its work on a small corpus), and a row's spectrogram
+is the same bytes whatever batch it is computed in (pocketfft transforms each frame on its
+own; checked by tests/test_audio_parallel.py), so the stage's batches and predict's agree.
+"""
 
 from __future__ import annotations
 
@@ -6,45 +12,43 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 
-from respiro.audio.arrays import read_npy_rows, write_npy_rows
+from respiro.audio.arrays import write_npy_rows
+from respiro.audio.segment import CycleFolder, fit_cycles
 
 LOG_FLOOR = 1e-6  # power floor of the log scale: ~ -60 dB below a unit-level frame
+# Periodic windows (the DFT-even form, as torch.hann_window(periodic=True)): cos terms.
+WINDOWS = {"hann": (0.5, 0.5), "hamming": (0.54, 0.46)}
 
 
-class Spectrogram(torch.nn.Module):
+class Spectrogram:
     """Power spectrogram with a magnitude scale, for batches of equal-length signals.
 
-    `(B, time)` -> `(B, n_fft // 2 + 1, 1 + time // hop_length)`; frames are centred
-    (reflect padding), so frame t covers time t * hop_length. The window is a buffer built
-    once, so the module moves with `.to(device)`.
+    `(B, time)` float32 -> `(B, n_fft // 2 + 1, 1 + time // hop_length)` float32; frames are
+    centred (reflect padding), so frame t covers time t * hop_length. The window is built
+    once per instance.
     """
 
     def __init__(self, n_fft: int, hop_length: int, window: str = "hann", scale: str = "log", top_db: float = 80.0) -> None:
-        super().__init__()
-        make = {"hann": torch.hann_window, "hamming": torch.hamming_window}[window]
-        self.register_buffer("window", make(n_fft, periodic=True), persistent=False)
+        a, b = WINDOWS[window]
+        self.window = (a - b * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
         self.n_fft, self.hop_length, self.scale, self.top_db = n_fft, hop_length, scale, top_db
 
-    def forward(self, signals: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(
-            signals,
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            window=self.window,
-            center=True,
-            pad_mode="reflect",
-            return_complex=True,
-        )
-        power = spec.real.square() + spec.imag.square()  # (B, F, T)
+    def __call__(self, signals: np.ndarray) -> np.ndarray:
+        half = self.n_fft // 2
+        padded = np.pad(np.asarray(signals, dtype=np.float32), ((0, 0), (half, half)), mode="reflect")
+        frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft, axis=1)[:, :: self.hop_length]  # (B, T, n_fft)
+        spec = np.fft.rfft(frames * self.window, axis=-1)  # (B, T, F) complex64
+        power = (spec.real * spec.real + spec.imag * spec.imag).transpose(0, 2, 1)  # (B, F, T)
         if self.scale == "log":
-            return torch.log(power + LOG_FLOOR)
-        if self.scale == "db":
-            db = 10 * torch.log10(power.clamp_min(1e-10))
-            peak = db.amax(dim=(-2, -1), keepdim=True)
-            return torch.maximum(db, peak - self.top_db)
-        return power
+            out = np.log(power + np.float32(LOG_FLOOR))
+        elif self.scale == "db":
+            db = np.float32(10) * np.log10(np.maximum(power, np.float32(1e-10)))
+            out = np.maximum(db, db.max(axis=(-2, -1), keepdims=True) - np.float32(self.top_db))
+        else:
+            out = power
+        return np.ascontiguousarray(out, dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=2)
@@ -53,22 +57,30 @@ def _transform(n_fft: int, hop_length: int, window: str, scale: str, top_db: flo
     return Spectrogram(n_fft, hop_length, window, scale, top_db)
 
 
+@functools.lru_cache(maxsize=2)
+def _cycles(folder: Path) -> CycleFolder:
+    """The cycles folder a worker reads, opened (offsets loaded) once per process."""
+    return CycleFolder.open(folder)
+
+
 @dataclass(frozen=True)
 class SpectrogramBatch:
-    """Rows [first, first + count) of a cycles .npy to turn into the same rows of a
-    spectrograms .npy made by `create_npy`: one task of the stft stage's workers."""
+    """Cycles [first, first + count) of a cycles folder to fit to `length` samples
+    (`fit_cycles`) and turn into the same rows of a spectrograms .npy made by `create_npy`:
+    one task of the stft stage's workers."""
 
     cycles: Path
     out: Path
     first: int
     count: int
+    length: int  # samples of a fixed-length cycle (segment.duration at the cycles' rate)
+    pad: str  # segment.pad
     settings: tuple[int, int, str, str, float]  # n_fft, hop_length, window, scale, top_db
 
 
 def write_spectrogram_batch(batch: SpectrogramBatch) -> int:
-    """Compute and write the batch's spectrograms `(count, L)` -> `(count, F, T)`; returns
-    how many were written."""
-    cycles = torch.from_numpy(read_npy_rows(batch.cycles, batch.first, batch.count))
-    with torch.inference_mode():
-        write_npy_rows(batch.out, batch.first, _transform(*batch.settings)(cycles).numpy())
+    """Fit, compute and write the batch's spectrograms `(count, L)` -> `(count, F, T)`;
+    returns how many were written."""
+    cycles = fit_cycles(_cycles(batch.cycles).read(batch.first, batch.count), batch.length, batch.pad)
+    write_npy_rows(batch.out, batch.first, _transform(*batch.settings)(cycles))
     return batch.count

@@ -63,6 +63,8 @@ class SyntheticParams(Group):
 
 class ResampleParams(Group):
     rate: Annotated[int, Field(ge=1000, le=192000)]
+    # Added after checkpoints existed: one saved before it was resampled with torchaudio.
+    method: Literal["soxr", "torchaudio"] = "torchaudio"
 
 
 class NormalizeParams(Group):

@@ -7,11 +7,11 @@ workers. At most a few items per worker are in flight at any time (not a list of
 results, as `Pool.map` would build, nor an unbounded queue, as `Pool.imap` fills when the
 writer is slower than the workers), so memory does not grow with the corpus.
 
-Workers are forked where the platform allows (Linux): a fork inherits the stage's imports
-(torch takes 1-3 s to import, longer than the work of a small corpus), where a spawned worker
-would import them again. Each worker runs torch on one thread: the pool already uses every
-core, and the audio kernels give the same bytes on one thread as on several (checked by
-tests/test_audio_parallel.py), so the worker count never changes an output.
+Workers are forked where the platform allows (Linux): a fork inherits the stage's imports,
+where a spawned worker would import them again. Each worker runs its numerical libraries on
+one thread (torch, for resample.method torchaudio, and any OpenMP code): the pool already
+uses every core, and the audio kernels give the same bytes on one thread as on several
+(checked by tests/test_audio_parallel.py), so the worker count never changes an output.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def _start_method() -> str:
 
 
 def _init_worker() -> None:
-    torch = sys.modules.get("torch")  # only where the stage uses torch; never imported here
+    # For libraries imported later, lazily (torchaudio's resampler): OpenMP reads it on loading.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch = sys.modules.get("torch")  # already imported by the stage; never imported here
     if torch is not None:
         torch.set_num_threads(1)
 
@@ -57,7 +59,7 @@ def ordered_map(fn: Callable[[Item], Result], items: Iterable[Item], workers: in
 
     `fn` must be a module-level function (or a functools.partial of one) and items and
     results picklable. With `workers` <= 1 it runs in this process, without a pool, on
-    one torch thread like a worker (1 means one core, and no idle threads spinning). An
+    one thread like a worker (1 means one core, and no idle threads spinning). An
     exception raised by `fn` is raised here, for its item, after the items before it; a
     worker that dies (killed, out of memory) raises BrokenProcessPool instead of leaving
     the stage waiting for ever. The pool is shut down when the caller stops iterating,

@@ -51,6 +51,33 @@ class ProbabilityModel(nn.Module):
         return torch.softmax(self.network((spectrogram - self.mean) / self.std), dim=1)
 
 
+def _resample_recipe(method: str, rate: int) -> dict[str, Any]:
+    """How `resample.method` brings a recording to `rate`, precisely enough to redo it."""
+    if method == "soxr":
+        return {
+            "rate": rate,
+            "when": "the file's rate differs",
+            "method": "soxr",
+            "call": "soxr.resample(x, source_rate, rate, quality='HQ') of python-soxr (libsoxr's HQ recipe, librosa's default): "
+            "one call for the whole recording, float32 in and out",
+            "length": "round(n * rate / source_rate)",
+        }
+    return {
+        "rate": rate,
+        "when": "the file's rate differs; g = gcd(source, rate), S = source / g, R = rate / g",
+        "method": "torchaudio",
+        "kernel": "windowed sinc, torchaudio.functional.resample's sinc_interp_hann",
+        **{k: v for k, v in RESAMPLER.items() if k != "kernel"},
+        "formula": (
+            "base = min(S, R) * rolloff; w = ceil(lowpass_filter_width * S / base); x padded with w zeros before and "
+            "w + S after; output sample k * R + j (phase j in 0..R-1) = sum over i in 0..2w+S-1 of x_padded[k * S + i] * h_j(i), "
+            "t = ((i - w) / S - j / R) * base clipped to [-lowpass_filter_width, lowpass_filter_width], "
+            "h_j(i) = (base / S) * sinc(t) * cos(pi * t / (2 * lowpass_filter_width))^2 (sinc(t) = sin(pi t) / (pi t)), kernel in float32"
+        ),
+        "length": "ceil(n * R / S)",
+    }
+
+
 def input_recipe(trained: TrainedModel) -> dict[str, Any]:
     """Every step from a recording file to the graph's input, with the chain's values: what
     `respiro predict` does (audio/chain.py), written so that numpy and scipy can redo it."""
@@ -64,19 +91,7 @@ def input_recipe(trained: TrainedModel) -> dict[str, Any]:
     window_s, hop_s = default_window(trained.cycle_seconds, None, None)
     return {
         "read": "samples as float in [-1, 1] (PCM divided by 2^(bits-1)), several channels averaged to one, float32",
-        "resample": {
-            "rate": rate,
-            "when": "the file's rate differs; g = gcd(source, rate), S = source / g, R = rate / g",
-            "method": "windowed sinc, torchaudio.functional.resample's sinc_interp_hann",
-            **{k: v for k, v in RESAMPLER.items() if k != "kernel"},
-            "formula": (
-                "base = min(S, R) * rolloff; w = ceil(lowpass_filter_width * S / base); x padded with w zeros before and "
-                "w + S after; output sample k * R + j (phase j in 0..R-1) = sum over i in 0..2w+S-1 of x_padded[k * S + i] * h_j(i), "
-                "t = ((i - w) / S - j / R) * base clipped to [-lowpass_filter_width, lowpass_filter_width], "
-                "h_j(i) = (base / S) * sinc(t) * cos(pi * t / (2 * lowpass_filter_width))^2 (sinc(t) = sin(pi t) / (pi t)), kernel in float32"
-            ),
-            "length": "ceil(n * R / S)",
-        },
+        "resample": _resample_recipe(chain.resample.method, rate),
         "normalize": {
             "method": chain.normalize.method,
             "target_dbfs": chain.normalize.target_dbfs,

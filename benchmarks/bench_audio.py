@@ -148,7 +148,11 @@ def baseline_copy(ref: str, dest: Path, overrides: dict[str, dict]) -> Path:
     archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     set_params(dest, overrides)
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", f"project at {ref}"]):
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", f"project at {ref}"],
+    ):
         subprocess.run(cmd, cwd=dest, env=DVC_ENV, check=True, capture_output=True)
     return dest
 
@@ -173,7 +177,14 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def audio_rows(corpus: Path, scratch: Path, repeat: int = 1, baseline: str | None = None, audio_seconds: float = 0.0, workers_one: bool = False) -> list[dict]:
+def audio_rows(
+    corpus: Path,
+    scratch: Path,
+    repeat: int = 1,
+    baseline: str | None = None,
+    audio_seconds: float = 0.0,
+    workers_one: bool = False,
+) -> list[dict]:
     """Measure everything side by side, `repeat` times; one dict per table row (medians).
 
     `corpus` is an ICBHI folder; `scratch` an empty folder for the project copies.
@@ -224,18 +235,31 @@ def audio_rows(corpus: Path, scratch: Path, repeat: int = 1, baseline: str | Non
             )
             keep(f"stage scripts (workers {workers})", total, ref)
             if workers == 0:
-                startup = {stage: measure([python, "-m", f"stages.{stage}", "--help"], project).wall for stage in STAGES}
+                startup = {
+                    stage: measure([python, "-m", f"stages.{stage}", "--help"], project).wall for stage in STAGES
+                }
                 for stage in STAGES:
                     runs.setdefault(f"{stage} start-up", []).append(Measured(startup[stage], 0, 0, ""))
                 work = sum(stage_seconds_all(repro.output))
                 started = total.wall - total.work  # process start, imports, params, outside each stage's timer
-                breakdown.append({"dvc": repro.wall, "work": work, "startup": started, "dvc_own": repro.wall - work - started, "ref": ref.wall})
+                breakdown.append(
+                    {
+                        "dvc": repro.wall,
+                        "work": work,
+                        "startup": started,
+                        "dvc_own": repro.wall - work - started,
+                        "ref": ref.wall,
+                    }
+                )
         if baseline:
             old = baseline_copy(baseline, scratch / f"baseline-{run}", local)
             keep(f"dvc repro at {baseline}", measure(["dvc", "repro", "stft"], old), ref)
             shutil.rmtree(old)
         shutil.rmtree(project)
-        print(f"  reference {ref.wall:.1f} s, dvc repro {repro.wall:.1f} s ({repro.wall / ref.wall:.2f}x); load average {load_average()}", flush=True)
+        print(
+            f"  reference {ref.wall:.1f} s, dvc repro {repro.wall:.1f} s ({repro.wall / ref.wall:.2f}x); load average {load_average()}",
+            flush=True,
+        )
 
     cores = len(os.sched_getaffinity(0))
     labels = {
@@ -265,13 +289,27 @@ def audio_rows(corpus: Path, scratch: Path, repeat: int = 1, baseline: str | Non
             }
         )
     parts = {k: median([b[k] for b in breakdown]) for k in ("dvc", "work", "startup", "dvc_own", "ref")}
-    rows.append({"breakdown": True, **{k: round(v, 2) for k, v in parts.items()}, "startup_per_stage": {s: round(median([m.wall for m in runs[f"{s} start-up"]]), 2) for s in STAGES}})
-    rows.append({"what": "stored on disk: corpus + data/ + DVC cache", "apparent_gb": round(apparent / 1e9, 2), "on_disk_gb": round(on_disk / 1e9, 2)})
+    rows.append(
+        {
+            "breakdown": True,
+            **{k: round(v, 2) for k, v in parts.items()},
+            "startup_per_stage": {s: round(median([m.wall for m in runs[f"{s} start-up"]]), 2) for s in STAGES},
+        }
+    )
+    rows.append(
+        {
+            "what": "stored on disk: corpus + data/ + DVC cache",
+            "apparent_gb": round(apparent / 1e9, 2),
+            "on_disk_gb": round(on_disk / 1e9, 2),
+        }
+    )
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| what | wall s (median) | x reference (median) | stage work s | CPU s | audio s / s | peak MB (all processes) | largest process MB | wall s per repeat |")
+    print(
+        "| what | wall s (median) | x reference (median) | stage work s | CPU s | audio s / s | peak MB (all processes) | largest process MB | wall s per repeat |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         if "wall_s" in r:
@@ -286,12 +324,21 @@ def print_table(rows: list[dict]) -> None:
             print(f"\n`dvc repro stft`, {r['dvc']:.1f} s (medians of the repeats; reference {r['ref']:.1f} s):\n")
             print("| part | s | share |")
             print("|---|---:|---:|")
-            for key, label in (("work", "stages' own work (their summary lines, inside `dvc repro`)"), ("startup", "stage start-up (process, imports, params; the stages alone, wall less work)"), ("dvc_own", "DVC's own time (the rest: hashing, cache links, lock, its start-up)")):
+            for key, label in (
+                ("work", "stages' own work (their summary lines, inside `dvc repro`)"),
+                ("startup", "stage start-up (process, imports, params; the stages alone, wall less work)"),
+                ("dvc_own", "DVC's own time (the rest: hashing, cache links, lock, its start-up)"),
+            ):
                 print(f"| {label} | {r[key]:.1f} | {r[key] / r['dvc']:.0%} |")
-            print("\nStart-up alone, `python -m stages.<name> --help`: " + ", ".join(f"{s} {v:.1f} s" for s, v in r["startup_per_stage"].items()))
+            print(
+                "\nStart-up alone, `python -m stages.<name> --help`: "
+                + ", ".join(f"{s} {v:.1f} s" for s, v in r["startup_per_stage"].items())
+            )
     for r in rows:
         if "on_disk_gb" in r:
-            print(f"\n{r['what']}: {r['apparent_gb']} GB of files, {r['on_disk_gb']} GB on disk (hard links counted once)")
+            print(
+                f"\n{r['what']}: {r['apparent_gb']} GB of files, {r['on_disk_gb']} GB on disk (hard links counted once)"
+            )
 
 
 def main() -> None:
@@ -300,10 +347,17 @@ def main() -> None:
     parser.add_argument("--recordings", type=int, default=920)
     parser.add_argument("--seconds", type=float, default=21.5, help="mean recording length")
     parser.add_argument("--corpus", type=Path, default=None, help="an ICBHI folder to use instead of generating one")
-    parser.add_argument("--repeats", "--repeat", type=int, default=3, help="runs of everything, side by side; the table gives medians")
+    parser.add_argument(
+        "--repeats", "--repeat", type=int, default=3, help="runs of everything, side by side; the table gives medians"
+    )
     parser.add_argument("--workers-one", action="store_true", help="also run the stage scripts with audio.workers 1")
     parser.add_argument("--baseline", default=None, help="also time `dvc repro stft` of the project at this git ref")
-    parser.add_argument("--scratch", type=Path, default=None, help="folder for the corpus and project copies (default: a temporary one, removed)")
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        default=None,
+        help="folder for the corpus and project copies (default: a temporary one, removed)",
+    )
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-audio-", dir=args.scratch))
@@ -312,7 +366,9 @@ def main() -> None:
         if corpus is None:
             corpus = scratch / "corpus"
             corpus.mkdir()
-            config = SyntheticParams(seed=2017, patients=args.patients, recordings=args.recordings, recording_seconds=args.seconds)
+            config = SyntheticParams(
+                seed=2017, patients=args.patients, recordings=args.recordings, recording_seconds=args.seconds
+            )
             start = time.perf_counter()
             generate_corpus(corpus, config)
             print(f"corpus generated in {time.perf_counter() - start:.1f} s")
@@ -322,9 +378,20 @@ def main() -> None:
         rows = audio_rows(corpus.resolve(), scratch, args.repeats, args.baseline, audio_seconds, args.workers_one)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
-    print(f"corpus: {len(list(corpus.glob('*.wav'))) if args.corpus else args.recordings} recordings, {audio_seconds / 3600:.2f} h of audio")
-    print(f"machine: {cpu}, {len(os.sched_getaffinity(0))} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}; medians of {args.repeats} repeats\n")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    print(
+        f"corpus: {len(list(corpus.glob('*.wav'))) if args.corpus else args.recordings} recordings, {audio_seconds / 3600:.2f} h of audio"
+    )
+    print(
+        f"machine: {cpu}, {len(os.sched_getaffinity(0))} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}; medians of {args.repeats} repeats\n"
+    )
     print_table(rows)
 
 

@@ -21,17 +21,17 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
 from respiro.data.dataset import load_spectrograms
-from respiro.training.checkpoint import load_checkpoint
 from respiro.inference.onnx import export_onnx, onnx_probabilities
 from respiro.inference.recording import classify_spectrograms
+from respiro.training.checkpoint import load_checkpoint
 
 
 def inputs(folder: Path, trained, count: int) -> tuple[np.ndarray, str]:
@@ -46,7 +46,9 @@ def inputs(folder: Path, trained, count: int) -> tuple[np.ndarray, str]:
     return trained.mean[None, :, None] + trained.std[None, :, None] * noise, "random around the training statistics"
 
 
-def ms_per_cycle(runners: dict[str, Callable[[np.ndarray], np.ndarray]], batch: np.ndarray, repeats: int, rounds: int = 2) -> dict[str, float]:
+def ms_per_cycle(
+    runners: dict[str, Callable[[np.ndarray], np.ndarray]], batch: np.ndarray, repeats: int, rounds: int = 2
+) -> dict[str, float]:
     """Best timing of each runner on `batch`, in ms per cycle: `rounds` rounds in which every
     runner in turn gets one warm-up and `repeats` timed runs in a row (a busy machine then
     slows them alike; back-to-back runs of one runner keep the other's spinning worker
@@ -65,10 +67,22 @@ def ms_per_cycle(runners: dict[str, Callable[[np.ndarray], np.ndarray]], batch: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/model.pt"), help="checkpoint (default: %(default)s)")
-    parser.add_argument("--spectrograms", type=Path, default=Path("data/spectrograms"), help="input spectrograms when present (default: %(default)s)")
+    parser.add_argument(
+        "--spectrograms",
+        type=Path,
+        default=Path("data/spectrograms"),
+        help="input spectrograms when present (default: %(default)s)",
+    )
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes timed (default: 1 32)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per setting; the best is kept (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op threads of both runtimes (default: torch's, %(default)s)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed runs per setting; the best is kept (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="intra-op threads of both runtimes (default: torch's, %(default)s)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -84,15 +98,27 @@ def main() -> None:
             "PyTorch (predict's path)": lambda x: classify_spectrograms(trained, x, len(x)),
             "onnxruntime": lambda x: session.run(None, {"spectrogram": x[:, None]})[0],
         }
-        difference = float(np.abs(onnx_probabilities(onnx_path, specs) - classify_spectrograms(trained, specs, 64)).max())
-        rows = [(name, batch, ms) for batch in args.batches for name, ms in ms_per_cycle(runners, specs[:batch], args.repeats).items()]
+        difference = float(
+            np.abs(onnx_probabilities(onnx_path, specs) - classify_spectrograms(trained, specs, 64)).max()
+        )
+        rows = [
+            (name, batch, ms)
+            for batch in args.batches
+            for name, ms in ms_per_cycle(runners, specs[:batch], args.repeats).items()
+        ]
         onnx_size = onnx_path.stat().st_size
 
     m = trained.params["model"]
-    print(f"model: ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''}, input (batch, 1, {trained.chain.shape[0]}, {trained.chain.shape[1]}), {sum(p.numel() for p in trained.model.parameters()):,} parameters")
-    print(f"files: checkpoint {args.model.stat().st_size / 2**20:.1f} MiB, ONNX (opset {opset}) {onnx_size / 2**20:.1f} MiB")
+    print(
+        f"model: ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''}, input (batch, 1, {trained.chain.shape[0]}, {trained.chain.shape[1]}), {sum(p.numel() for p in trained.model.parameters()):,} parameters"
+    )
+    print(
+        f"files: checkpoint {args.model.stat().st_size / 2**20:.1f} MiB, ONNX (opset {opset}) {onnx_size / 2**20:.1f} MiB"
+    )
     print(f"inputs: {origin}; max |p_onnx - p_torch| = {difference:.1e}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} threads each")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} threads each"
+    )
     print()
     print("| runtime | batch | ms per cycle | cycles/s |")
     print("|---|---:|---:|---:|")

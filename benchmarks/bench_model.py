@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,9 @@ def torchvision_resnet34() -> nn.Module:
     return model
 
 
-def samples_per_second(model: nn.Module, setting: Setting, batch: int, shape: tuple[int, int], warmup: int, steps: int) -> float:
+def samples_per_second(
+    model: nn.Module, setting: Setting, batch: int, shape: tuple[int, int], warmup: int, steps: int
+) -> float:
     """Forward + backward samples/s on a random `(batch, 1, F, T)` input with random labels."""
     device = torch.device(setting.device)
     memory_format = torch.channels_last if setting.channels_last else torch.contiguous_format
@@ -97,16 +99,24 @@ def main() -> None:
     }
     has_torchvision = importlib.util.find_spec("torchvision") is not None
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, input ({args.batch}, 1, {args.freq}, {args.frames}), "
-          f"{args.warmup} warmup + {args.steps} timed steps, forward + backward")
-    print("\n| model | device | memory format | precision | samples/s | ms/step |" + (" vs torchvision resnet34 |" if has_torchvision else ""))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, input ({args.batch}, 1, {args.freq}, {args.frames}), "
+        f"{args.warmup} warmup + {args.steps} timed steps, forward + backward"
+    )
+    print(
+        "\n| model | device | memory format | precision | samples/s | ms/step |"
+        + (" vs torchvision resnet34 |" if has_torchvision else "")
+    )
     print("|---|---|---|---|---:|---:|" + ("---:|" if has_torchvision else ""))
     for setting in settings:
         torch.manual_seed(0)
         reference = None
         if has_torchvision:
             reference = samples_per_second(torchvision_resnet34(), setting, args.batch, shape, args.warmup, args.steps)
-        rows = [(name, samples_per_second(make(), setting, args.batch, shape, args.warmup, args.steps)) for name, make in models.items()]
+        rows = [
+            (name, samples_per_second(make(), setting, args.batch, shape, args.warmup, args.steps))
+            for name, make in models.items()
+        ]
         if reference is not None:
             rows.append(("torchvision resnet34 (1-ch, 4 out)", reference))
         for name, rate in rows:

@@ -103,7 +103,9 @@ def main() -> None:
     lengths = np.random.default_rng(1).uniform(15, 28, 40)
     for rate in (44100, 10000):
         print(f"## {rate} Hz -> {TARGET} Hz\n")
-        print("| method | audio s per CPU s, one length | audio s per CPU s, 40 lengths | output length (21.5 s) | worst pass-band error 50-1800 Hz (dB) | gain at 1900 / 1950 Hz (dB) | delay (samples) | worst alias 2.2 kHz+ (dB) | alias at 2050 Hz (dB) |")
+        print(
+            "| method | audio s per CPU s, one length | audio s per CPU s, 40 lengths | output length (21.5 s) | worst pass-band error 50-1800 Hz (dB) | gain at 1900 / 1950 Hz (dB) | delay (samples) | worst alias 2.2 kHz+ (dB) | alias at 2050 Hz (dB) |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name, make in METHODS.items():
             run = make(rate)

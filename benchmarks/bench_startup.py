@@ -32,8 +32,17 @@ def best_wall(cmd: list[str], root: Path, repeat: int) -> float:
 
 def imported(stage: str, root: Path) -> set[str]:
     env = {**os.environ, "PYTHONPATH": str(root / "src")}
-    err = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import stages.{stage}"], cwd=root, env=env, check=True, capture_output=True, text=True).stderr
-    return {line.rsplit("|", 1)[1].strip() for line in err.splitlines() if line.startswith("import time:") and "|" in line}
+    err = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import stages.{stage}"],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stderr
+    return {
+        line.rsplit("|", 1)[1].strip() for line in err.splitlines() if line.startswith("import time:") and "|" in line
+    }
 
 
 def main() -> None:

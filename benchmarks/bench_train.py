@@ -41,7 +41,9 @@ def random_batches(cycles: int, batch: int, device: torch.device, seed: int = 0)
     return TrainBatches(x, y, cycles, batch, time_mask=16, freq_mask=8, seed=seed)
 
 
-def time_epoch(depth: int, cbam: bool, precision: str, batches: TrainBatches, warmup: TrainBatches) -> tuple[float, float]:
+def time_epoch(
+    depth: int, cbam: bool, precision: str, batches: TrainBatches, warmup: TrainBatches
+) -> tuple[float, float]:
     """Wall-clock and this process's CPU seconds of one epoch over `batches`, after one epoch
     over `warmup` (kernel selection, allocator); train_one_epoch ends by reading the loss,
     which waits for the device. On a CPU shared with other jobs the CPU seconds of a
@@ -56,11 +58,16 @@ def time_epoch(depth: int, cbam: bool, precision: str, batches: TrainBatches, wa
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def train_rows(devices: list[torch.device], batch: int = 32, steps: int = 4, warmup: int = 1) -> list[dict[str, object]]:
+def train_rows(
+    devices: list[torch.device], batch: int = 32, steps: int = 4, warmup: int = 1
+) -> list[dict[str, object]]:
     """One row per device x network x precision: training cycles/s and ms per step."""
     rows: list[dict[str, object]] = []
     for device in devices:
-        timed, warm = random_batches(batch * steps, batch, device), random_batches(batch * warmup, batch, device, seed=1)
+        timed, warm = (
+            random_batches(batch * steps, batch, device),
+            random_batches(batch * warmup, batch, device, seed=1),
+        )
         for depth in (18, 34):
             for cbam in (False, True):
                 for precision in PRECISIONS:
@@ -83,7 +90,9 @@ def epoch_rows(devices: list[torch.device], cycles: int, batch: int = 32) -> lis
     """One whole epoch of `cycles` cycles of ResNet-34 + CBAM in bf16 per device."""
     rows: list[dict[str, object]] = []
     for device in devices:
-        seconds, cpu = time_epoch(34, True, "bf16", random_batches(cycles, batch, device), random_batches(4 * batch, batch, device, seed=1))
+        seconds, cpu = time_epoch(
+            34, True, "bf16", random_batches(cycles, batch, device), random_batches(4 * batch, batch, device, seed=1)
+        )
         rows.append({"benchmark": f"epoch of {cycles} cycles", "model": "ResNet-34 + CBAM", "device": device_name(device), "precision": "bf16",
                      "cycles_per_s": cycles / seconds, "ms_per_step": 1000 * seconds / -(-cycles // batch), "cycles_per_cpu_s": cycles / cpu,
                      "epoch_s": seconds})  # fmt: skip
@@ -95,10 +104,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=4, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per row first")
-    parser.add_argument("--epoch-cycles", type=int, default=0, help="also time one epoch of this many cycles (3540: ICBHI)")
+    parser.add_argument(
+        "--epoch-cycles", type=int, default=0, help="also time one epoch of this many cycles (3540: ICBHI)"
+    )
     parser.add_argument("--no-cpu", action="store_true", help="CUDA rows only (when a GPU is present)")
     args = parser.parse_args()
-    devices = ([] if args.no_cpu else [torch.device("cpu")]) + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    devices = ([] if args.no_cpu else [torch.device("cpu")]) + (
+        [torch.device("cuda")] if torch.cuda.is_available() else []
+    )
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, batch {args.batch} x 1 x {SHAPE[0]} x {SHAPE[1]}, "
           f"{args.warmup} warmup + {args.steps} timed steps per row; train_one_epoch: focal loss, AdamW, SpecAugment on the device")  # fmt: skip
@@ -109,9 +122,16 @@ def main() -> None:
     if args.epoch_cycles:
         rows += epoch_rows(devices, args.epoch_cycles, args.batch)
     for r in rows:
-        ratio = f"{r['cycles_per_cpu_s'] / fp32[(r['model'], r['device'])]:.2f}" if r["precision"] == "bf16" and r["benchmark"] == "train step" else ""
+        ratio = (
+            f"{r['cycles_per_cpu_s'] / fp32[(r['model'], r['device'])]:.2f}"
+            if r["precision"] == "bf16" and r["benchmark"] == "train step"
+            else ""
+        )
         name = r["benchmark"] + (f" ({r['epoch_s']:.2f} s)" if "epoch_s" in r else "")
-        print(f"| {name} | {r['model']} | {r['device']} | {r['precision']} | {r['cycles_per_s']:.1f} | {r['ms_per_step']:.0f} | {r['cycles_per_cpu_s']:.1f} | {ratio} |", flush=True)
+        print(
+            f"| {name} | {r['model']} | {r['device']} | {r['precision']} | {r['cycles_per_s']:.1f} | {r['ms_per_step']:.0f} | {r['cycles_per_cpu_s']:.1f} | {ratio} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from respiro.data.icbhi import CLASS_NAMES
+from respiro.core.config import CLASS_NAMES
 from respiro.model.resnet import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +69,12 @@ def long_recording(path: Path, minutes: float, rate: int = 44100) -> None:
         for block in range(int(np.ceil(minutes))):
             n = int(rate * min(60.0, minutes * 60 - block * 60))
             t = (np.arange(n) + block * 60 * rate) / rate
-            f.write((0.05 * rng.standard_normal(n) + 0.1 * np.sin(2 * np.pi * 250 * t) * (np.sin(2 * np.pi * 0.25 * t) > 0)).astype(np.float32))
+            f.write(
+                (
+                    0.05 * rng.standard_normal(n)
+                    + 0.1 * np.sin(2 * np.pi * 250 * t) * (np.sin(2 * np.pi * 0.25 * t) > 0)
+                ).astype(np.float32)
+            )
 
 
 def peak_run(cmd: list[str], logs: Path) -> tuple[float, float, str]:
@@ -87,7 +92,9 @@ def peak_run(cmd: list[str], logs: Path) -> tuple[float, float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[10.0], help="recording lengths (default: 10)")
-    parser.add_argument("--hops", nargs="+", default=["min", "1.35"], help="hops in seconds, or min (default: min 1.35)")
+    parser.add_argument(
+        "--hops", nargs="+", default=["min", "1.35"], help="hops in seconds, or min (default: min 1.35)"
+    )
     parser.add_argument("--model", type=Path, help="a trained checkpoint (default: an untrained one of params.yaml)")
     parser.add_argument("--depth", type=int, choices=(18, 34))
     parser.add_argument("--no-cbam", dest="cbam", action="store_false", default=None)
@@ -98,7 +105,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         model = args.model or tmp / "untrained.pt"
-        params = torch.load(model, weights_only=True)["params"] if args.model else untrained_checkpoint(model, args.depth, args.cbam, args.duration)
+        params = (
+            torch.load(model, weights_only=True)["params"]
+            if args.model
+            else untrained_checkpoint(model, args.depth, args.cbam, args.duration)
+        )
         low = params["stft"]["n_fft"] / params["resample"]["rate"]
         m = params["model"]
         print(
@@ -118,7 +129,10 @@ def main() -> None:
                        "--hop", repr(hop_s), "--device", "cpu", "--batch-size", str(args.batch_size), "--out", str(tmp / "out.csv")]  # fmt: skip
                 wall, rss, _ = peak_run(cmd, tmp)
                 windows = sum(1 for _ in (tmp / "out.csv").open()) - 1
-                print(f"| {minutes:g} min, 44.1 kHz | {hop_s:g}{' (min)' if hop == 'min' else ''} | {windows} | {rss:.0f} | {wall:.0f} |", flush=True)
+                print(
+                    f"| {minutes:g} min, 44.1 kHz | {hop_s:g}{' (min)' if hop == 'min' else ''} | {windows} | {rss:.0f} | {wall:.0f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

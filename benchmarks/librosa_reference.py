@@ -84,7 +84,10 @@ def main() -> None:
         y = y * np.float32(10 ** (TARGET_DBFS / 20) / np.sqrt(np.mean(y.astype(np.float64) ** 2)))
         batch = np.stack(cycles_of(wav.with_suffix(".txt"), y))
         if use_librosa:
-            power = np.abs(librosa.stft(batch, n_fft=N_FFT, hop_length=HOP, window="hann", center=True, pad_mode="reflect")) ** 2
+            power = (
+                np.abs(librosa.stft(batch, n_fft=N_FFT, hop_length=HOP, window="hann", center=True, pad_mode="reflect"))
+                ** 2
+            )
         else:
             power = stft_power_plain(batch)
         cycles.append(batch)
@@ -94,7 +97,9 @@ def main() -> None:
     np.save(args.out / "spectrograms.npy", np.concatenate(spectrograms))
     count = sum(len(c) for c in cycles)
     which = "librosa" if use_librosa else "plain (soundfile + soxr + numpy)"
-    print(f"librosa_reference: {count} cycles from {len(wavs)} recordings, {which}, in {time.perf_counter() - start:.1f} s")
+    print(
+        f"librosa_reference: {count} cycles from {len(wavs)} recordings, {which}, in {time.perf_counter() - start:.1f} s"
+    )
 
 
 if __name__ == "__main__":

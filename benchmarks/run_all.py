@@ -18,7 +18,6 @@ import argparse
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +33,14 @@ from respiro.data.synthetic.corpus import SyntheticParams, generate_corpus
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
     return f"{cpu}, {len(os.sched_getaffinity(0))} cores, {memory:.0f} GiB{gpu}; Python {platform.python_version()}, torch {torch.__version__}"
@@ -49,18 +55,24 @@ def table(audio: list[dict], training: list[dict], recordings: int, hours: float
         if "wall_s" not in r:
             continue
         speed = f"{r['audio_s_per_s']:,} audio s/s" if r.get("audio_s_per_s") else ""
-        lines.append(f"| audio ({recordings} recordings, {hours:.1f} h) | {r['what']} | {r['wall_s']:.1f} | {r['vs_librosa']:.2f} x librosa | {r['peak_mb']:,} | {speed} |")
+        lines.append(
+            f"| audio ({recordings} recordings, {hours:.1f} h) | {r['what']} | {r['wall_s']:.1f} | {r['vs_librosa']:.2f} x librosa | {r['peak_mb']:,} | {speed} |"
+        )
     fp32 = {(r["model"], r["device"]): r for r in training if r["precision"] == "fp32"}
     for r in training:
         ratio = ""
         if r["precision"] == "bf16":
             ratio = f"{r['cycles_per_s'] / fp32[(r['model'], r['device'])]['cycles_per_s']:.2f} x fp32"
         step = f"{r['ms_per_step'] / 1000:.2f}"
-        lines.append(f"| training step, batch 32 ({r['device']}) | {r['model']}, {r['precision']} | {step} | {ratio} | | {r['cycles_per_s']:.1f} cycles/s |")
+        lines.append(
+            f"| training step, batch 32 ({r['device']}) | {r['model']}, {r['precision']} | {step} | {ratio} | | {r['cycles_per_s']:.1f} cycles/s |"
+        )
     stored = next((r for r in audio if "on_disk_gb" in r), None)
     if stored:
         lines.append("")
-        lines.append(f"{stored['what']}: {stored['apparent_gb']} GB of files, {stored['on_disk_gb']} GB on disk (links counted once).")
+        lines.append(
+            f"{stored['what']}: {stored['apparent_gb']} GB of files, {stored['on_disk_gb']} GB on disk (links counted once)."
+        )
     return "\n".join(lines)
 
 
@@ -79,9 +91,17 @@ def main() -> None:
         corpus = scratch / "corpus"
         corpus.mkdir()
         started = time.perf_counter()
-        generate_corpus(corpus, SyntheticParams(seed=2017, patients=args.patients, recordings=args.recordings, recording_seconds=args.seconds))
+        generate_corpus(
+            corpus,
+            SyntheticParams(
+                seed=2017, patients=args.patients, recordings=args.recordings, recording_seconds=args.seconds
+            ),
+        )
         audio_seconds = sum(sf.info(str(w)).duration for w in corpus.glob("*.wav"))
-        print(f"corpus: {args.recordings} recordings, {audio_seconds / 3600:.2f} h, generated in {time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"corpus: {args.recordings} recordings, {audio_seconds / 3600:.2f} h, generated in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
         audio = audio_rows(corpus, scratch, args.repeat, None, audio_seconds)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     page = build_page()
     if args.check:
         same = PAGE.is_file() and PAGE.read_text(encoding="utf-8") == page
-        print(f"offline_plots_page: {PAGE.relative_to(ROOT)} {'is up to date' if same else 'differs from the generated page'}")
+        print(
+            f"offline_plots_page: {PAGE.relative_to(ROOT)} {'is up to date' if same else 'differs from the generated page'}"
+        )
         sys.exit(0 if same else 1)
     PAGE.parent.mkdir(parents=True, exist_ok=True)
     PAGE.write_text(page, encoding="utf-8")

@@ -11,13 +11,13 @@ if __name__ == "__main__":
 
 from pathlib import Path
 
+from respiro.core.cli import run_stage
+from respiro.core.config import load_params
+from respiro.core.errors import MissingInputError
+from respiro.core.outputs import StageTimer, atomic_dir, write_json
 from respiro.data.acquire.source import materialize_raw
 from respiro.data.catalog import build_catalog
-from respiro.core.cli import run_stage
-from respiro.core.outputs import StageTimer, atomic_dir, write_json
-from respiro.core.config import load_params
 from respiro.data.raw_summary import summarize_raw
-from respiro.core.errors import MissingInputError
 
 RAW, METRICS = Path("data/raw"), Path("data/reports/raw.json")
 

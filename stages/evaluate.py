@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from respiro.core.cli import run_stage
-from respiro.core.config import load_params
+from respiro.core.config import CLASS_NAMES, load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, read_csv, write_csv, write_json
 from respiro.core.tracking import EVAL_DIR, log_test_results, open_live
 from respiro.data.dataset import cycle_loader, load_spectrograms
-from respiro.data.icbhi import CLASS_NAMES
 from respiro.evaluation.reports import DETAILS, PREDICTIONS, evaluation_details, headline_metrics, prediction_rows
 from respiro.training.checkpoint import load_checkpoint
 from respiro.training.device import resolve_device
@@ -54,7 +53,12 @@ def main() -> None:
     details = evaluation_details(true, pred, devices, patients, parts, checkpoint["epoch"], loaded.provenance)
     write_json(DETAILS, details)
     live = open_live(EVAL_DIR)
-    log_test_results(live, headline_metrics(details, checkpoint["val_scores"]["icbhi_score"]), [CLASS_NAMES[c] for c in true], [CLASS_NAMES[c] for c in pred])
+    log_test_results(
+        live,
+        headline_metrics(details, checkpoint["val_scores"]["icbhi_score"]),
+        [CLASS_NAMES[c] for c in true],
+        [CLASS_NAMES[c] for c in pred],
+    )
     live.end()
     write_csv(PREDICTIONS, prediction_rows(rows, test, true, pred, probs))
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731

@@ -17,8 +17,8 @@ from tqdm import tqdm
 from respiro.audio.normalize import normalize
 from respiro.audio.store import AudioStore, AudioStoreWriter
 from respiro.core.cli import run_stage
-from respiro.core.outputs import SkipReport, StageTimer, atomic_dir
 from respiro.core.config import load_params
+from respiro.core.outputs import SkipReport, StageTimer, atomic_dir
 
 IN, OUT, REPORT = Path("data/resampled"), Path("data/normalized"), Path("data/reports/normalize.json")
 

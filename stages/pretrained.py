@@ -34,7 +34,12 @@ def main() -> None:
             write_json(tmp / RECORD, init_record(choice, depth))
         timer.done("model.pretrained=none: training starts from scratch (nothing to fetch)")
         return
-    found = find_hub_file(WEIGHTS[depth], f"ImageNet ResNet-{depth}, for model.pretrained=imagenet", params.pretrained.path, params.pretrained.url)
+    found = find_hub_file(
+        WEIGHTS[depth],
+        f"ImageNet ResNet-{depth}, for model.pretrained=imagenet",
+        params.pretrained.path,
+        params.pretrained.url,
+    )
     with atomic_dir(OUT) as tmp:
         # A copy, not a link: DVC may make its outputs read-only or replace them by links
         # into its cache, which must never reach back into the user's file.

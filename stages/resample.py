@@ -14,14 +14,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from respiro.core.pool import ordered_map, worker_count
 from respiro.audio.resample import read_resampled
 from respiro.audio.store import AudioStoreWriter
-from respiro.data.catalog import build_catalog, recording_row
-from respiro.core.errors import StageError
 from respiro.core.cli import run_stage
-from respiro.core.outputs import SkipReport, StageTimer, atomic_dir
 from respiro.core.config import load_params
+from respiro.core.errors import StageError
+from respiro.core.outputs import SkipReport, StageTimer, atomic_dir
+from respiro.core.pool import ordered_map, worker_count
+from respiro.data.catalog import build_catalog, recording_row
 
 RAW, OUT, REPORT = Path("data/raw"), Path("data/resampled"), Path("data/reports/resample.json")
 
@@ -37,10 +37,16 @@ def main() -> None:
     report.note("split_file_names_unknown_recordings", len(catalog.split_unknown))
     workers = worker_count(params.audio.workers)
     # Read and resampled in worker processes, written here in catalog order.
-    recordings = ordered_map(partial(read_resampled, target_rate=params.resample.rate, method=params.resample.method), [e.wav for e in catalog.entries], workers)
+    recordings = ordered_map(
+        partial(read_resampled, target_rate=params.resample.rate, method=params.resample.method),
+        [e.wav for e in catalog.entries],
+        workers,
+    )
     seconds = 0.0
     with atomic_dir(OUT) as tmp, AudioStoreWriter(tmp, params.resample.rate) as store:
-        for entry, recording in tqdm(zip(catalog.entries, recordings), total=len(catalog.entries), desc="resample", unit="rec", leave=False):
+        for entry, recording in tqdm(
+            zip(catalog.entries, recordings), total=len(catalog.entries), desc="resample", unit="rec", leave=False
+        ):
             if recording.problem:
                 report.skip(str(entry.wav.relative_to(RAW)), recording.problem)
                 continue

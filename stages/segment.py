@@ -17,15 +17,15 @@ import numpy as np
 from tqdm import tqdm
 
 from respiro.audio.arrays import create_npy
-from respiro.core.pool import ordered_map, worker_count
 from respiro.audio.segment import SAMPLES, CycleBatch, cycle_span, write_cycle_batch, write_cycles_info
 from respiro.audio.store import AudioStore
-from respiro.core.errors import StageError
 from respiro.core.cli import run_stage
-from respiro.data.catalog import cycle_row
-from respiro.data.icbhi import CLASS_NAMES, read_annotations
+from respiro.core.config import CLASS_NAMES, load_params
+from respiro.core.errors import StageError
 from respiro.core.outputs import SkipReport, StageTimer, atomic_dir, write_csv
-from respiro.core.config import load_params
+from respiro.core.pool import ordered_map, worker_count
+from respiro.data.catalog import cycle_row
+from respiro.data.icbhi import read_annotations
 
 RAW, IN, OUT = Path("data/raw"), Path("data/normalized"), Path("data/cycles")
 REPORT = Path("data/reports/segment.json")
@@ -78,7 +78,9 @@ def main() -> None:
     report.note("cycles_per_class", dict(zip(CLASS_NAMES, map(int, counts))))
     report.write(REPORT)
     mix = ", ".join(f"{name} {c}" for name, c in zip(CLASS_NAMES, counts))
-    timer.done(f"{len(rows)} cycles ({mix}) from {len(store)} recordings, {clipped} clipped, {len(report)} skipped, {workers} workers")
+    timer.done(
+        f"{len(rows)} cycles ({mix}) from {len(store)} recordings, {clipped} clipped, {len(report)} skipped, {workers} workers"
+    )
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from respiro.audio.arrays import create_npy
-from respiro.core.pool import ordered_map, worker_count
 from respiro.audio.segment import CycleFolder, cycle_samples
 from respiro.audio.spectrogram import SpectrogramBatch, write_spectrogram_batch
 from respiro.core.cli import run_stage
-from respiro.core.outputs import StageTimer, atomic_dir
 from respiro.core.config import load_params
+from respiro.core.outputs import StageTimer, atomic_dir
+from respiro.core.pool import ordered_map, worker_count
 
 IN, OUT = Path("data/cycles"), Path("data/spectrograms")
 # Cycles per STFT call and worker task. Every worker holds its batch and torch's buffers for
@@ -42,13 +42,23 @@ def main() -> None:
         # Each worker reads its batch of cycles, fits them and writes their spectrograms' rows.
         create_npy(tmp / "spectrograms.npy", (count, freqs, frames))
         batches = [
-            SpectrogramBatch(IN, tmp / "spectrograms.npy", first, min(BATCH, count - first), length, segment.pad, settings)
+            SpectrogramBatch(
+                IN, tmp / "spectrograms.npy", first, min(BATCH, count - first), length, segment.pad, settings
+            )
             for first in range(0, count, BATCH)
         ]
-        for _ in tqdm(ordered_map(write_spectrogram_batch, batches, workers), total=len(batches), desc="stft", unit="batch", leave=False):
+        for _ in tqdm(
+            ordered_map(write_spectrogram_batch, batches, workers),
+            total=len(batches),
+            desc="stft",
+            unit="batch",
+            leave=False,
+        ):
             pass
         shutil.copyfile(IN / "manifest.csv", tmp / "manifest.csv")
-    timer.done(f"{count} cycles -> {freqs} x {frames} {params.scale} spectrograms (n_fft {params.n_fft}, hop {params.hop_length}), {workers} workers")
+    timer.done(
+        f"{count} cycles -> {freqs} x {frames} {params.scale} spectrograms (n_fft {params.n_fft}, hop {params.hop_length}), {workers} workers"
+    )
 
 
 if __name__ == "__main__":

@@ -14,16 +14,14 @@ if __name__ == "__main__":
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from respiro.core.cli import run_stage
-from respiro.core.config import load_params
+from respiro.core.config import CLASS_NAMES, load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, write_csv, write_json
 from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
 from respiro.data.dataset import cycle_loader, frequency_stats, load_spectrograms
-from respiro.data.icbhi import CLASS_NAMES
 from respiro.data.splits import PARTS, assign_parts, split_rows
 from respiro.model.loss import build_loss
 from respiro.model.pretrained import load_imagenet, read_init

@@ -10,20 +10,20 @@ import stat
 import subprocess
 import threading
 import zipfile
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from respiro.core.config import Params, load_params, parse_params
 from respiro.core.errors import ArchiveError, DownloadError
 from respiro.data.acquire.archive import extract_zip
 from respiro.data.acquire.http import download
 from respiro.data.acquire.source import materialize_raw
 from respiro.data.icbhi import SPLIT_FILE
-from respiro.core.config import Params, load_params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 TOP = "ICBHI_final_database"
@@ -48,7 +48,9 @@ def icbhi_files() -> dict[str, bytes]:
     return files
 
 
-def write_zip(path: Path, files: dict[str, bytes], top: str | None = TOP, compression: int = zipfile.ZIP_DEFLATED) -> Path:
+def write_zip(
+    path: Path, files: dict[str, bytes], top: str | None = TOP, compression: int = zipfile.ZIP_DEFLATED
+) -> Path:
     with zipfile.ZipFile(path, "w", compression) as archive:
         for name, data in files.items():
             archive.writestr(f"{top}/{name}" if top else name, data)
@@ -142,7 +144,12 @@ def server(archive_bytes: bytes) -> Iterator[FileServer]:
 
 
 def fetch(srv: FileServer, dest: Path, payload: bytes, **kwargs: object) -> Path:
-    options = {"expected_size": len(payload), "sha256": hashlib.sha256(payload).hexdigest(), "backoff": 0.01, "progress": False}
+    options = {
+        "expected_size": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "backoff": 0.01,
+        "progress": False,
+    }
     return download(srv.url("ICBHI_final_database.zip"), dest, **{**options, **kwargs})
 
 
@@ -160,7 +167,9 @@ def test_download_resumes_after_a_dropped_connection(server: FileServer, archive
     assert len(server.requests) == 2
 
 
-def test_a_server_that_ignores_range_restarts_from_zero(server: FileServer, archive_bytes: bytes, tmp_path: Path) -> None:
+def test_a_server_that_ignores_range_restarts_from_zero(
+    server: FileServer, archive_bytes: bytes, tmp_path: Path
+) -> None:
     server.drop_once = server.ignore_range = True
     dest = fetch(server, tmp_path / "db.zip", archive_bytes)
     assert dest.read_bytes() == archive_bytes
@@ -176,12 +185,16 @@ def test_a_part_longer_than_the_file_is_discarded(server: FileServer, archive_by
 
 
 def test_a_wrong_size_is_refused(server: FileServer, archive_bytes: bytes, tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match=rf"{server.url('')}.*{len(archive_bytes):,} bytes, expected {len(archive_bytes) + 1:,}"):
+    with pytest.raises(
+        DownloadError, match=rf"{server.url('')}.*{len(archive_bytes):,} bytes, expected {len(archive_bytes) + 1:,}"
+    ):
         fetch(server, tmp_path / "db.zip", archive_bytes, expected_size=len(archive_bytes) + 1)
     assert not (tmp_path / "db.zip").exists()
 
 
-def test_a_wrong_checksum_is_refused_and_the_download_deleted(server: FileServer, archive_bytes: bytes, tmp_path: Path) -> None:
+def test_a_wrong_checksum_is_refused_and_the_download_deleted(
+    server: FileServer, archive_bytes: bytes, tmp_path: Path
+) -> None:
     actual = hashlib.sha256(archive_bytes).hexdigest()
     with pytest.raises(DownloadError, match=f"expected {'0' * 64}, got {actual}"):
         fetch(server, tmp_path / "db.zip", archive_bytes, sha256="0" * 64)
@@ -214,9 +227,24 @@ def test_an_interrupted_download_never_looks_complete(server: FileServer, archiv
 def test_an_unverifiable_certificate_is_refused_with_a_way_round(archive_bytes: bytes, tmp_path: Path) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
@@ -299,7 +327,9 @@ def test_local_folder_is_linked_with_its_relative_paths(tmp_path: Path) -> None:
     assert (tmp_path / "raw" / wav).samefile(folder / wav)  # hardlinked, not copied
 
 
-def test_local_folder_on_another_filesystem_is_copied_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_local_folder_on_another_filesystem_is_copied_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     folder = tmp_path / "mine"
     folder.mkdir()
     for name, data in icbhi_files().items():

@@ -27,9 +27,8 @@ import yaml
 
 from respiro.commands import export as export_command
 from respiro.commands import predict as predict_command
-from respiro.core.config import parse_params
+from respiro.core.config import CLASS_NAMES, parse_params
 from respiro.core.errors import ParamsError
-from respiro.data.icbhi import CLASS_NAMES
 from respiro.model.resnet import build_model
 from tests.conftest import DVC_ENV, ROOT, TINY_PARAMS, make_project_copy
 
@@ -93,7 +92,9 @@ def workspace(tmp_path: Path, monkeypatch) -> Path:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(folder.rglob("*"))
+    }
 
 
 def call(command, argv: list[str], capsys) -> tuple[int, str, list[str]]:
@@ -135,9 +136,18 @@ def write_truncated(path: Path) -> None:
 BAD_RECORDINGS = {
     "corrupt": (write_corrupt, "not a readable audio file"),
     "truncated": (write_truncated, "truncated WAV"),
-    "silent": (lambda p: sf.write(p, np.zeros(4 * RATE, np.float32), RATE, subtype="PCM_16"), "all samples are zero (silent recording)"),
-    "nan-filled": (lambda p: sf.write(p, np.full(4 * RATE, np.nan, np.float32), RATE, subtype="FLOAT"), "contains NaN or infinite samples"),
-    "very short": (lambda p: sf.write(p, breath(0.02), RATE, subtype="PCM_16"), "20 ms of audio, shorter than one STFT window (256 samples at 4000 Hz = 64 ms)"),
+    "silent": (
+        lambda p: sf.write(p, np.zeros(4 * RATE, np.float32), RATE, subtype="PCM_16"),
+        "all samples are zero (silent recording)",
+    ),
+    "nan-filled": (
+        lambda p: sf.write(p, np.full(4 * RATE, np.nan, np.float32), RATE, subtype="FLOAT"),
+        "contains NaN or infinite samples",
+    ),
+    "very short": (
+        lambda p: sf.write(p, breath(0.02), RATE, subtype="PCM_16"),
+        "20 ms of audio, shorter than one STFT window (256 samples at 4000 Hz = 64 ms)",
+    ),
 }
 
 
@@ -190,7 +200,9 @@ def test_a_malformed_annotation_skips_its_recording_naming_file_and_line(models,
 def test_a_foreign_checkpoint_is_refused_in_one_line(models, workspace, capsys):
     before = snapshot(workspace)
     code, _, err = predict(models, capsys, "rec.wav", "--out", "p.csv", model="foreign.pt")
-    assert_one_error(code, err, f"{models / 'foreign.pt'}: not a checkpoint of this project: missing class_names, params")
+    assert_one_error(
+        code, err, f"{models / 'foreign.pt'}: not a checkpoint of this project: missing class_names, params"
+    )
     assert len(err) == 1 and snapshot(workspace) == before
 
 
@@ -213,7 +225,9 @@ OUTS = {"a folder": "results", "the current folder": ".", "the input recording":
 
 @pytest.mark.parametrize("out", OUTS.values(), ids=list(OUTS))
 @pytest.mark.parametrize("command", [predict_command, export_command], ids=["predict", "export"])
-def test_an_output_that_is_not_a_file_of_its_own_is_refused_and_nothing_changes(models, workspace, capsys, command, out):
+def test_an_output_that_is_not_a_file_of_its_own_is_refused_and_nothing_changes(
+    models, workspace, capsys, command, out
+):
     before = snapshot(workspace)
     name = command.__name__.rsplit(".", 1)[1]
     args = ["rec.wav"] if command is predict_command else []
@@ -229,10 +243,19 @@ OPTIONS = {
     "--hop inf": (["--hop", "inf"], "--hop inf: must be a finite number of seconds > 0"),
     "--window=-inf": (["--window=-inf"], "--window -inf: must be a finite number of seconds > 0"),
     "--hop 0": (["--hop", "0"], "--hop 0: must be a finite number of seconds > 0"),
-    "--window below one STFT window": (["--window", "0.01"], "--window 0.01: must be at least 0.064 s (one STFT window of the model: stft.n_fft = 256 samples at 4000 Hz)"),
+    "--window below one STFT window": (
+        ["--window", "0.01"],
+        "--window 0.01: must be at least 0.064 s (one STFT window of the model: stft.n_fft = 256 samples at 4000 Hz)",
+    ),
     "--hop below one STFT window": (["--hop", "0.0001"], "--hop 0.0001: must be at least 0.064 s"),
-    "hop > window": (["--window", "1", "--hop", "1.5"], "--hop 1.5: longer than the window, so 0.5 s of audio after each window would never be classified; give a shorter --hop, or --allow-gaps"),
-    "hop > the cycle a window is cropped to": (["--window", "5", "--hop", "3"], "--hop 3: longer than the 2 s of a window the model sees (its segment.duration)"),
+    "hop > window": (
+        ["--window", "1", "--hop", "1.5"],
+        "--hop 1.5: longer than the window, so 0.5 s of audio after each window would never be classified; give a shorter --hop, or --allow-gaps",
+    ),
+    "hop > the cycle a window is cropped to": (
+        ["--window", "5", "--hop", "3"],
+        "--hop 3: longer than the 2 s of a window the model sees (its segment.duration)",
+    ),
     "--batch-size 0": (["--batch-size", "0"], "--batch-size 0: must be >= 1"),
 }
 
@@ -247,7 +270,20 @@ def test_a_bad_option_value_is_one_line_naming_it_and_nothing_changes(models, wo
 
 
 def test_gaps_only_when_asked_for_and_no_window_past_the_audio(models, workspace, capsys):
-    code, out, err = predict(models, capsys, "rec.wav", "--annotations", "none", "--window", "1", "--hop", "1.5", "--allow-gaps", "--out", "p.csv")
+    code, out, err = predict(
+        models,
+        capsys,
+        "rec.wav",
+        "--annotations",
+        "none",
+        "--window",
+        "1",
+        "--hop",
+        "1.5",
+        "--allow-gaps",
+        "--out",
+        "p.csv",
+    )
     assert code == 0, err
     starts = [line.split(",")[4] for line in (workspace / "p.csv").read_text().splitlines()[1:]]
     assert starts == ["0.000", "1.500", "3.000"]  # 4 s of audio: a window at 4.5 s would hold none
@@ -262,8 +298,12 @@ def test_window_mode_holds_one_batch_not_every_window(models, workspace, capsys,
 
     seen: list[int] = []
     real = recording.classify_spectrograms
-    monkeypatch.setattr(recording, "classify_spectrograms", lambda t, specs, b: seen.append(len(specs)) or real(t, specs, b))
-    code, _, err = predict(models, capsys, "long.wav", "--annotations", "none", "--hop", "0.5", "--batch-size", "16", "--out", "p.csv")
+    monkeypatch.setattr(
+        recording, "classify_spectrograms", lambda t, specs, b: seen.append(len(specs)) or real(t, specs, b)
+    )
+    code, _, err = predict(
+        models, capsys, "long.wav", "--annotations", "none", "--hop", "0.5", "--batch-size", "16", "--out", "p.csv"
+    )
     assert code == 0, err
     windows = (workspace / "p.csv").read_text().count("\n") - 1
     assert windows == math.ceil((20 * RATE - 2.5 * RATE) / 2000) + 1 == sum(seen) == 36 and seen == [16, 16, 4]
@@ -295,20 +335,36 @@ def test_a_params_value_no_stage_can_use_is_refused_naming_the_key(case):
 
 
 def cli(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "respiro", command, *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "respiro", command, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_the_predict_command_line_answers_nan_with_one_line_and_exit_1(models, workspace):
     before = snapshot(workspace)
-    result = cli("predict", "rec.wav", "--window", "nan", "--model", str(models / "model.pt"), "--out", "p.csv", cwd=workspace)
-    assert result.returncode == 1 and result.stderr == "predict: error: --window nan: must be a finite number of seconds > 0\n"
+    result = cli(
+        "predict", "rec.wav", "--window", "nan", "--model", str(models / "model.pt"), "--out", "p.csv", cwd=workspace
+    )
+    assert (
+        result.returncode == 1
+        and result.stderr == "predict: error: --window nan: must be a finite number of seconds > 0\n"
+    )
     assert snapshot(workspace) == before
 
 
 def test_the_export_command_line_refuses_the_current_folder_with_one_line_and_exit_1(models, workspace):
     before = snapshot(workspace)
     result = cli("export", "--model", str(models / "model.pt"), "--out", ".", cwd=workspace)
-    assert result.returncode == 1 and result.stderr.startswith("export: error: . is a folder") and result.stderr.count("\n") == 1
+    assert (
+        result.returncode == 1
+        and result.stderr.startswith("export: error: . is a folder")
+        and result.stderr.count("\n") == 1
+    )
     assert snapshot(workspace) == before
 
 
@@ -325,7 +381,23 @@ def interrupted(proc: subprocess.Popen, name: str) -> list[str]:
 def test_ctrl_c_in_predict_leaves_the_earlier_output_and_no_temporary(models, workspace):
     sf.write(workspace / "long.wav", breath(120.0), RATE, subtype="PCM_16")
     before = snapshot(workspace)
-    cmd = [sys.executable, "-m", "respiro", "predict", "long.wav", "--annotations", "none", "--hop", "0.064", "--batch-size", "8", "--model", str(models / "model.pt"), "--out", "old.csv"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "respiro",
+        "predict",
+        "long.wav",
+        "--annotations",
+        "none",
+        "--hop",
+        "0.064",
+        "--batch-size",
+        "8",
+        "--model",
+        str(models / "model.pt"),
+        "--out",
+        "old.csv",
+    ]
     proc = subprocess.Popen(cmd, cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list(workspace.glob(".old.csv.tmp-*")):  # the CSV is being written
@@ -334,7 +406,9 @@ def test_ctrl_c_in_predict_leaves_the_earlier_output_and_no_temporary(models, wo
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     line = interrupted(proc, "predict")
-    assert "no output was left half-written" in line and "run `respiro predict ... (the same command)` to carry on" in line
+    assert (
+        "no output was left half-written" in line and "run `respiro predict ... (the same command)` to carry on" in line
+    )
     assert snapshot(workspace) == before  # old.csv as it was, no .tmp- file
 
 
@@ -347,17 +421,39 @@ def test_ctrl_c_in_training_ends_in_one_line_that_says_how_to_recover(tmp_path):
     overrides["train"]["epochs"] = 100
     project = make_project_copy(tmp_path / "project", overrides)
     for stage in ("download", "resample", "normalize", "segment", "stft", "pretrained"):
-        assert subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project, env=DVC_ENV, capture_output=True, check=False).returncode == 0, stage
+        assert (
+            subprocess.run(
+                [sys.executable, "-m", f"stages.{stage}"], cwd=project, env=DVC_ENV, capture_output=True, check=False
+            ).returncode
+            == 0
+        ), stage
     (project / "models" / "model.pt").write_bytes(b"an earlier model\n")
-    proc = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project, env=DVC_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.train"],
+        cwd=project,
+        env=DVC_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().startswith("epoch 1/100: ")  # DVCLive has written the curves
     proc.send_signal(signal.SIGINT)
     line = interrupted(proc, "train")
-    assert "metrics/train/ may hold the curves of the epochs it reached: `git checkout -- metrics/train` restores the committed ones" in line
+    assert (
+        "metrics/train/ may hold the curves of the epochs it reached: `git checkout -- metrics/train` restores the committed ones"
+        in line
+    )
     assert "no other output was left half-written" in line and "run `dvc repro` to carry on" in line
     assert (project / "models" / "model.pt").read_bytes() == b"an earlier model\n"
     assert not [p for p in project.rglob("*") if ".tmp-" in p.name and ".git" not in p.parts]
-    changed = subprocess.run(["git", "status", "--porcelain", "metrics"], cwd=project, capture_output=True, text=True, check=True).stdout
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "metrics"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout
     assert "metrics/train/" in changed
     subprocess.run(["git", "checkout", "--", "metrics/train"], cwd=project, check=True)
-    assert subprocess.run(["git", "status", "--porcelain", "metrics"], cwd=project, capture_output=True, text=True, check=True).stdout == ""
+    assert (
+        subprocess.run(
+            ["git", "status", "--porcelain", "metrics"], cwd=project, capture_output=True, text=True, check=True
+        ).stdout
+        == ""
+    )

@@ -10,8 +10,8 @@ from respiro.audio.resample import Resampler
 from respiro.audio.segment import cycle_span, fit_length
 from respiro.audio.spectrogram import Spectrogram
 from respiro.audio.store import AudioStore, AudioStoreWriter
-from respiro.core.errors import AudioReadError
 from respiro.audio.wavio import read_mono
+from respiro.core.errors import AudioReadError
 
 
 def tone(freq: float, rate: int, seconds: float, amp: float = 0.5) -> np.ndarray:
@@ -130,7 +130,15 @@ def test_spectrogram_is_torch_stft_centred_with_reflect_padding(n_fft, hop, wind
     # frames, window and padding, so the same numbers up to float32 rounding.
     x = np.random.default_rng(0).standard_normal((3, 4001)).astype(np.float32)
     make = {"hann": torch.hann_window, "hamming": torch.hamming_window}[window]
-    spec = torch.stft(torch.from_numpy(x), n_fft, hop, window=make(n_fft, periodic=True), center=True, pad_mode="reflect", return_complex=True)
+    spec = torch.stft(
+        torch.from_numpy(x),
+        n_fft,
+        hop,
+        window=make(n_fft, periodic=True),
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
     ours = Spectrogram(n_fft, hop, window, scale="linear")(x)
     assert ours.shape == tuple(spec.shape)
     np.testing.assert_allclose(ours, spec.abs().square().numpy(), rtol=1e-3, atol=1e-3)
@@ -209,7 +217,11 @@ def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike
     recording = np.random.default_rng(1).standard_normal(3 * rate).astype(np.float32)
     with AudioStoreWriter(tmp_path, rate) as store:
         store.append({"stem": "r"}, recording)
-    spans = [CycleSpan(0, 1700, False), CycleSpan(1500, 6900, False), CycleSpan(7000, 12000, True)]  # shorter, longer than 1 s
+    spans = [
+        CycleSpan(0, 1700, False),
+        CycleSpan(1500, 6900, False),
+        CycleSpan(7000, 12000, True),
+    ]  # shorter, longer than 1 s
     offsets = np.cumsum([0] + [s.end - s.start for s in spans])
     cycles = tmp_path / "cycles"
     cycles.mkdir()
@@ -226,7 +238,11 @@ def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike
     )
     create_npy(tmp_path / "specs.npy", (3, *chain.shape))
     for first, count in ((0, 2), (2, 1)):
-        write_spectrogram_batch(SpectrogramBatch(cycles, tmp_path / "specs.npy", first, count, chain.cycle_samples, pad, (256, 128, "hann", "log", 80.0)))
+        write_spectrogram_batch(
+            SpectrogramBatch(
+                cycles, tmp_path / "specs.npy", first, count, chain.cycle_samples, pad, (256, 128, "hann", "log", 80.0)
+            )
+        )
     expected = chain.spectrograms(chain.cycles(recording, spans))
     assert np.load(tmp_path / "specs.npy").tobytes() == expected.tobytes()
 

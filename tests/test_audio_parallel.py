@@ -108,7 +108,11 @@ def run_stage(project: Path, stage: str) -> str:
 
 def outputs_md5(project: Path) -> dict[str, str]:
     folders = ("resampled", "normalized", "cycles", "spectrograms")
-    return {str(p.relative_to(project)): hashlib.md5(p.read_bytes()).hexdigest() for f in folders for p in sorted((project / "data" / f).iterdir())}
+    return {
+        str(p.relative_to(project)): hashlib.md5(p.read_bytes()).hexdigest()
+        for f in folders
+        for p in sorted((project / "data" / f).iterdir())
+    }
 
 
 def test_the_stages_write_the_same_bytes_on_one_worker_and_on_several(tmp_path, icbhi_sample):
@@ -140,7 +144,10 @@ def test_spectrogram_batches_from_several_workers_match_one_call_in_this_process
     write_cycles_info(tmp_path, 1024, np.cumsum([0] + [len(c) for c in cycles]))
     settings = (256, 128, "hann", "log", 80.0)
     create_npy(tmp_path / "specs.npy", (300, 129, 17))
-    batches = [SpectrogramBatch(tmp_path, tmp_path / "specs.npy", first, min(64, 300 - first), 2048, "repeat", settings) for first in range(0, 300, 64)]
+    batches = [
+        SpectrogramBatch(tmp_path, tmp_path / "specs.npy", first, min(64, 300 - first), 2048, "repeat", settings)
+        for first in range(0, 300, 64)
+    ]
     assert sum(ordered_map(write_spectrogram_batch, batches, 3)) == 300
     expected = Spectrogram(*settings)(fit_cycles(cycles, 2048, "repeat"))  # one call, all 300 rows
     assert np.load(tmp_path / "specs.npy").tobytes() == expected.tobytes()

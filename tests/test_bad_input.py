@@ -27,8 +27,15 @@ def tone(seconds: float = 4.0, rate: int = 4000) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
 
 
-def add_recording(raw: Path, stem: str, audio: np.ndarray | None = None, annotation: str | None = GOOD_CYCLES, rate: int = 4000) -> None:
-    sf.write(raw / f"{stem}.wav", tone() if audio is None else audio, rate, subtype="PCM_16" if audio is None or np.isfinite(audio).all() else "FLOAT")
+def add_recording(
+    raw: Path, stem: str, audio: np.ndarray | None = None, annotation: str | None = GOOD_CYCLES, rate: int = 4000
+) -> None:
+    sf.write(
+        raw / f"{stem}.wav",
+        tone() if audio is None else audio,
+        rate,
+        subtype="PCM_16" if audio is None or np.isfinite(audio).all() else "FLOAT",
+    )
     if annotation is not None:
         (raw / f"{stem}.txt").write_text(annotation)
 
@@ -88,9 +95,14 @@ def test_bad_recordings_are_skipped_and_reported(project):
     assert resample["skipped"] == 7
     assert resample["split_file_names_unknown_recordings"] == 1
     segment = report(project, "segment")
-    assert segment["skipped_files"] == [{"file": "108_1b1_Ar_sc_Meditron.txt", "reason": "annotation file has no cycles"}]
+    assert segment["skipped_files"] == [
+        {"file": "108_1b1_Ar_sc_Meditron.txt", "reason": "annotation file has no cycles"}
+    ]
     assert segment["cycles"] == 3  # the one good recording
-    assert "7 skipped" in subprocess.run([sys.executable, "-m", "stages.resample"], cwd=project, capture_output=True, text=True).stdout
+    assert (
+        "7 skipped"
+        in subprocess.run([sys.executable, "-m", "stages.resample"], cwd=project, capture_output=True, text=True).stdout
+    )
 
 
 @pytest.mark.parametrize(
@@ -113,11 +125,16 @@ def test_malformed_annotation_stops_with_file_and_line(project, line, message):
 
 def test_cycles_past_the_audio_are_clipped_and_counted(project):
     # 4 s of audio: the second cycle is clipped, the third starts after the end.
-    (project / "data" / "raw" / "101_1b1_Al_sc_Meditron.txt").write_text("0.0\t3.0\t0\t0\n3.0\t5.0\t1\t0\n4.5\t6.0\t0\t1\n3.0\t3.0\t0\t0\n")
+    (project / "data" / "raw" / "101_1b1_Al_sc_Meditron.txt").write_text(
+        "0.0\t3.0\t0\t0\n3.0\t5.0\t1\t0\n4.5\t6.0\t0\t1\n3.0\t3.0\t0\t0\n"
+    )
     assert audio_stages(project).returncode == 0
     segment = report(project, "segment")
     assert segment["cycles"] == 2 and segment["cycles_clipped_to_audio"] == 1
-    assert [e["file"] for e in segment["skipped_files"]] == ["101_1b1_Al_sc_Meditron.txt:3", "101_1b1_Al_sc_Meditron.txt:4"]
+    assert [e["file"] for e in segment["skipped_files"]] == [
+        "101_1b1_Al_sc_Meditron.txt:3",
+        "101_1b1_Al_sc_Meditron.txt:4",
+    ]
 
 
 def test_duplicated_stem_stops(project):
@@ -135,7 +152,13 @@ def test_no_usable_recording_stops(project):
     assert result.returncode == 1 and "no usable recordings" in result.stderr
 
 
-@pytest.mark.parametrize("key,value,message", [("model.depth", 50, "model.depth: input should be 18 or 34; got 50"), ("split.method", "kfold", "split.method: input should be ")])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("model.depth", 50, "model.depth: input should be 18 or 34; got 50"),
+        ("split.method", "kfold", "split.method: input should be "),
+    ],
+)
 def test_invalid_params_stop_the_stage_naming_the_key(project, key, value, message):
     group, name = key.split(".")
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -171,14 +194,33 @@ def test_a_killed_stage_leaves_nothing_that_looks_complete(project):
     assert len(np.load(project / "data" / "cycles" / "offsets.npy")) == 3 + 1  # 3 cycles' boundaries
 
 
-@pytest.mark.parametrize("name", ["download", "resample", "normalize", "segment", "stft", "pretrained", "train", "evaluate"])
+@pytest.mark.parametrize(
+    "name", ["download", "resample", "normalize", "segment", "stft", "pretrained", "train", "evaluate"]
+)
 def test_stage_help_describes_it_and_runs_nothing(tmp_path, name):
     """`python -m stages.X --help` says what the stage reads and writes; a stray argument is
     refused. Neither runs the stage (run in an empty folder: it would fail or write there)."""
-    env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"}  # this checkout's package, not an installed one
-    shown = subprocess.run([sys.executable, "-m", f"stages.{name}", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}",
+        "PATH": "/usr/bin:/bin",
+    }  # this checkout's package, not an installed one
+    shown = subprocess.run(
+        [sys.executable, "-m", f"stages.{name}", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith(f"usage: python -m stages.{name} [-h]") and f"Stage {name}:" in shown.stdout
-    refused = subprocess.run([sys.executable, "-m", f"stages.{name}", "--epochs", "3"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [sys.executable, "-m", f"stages.{name}", "--epochs", "3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "unrecognized arguments: --epochs 3" in refused.stderr
     assert list(tmp_path.iterdir()) == []

@@ -19,11 +19,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from respiro.core.outputs import read_csv
 from respiro.data.dataset import cycle_loader, load_spectrograms
 from respiro.model.resnet import build_model
-from respiro.core.outputs import read_csv
-from respiro.training.batches import Shard, TrainBatches
 from respiro.training import distributed
+from respiro.training.batches import Shard, TrainBatches
 from respiro.training.loop import predict, train_one_epoch
 from tests.conftest import TINY_PARAMS, make_project_copy, run, set_params
 
@@ -35,7 +35,11 @@ TOLERANCE, AGREEMENT = 0.05, 0.95
 def small_net() -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 4)
+        torch.nn.Conv2d(1, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 4),
     )
 
 
@@ -52,7 +56,9 @@ def train_two_epochs(shard: Shard) -> tuple[dict[str, torch.Tensor], list[float]
     )  # fmt: skip
     model = distributed.wrap(small_net(), torch.device("cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-    losses = [train_one_epoch(model, batches, torch.nn.functional.cross_entropy, optimizer, None, epoch) for epoch in (1, 2)]
+    losses = [
+        train_one_epoch(model, batches, torch.nn.functional.cross_entropy, optimizer, None, epoch) for epoch in (1, 2)
+    ]
     return distributed.plain_state_dict(model), losses
 
 
@@ -84,7 +90,11 @@ def written(project: Path, command: list[str]) -> tuple[set[str], str]:
 
     def snapshot() -> dict[str, tuple]:  # a rewrite with the same bytes still counts
         return {
-            str(p.relative_to(project)): (p.stat().st_ino, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            str(p.relative_to(project)): (
+                p.stat().st_ino,
+                p.stat().st_mtime_ns,
+                hashlib.sha256(p.read_bytes()).hexdigest(),
+            )
             for p in project.rglob("*")
             if p.is_file() and not {".git", ".dvc"} & set(p.relative_to(project).parts)
         }
@@ -104,7 +114,9 @@ def probabilities_of(project: Path) -> np.ndarray:
     parts = np.array([r["part"] for r in read_csv(project / "models/split.csv")])
     labels = np.array([int(r["label"]) for r in rows])
     mean, std = checkpoint["input_mean"].numpy(), checkpoint["input_std"].numpy()
-    probs, _ = predict(model, cycle_loader(specs, labels, np.flatnonzero(parts != "excluded"), mean, std, 64), torch.device("cpu"))
+    probs, _ = predict(
+        model, cycle_loader(specs, labels, np.flatnonzero(parts != "excluded"), mean, std, 64), torch.device("cpu")
+    )
     return probs
 
 
@@ -115,7 +127,10 @@ def test_train_stage_under_torchrun_matches_one_process(tmp_path: Path):
     run(["dvc", "repro", "-q", "stft", "pretrained"], project)
 
     single_files, _ = written(project, ["python", "-m", "stages.train"])
-    single = {"checkpoint": torch.load(project / "models/model.pt", weights_only=True), "split": (project / "models/split.csv").read_bytes()}
+    single = {
+        "checkpoint": torch.load(project / "models/model.pt", weights_only=True),
+        "split": (project / "models/split.csv").read_bytes(),
+    }
     single_probs = probabilities_of(project)
 
     set_params(project, {"train": {"processes": 2}})
@@ -135,4 +150,3 @@ def test_train_stage_under_torchrun_matches_one_process(tmp_path: Path):
     probs = probabilities_of(project)
     assert np.abs(probs - single_probs).max() < TOLERANCE
     assert (probs.argmax(1) == single_probs.argmax(1)).mean() >= AGREEMENT
-

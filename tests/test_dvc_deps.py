@@ -34,7 +34,12 @@ def imported_names(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names if a.name.split(".")[0] == "respiro"}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "respiro":
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and node.module.split(".")[0] == "respiro"
+        ):
             names.add(node.module)
             names |= {f"{node.module}.{a.name}" for a in node.names}
     return names
@@ -63,7 +68,11 @@ def stage_code_deps() -> dict[str, tuple[Path, list[Path]]]:
     out = {}
     for name, stage in stages.items():
         script = ROOT / "stages" / f"{name}.py"
-        deps = [ROOT / d for d in stage.get("deps", []) if isinstance(d, str) and (d.startswith("src/") or d.startswith("stages/"))]
+        deps = [
+            ROOT / d
+            for d in stage.get("deps", [])
+            if isinstance(d, str) and (d.startswith("src/") or d.startswith("stages/"))
+        ]
         out[name] = (script, deps)
     return out
 
@@ -114,4 +123,6 @@ def test_no_module_imports_a_layer_above_it():
         for name in imported_names(path):
             parts = name.split(".")
             if len(parts) > 1 and parts[1] in layers:
-                assert layers.index(parts[1]) <= own, f"{path.relative_to(ROOT)} ({rel[0]}) imports {name}, a layer above it"
+                assert layers.index(parts[1]) <= own, (
+                    f"{path.relative_to(ROOT)} ({rel[0]}) imports {name}, a layer above it"
+                )

@@ -15,7 +15,21 @@ from pathlib import Path
 import pytest
 
 from respiro.core.errors import IcbhiFormatError
-from respiro.data.icbhi import DEMOGRAPHIC_FILE, DIAGNOSIS_FILE, ERRATUM_FILE, SPLIT_FILE, is_recording_name, parse_recording_name, read_annotations, read_demographics, read_device_erratum, read_diagnosis, read_patient_folds, read_split_file, scan_folder
+from respiro.data.icbhi import (
+    DEMOGRAPHIC_FILE,
+    DIAGNOSIS_FILE,
+    ERRATUM_FILE,
+    SPLIT_FILE,
+    is_recording_name,
+    parse_recording_name,
+    read_annotations,
+    read_demographics,
+    read_device_erratum,
+    read_diagnosis,
+    read_patient_folds,
+    read_split_file,
+    scan_folder,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # The sample's README: cycles per class (Normal, Crackle, Wheeze, Both) of each recording.
@@ -123,10 +137,14 @@ def test_lf_and_crlf_files_parse_alike(tmp_path: Path) -> None:
     lf = read_annotations(tmp_path / "lf" / "101_1b1_Al_sc_Meditron.txt")
     crlf = read_annotations(tmp_path / "crlf" / "101_1b1_Al_sc_Meditron.txt")
     assert lf == crlf and [c.label for c in lf] == [0, 1, 2, 3]
-    assert read_split_file(tmp_path / "lf" / SPLIT_FILE) == read_split_file(tmp_path / "crlf" / SPLIT_FILE) == {
-        "101_1b1_Al_sc_Meditron": "test",
-        "103_2b2_Ar_mc_LittC2SE": "train",
-    }
+    assert (
+        read_split_file(tmp_path / "lf" / SPLIT_FILE)
+        == read_split_file(tmp_path / "crlf" / SPLIT_FILE)
+        == {
+            "101_1b1_Al_sc_Meditron": "test",
+            "103_2b2_Ar_mc_LittC2SE": "train",
+        }
+    )
     spaced = tmp_path / "spaced.txt"
     spaced.write_text("0.036   0.579 0\t0\n")
     assert read_annotations(spaced)[0].end == pytest.approx(0.579)

@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from respiro.data.icbhi import CLASS_NAMES
 from respiro.model.loss import FocalLoss, build_loss, focal_loss
 
 # Three samples, four classes, computed by hand below.
@@ -152,7 +151,9 @@ def test_build_loss_focal_and_ce() -> None:
     # "ce" ignores gamma and keeps alpha and the mean over samples.
     ce = build_loss("ce", 2.0, None)
     torch.testing.assert_close(ce(logits, target), F.cross_entropy(logits, target))
-    assert build_loss("ce", 2.0, ALPHA)(logits, target).item() == pytest.approx(sum(hand_focal(0.0, ALPHA)) / 3, rel=1e-5)
+    assert build_loss("ce", 2.0, ALPHA)(logits, target).item() == pytest.approx(
+        sum(hand_focal(0.0, ALPHA)) / 3, rel=1e-5
+    )
 
 
 # Values of loss.name, loss.gamma and loss.alpha are the params schema's (tests/test_params.py);

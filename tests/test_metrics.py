@@ -80,8 +80,13 @@ def test_evaluation_reports_of_a_small_test_set():
     headline = headline_metrics(details, 0.61)
     assert list(headline)[:4] == ["icbhi_score", "se", "sp", "accuracy"]
     assert headline["icbhi_score"] == pytest.approx((1 / 2 + 1 / 2) / 2) and headline["val_score"] == 0.61
-    assert headline["device_score"] == {"AKGC417L": 0.5, "Litt3200": 0.5} and headline["data"] == "icbhi(official archive)"
-    cycles = [{"recording": f"r{i}", "patient": "1", "start": "0", "end": "1", "device_corrected": "Meditron"} for i in range(6)]
+    assert (
+        headline["device_score"] == {"AKGC417L": 0.5, "Litt3200": 0.5} and headline["data"] == "icbhi(official archive)"
+    )
+    cycles = [
+        {"recording": f"r{i}", "patient": "1", "start": "0", "end": "1", "device_corrected": "Meditron"}
+        for i in range(6)
+    ]
     probs = np.full((2, 4), 0.25)
     rows = prediction_rows(cycles, np.array([5, 2]), np.array([3, 0]), np.array([0, 0]), probs)
     assert [r["recording"] for r in rows] == ["r5", "r2"] and rows[0]["true_label"] == "Both"

@@ -98,7 +98,9 @@ def reference_cbam(x: Tensor, cbam: CBAM) -> Tensor:
 
     s_avg = x1.mean(dim=1, keepdim=True)  # average over channels: (B, 1, H, W)
     s_max = x1.amax(dim=1, keepdim=True)
-    m_s = torch.sigmoid(F.conv2d(torch.cat([s_avg, s_max], 1), cbam.spatial.conv.weight, cbam.spatial.conv.bias, padding=3))
+    m_s = torch.sigmoid(
+        F.conv2d(torch.cat([s_avg, s_max], 1), cbam.spatial.conv.weight, cbam.spatial.conv.bias, padding=3)
+    )
     return x1 * m_s
 
 

@@ -18,7 +18,9 @@ from respiro.core.outputs import atomic_dir, atomic_file
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(folder.rglob("*"))
+    }
 
 
 @pytest.fixture
@@ -33,7 +35,9 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def cli(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "respiro", command, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "respiro", command, *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 PREDICT_CASES = {
@@ -52,11 +56,18 @@ def test_predict_refuses_an_output_that_is_not_a_csv_of_its_own(workspace, out):
     result = cli("predict", "rec.wav", "--model", "model.pt", "--out", *out, cwd=workspace)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("predict: error: ") and "nothing was changed" in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0].startswith("predict: error: ") and "nothing was changed" in lines[0], (
+        result.stderr
+    )
     assert snapshot(workspace) == before
 
 
-EXPORT_CASES = {"a folder": "results", "the current folder": ".", "the model": "model.pt", "an input recording": "rec.wav"}
+EXPORT_CASES = {
+    "a folder": "results",
+    "the current folder": ".",
+    "the model": "model.pt",
+    "an input recording": "rec.wav",
+}
 
 
 @pytest.mark.parametrize("out", EXPORT_CASES.values(), ids=EXPORT_CASES.keys())
@@ -65,7 +76,9 @@ def test_export_refuses_an_output_that_is_not_an_onnx_file_of_its_own(workspace,
     result = cli("export", "--model", "model.pt", "--out", out, cwd=workspace)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("export: error: ") and "nothing was changed" in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0].startswith("export: error: ") and "nothing was changed" in lines[0], (
+        result.stderr
+    )
     assert snapshot(workspace) == before
 
 

@@ -6,8 +6,8 @@ import re
 import pytest
 import yaml
 
-from respiro.core.errors import MissingInputError, ParamsError
 from respiro.core.config import load_params, parse_params, validate_group
+from respiro.core.errors import MissingInputError, ParamsError
 from tests.conftest import ROOT
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -37,7 +37,12 @@ def with_value(group, key, value):
         ("loss", "name", "dice", r"loss.name: input should be \'focal\' or \'ce\'; got \'dice\'"),
         ("segment", "duration", -8, r"segment.duration: input should be greater than 0; got -8"),
         ("segment", "pad", "mirror", r"segment.pad: input should be \'repeat\' or \'zero\'"),
-        ("split", "method", "kfold", r"split.method: input should be \'official\', \'patient\', \'folds\' or \'random\'"),
+        (
+            "split",
+            "method",
+            "kfold",
+            r"split.method: input should be \'official\', \'patient\', \'folds\' or \'random\'",
+        ),
         ("split", "fold", 5, r"split.fold: must be < split.n_folds \(5\); got 5"),
         ("data", "source", "kaggle", r"data.source: input should be \'synthetic\', \'icbhi\' or \'local\'"),
         ("data", "sha256", "abc", r"data.sha256: string should match pattern"),

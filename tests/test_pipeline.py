@@ -73,7 +73,9 @@ def test_repro_runs_every_stage_and_metrics_show_the_scores(first_run):
     assert details["icbhi_score"] == evaluation["icbhi_score"]
     assert json.loads((project / "data/reports/raw.json").read_text())["recordings"] == 12
     # DVCLive's curves (one row per epoch) and confusion matrix (one row per test cycle).
-    assert (project / "metrics/train/plots/metrics/val/icbhi_score.tsv").read_text().splitlines()[0] == "step\ticbhi_score"
+    assert (project / "metrics/train/plots/metrics/val/icbhi_score.tsv").read_text().splitlines()[
+        0
+    ] == "step\ticbhi_score"
     confusion = json.loads((project / "metrics/eval/plots/sklearn/confusion_matrix.json").read_text())
     assert len(confusion) == details["cycles"] and set(confusion[0]) == {"actual", "predicted"}
     # One summary line per stage.

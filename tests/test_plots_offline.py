@@ -19,7 +19,7 @@ import subprocess
 import pytest
 import yaml
 
-from respiro.data.icbhi import CLASS_NAMES
+from respiro.core.config import CLASS_NAMES
 from tests.conftest import ROOT, make_project_copy, run
 
 PAGE = ROOT / ".dvc" / "plots" / "offline.html"

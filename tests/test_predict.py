@@ -22,15 +22,15 @@ import torch
 import yaml
 
 from respiro.audio.chain import AudioChain
-from respiro.data.dataset import load_spectrograms
-from respiro.data.icbhi import CLASS_NAMES
+from respiro.core.config import CLASS_NAMES
 from respiro.core.errors import CheckpointError, ParamsError
-from respiro.training.checkpoint import load_checkpoint
+from respiro.core.outputs import read_csv
+from respiro.data.dataset import load_spectrograms
+from respiro.evaluation.reports import PREDICTIONS
 from respiro.inference.onnx import onnx_probabilities
 from respiro.inference.recording import classify_spectrograms, prepare_recording
 from respiro.inference.windows import default_window, window_spans
-from respiro.core.outputs import read_csv
-from respiro.evaluation.reports import PREDICTIONS
+from respiro.training.checkpoint import load_checkpoint
 from tests.conftest import ROOT, TINY_PARAMS, shared_dir
 
 STAGES = ("download", "resample", "normalize", "segment", "stft", "pretrained", "train", "evaluate")
@@ -41,7 +41,12 @@ PROBS = [f"p_{name}" for name in CLASS_NAMES]
 # spectrograms 8.5e-4 (natural-log units, in the faintest bins), probabilities 4.9e-7 (the
 # CSV's 6 decimals round by up to 5e-7).
 ONNX_REBUILD_TOLERANCE = {"spectrogram": 5e-3, "probability": 1e-5}
-CHAIN = {"resample": {"rate": 2000}, "normalize": {"target_dbfs": -25.0}, "segment": {"duration": 2.0, "pad": "zero"}, "stft": {"hop_length": 128}}
+CHAIN = {
+    "resample": {"rate": 2000},
+    "normalize": {"target_dbfs": -25.0},
+    "segment": {"duration": 2.0, "pad": "zero"},
+    "stft": {"hop_length": 128},
+}
 
 
 def python(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -78,7 +83,14 @@ def predict_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_windows_cover_the_recording_with_overlap():
     spans = window_spans(length=10_000, rate=1000, window_s=3.0, hop_s=1.5)
-    assert [(s.start, s.end) for s in spans] == [(0, 3000), (1500, 4500), (3000, 6000), (4500, 7500), (6000, 9000), (7500, 10_000)]
+    assert [(s.start, s.end) for s in spans] == [
+        (0, 3000),
+        (1500, 4500),
+        (3000, 6000),
+        (4500, 7500),
+        (6000, 9000),
+        (7500, 10_000),
+    ]
     assert [s.clipped for s in spans] == [False] * 5 + [True]
     assert [(s.start, s.end) for s in window_spans(2000, 1000, 3.0, 1.5)] == [(0, 2000)]  # shorter than a window
     assert [(s.start, s.end) for s in window_spans(3000, 1000, 3.0, 1.5)] == [(0, 3000)]
@@ -92,7 +104,10 @@ def test_default_window_is_the_typical_training_cycle_and_user_values_win():
 
 def test_audio_chain_from_params_names_a_missing_or_wrong_key():
     groups = {name: dict(values) for name, values in yaml.safe_load((ROOT / "params.yaml").read_text()).items()}
-    assert AudioChain.from_params(groups).shape == (groups["stft"]["n_fft"] // 2 + 1, 1 + int(round(groups["segment"]["duration"] * groups["resample"]["rate"])) // groups["stft"]["hop_length"])
+    assert AudioChain.from_params(groups).shape == (
+        groups["stft"]["n_fft"] // 2 + 1,
+        1 + int(round(groups["segment"]["duration"] * groups["resample"]["rate"])) // groups["stft"]["hop_length"],
+    )
     del groups["stft"]["hop_length"]
     with pytest.raises(ParamsError, match=r"stft\.hop_length"):
         AudioChain.from_params(groups)
@@ -108,11 +123,19 @@ def test_a_file_that_is_not_our_checkpoint_stops_with_one_line(tmp_path):
     torch.save({"state_dict": {}, "epoch": 3}, partial)
     code = tmp_path / "code.pt"
     torch.save({"payload": np.random.default_rng(0)}, code)  # needs unpickling code: refused
-    with pytest.raises(CheckpointError, match="not a checkpoint of this project: not a file of tensors and plain data written by torch.save; refused$"):
+    with pytest.raises(
+        CheckpointError,
+        match="not a checkpoint of this project: not a file of tensors and plain data written by torch.save; refused$",
+    ):
         load_checkpoint(text)
-    with pytest.raises(CheckpointError, match="missing class_names, params, input_mean, input_std, val_scores, cycle_seconds_median"):
+    with pytest.raises(
+        CheckpointError, match="missing class_names, params, input_mean, input_std, val_scores, cycle_seconds_median"
+    ):
         load_checkpoint(partial)
-    with pytest.raises(CheckpointError, match=r"not a checkpoint of this project: it asks for the Python object numpy\.random\.\S+, and a checkpoint is loaded as data only .*, never as code; refused$") as refused:
+    with pytest.raises(
+        CheckpointError,
+        match=r"not a checkpoint of this project: it asks for the Python object numpy\.random\.\S+, and a checkpoint is loaded as data only .*, never as code; refused$",
+    ) as refused:
         load_checkpoint(code)
     assert "weights_only" not in str(refused.value)  # no advice to turn the safety off
     with pytest.raises(FileNotFoundError):
@@ -121,7 +144,10 @@ def test_a_file_that_is_not_our_checkpoint_stops_with_one_line(tmp_path):
     sf.write(recording, np.zeros(8000, np.float32), 4000)
     result = predict_cli(str(recording), "--model", str(partial), "--out", str(tmp_path / "p.csv"))
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == f"predict: error: {partial}: not a checkpoint of this project: missing class_names, params, input_mean, input_std, val_scores, cycle_seconds_median"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"predict: error: {partial}: not a checkpoint of this project: missing class_names, params, input_mean, input_std, val_scores, cycle_seconds_median"
+    )
     assert "Traceback" not in result.stderr and not (tmp_path / "p.csv").exists()
 
 
@@ -137,7 +163,11 @@ def test_predict_gives_the_evaluate_stage_probabilities_cycle_for_cycle(tiny_run
     rows = read_csv(out)
     assert len(rows) == 51 and {r["unit"] for r in rows} == {"cycle"}
     assert {r["model_trained_on"] for r in rows} == {f"local({sample})"}
-    assert re.search(r"^predict: 5 of 5 files classified \(0 skipped\), 51 cycles, 0 windows -> .* in \d+\.\d s$", result.stdout, re.M)
+    assert re.search(
+        r"^predict: 5 of 5 files classified \(0 skipped\), 51 cycles, 0 windows -> .* in \d+\.\d s$",
+        result.stdout,
+        re.M,
+    )
     assert "101_1b1_Al_sc_Meditron.wav: 12 cycles: " in result.stdout and "not a diagnosis" in result.stderr
 
     # Every test cycle the evaluate stage scored: same class, same probabilities (6 decimals).
@@ -171,7 +201,9 @@ def test_a_recording_without_annotation_is_classified_in_windows(tiny_run, tmp_p
     wav = tmp_path / "104_1b1_Ar_sc_Litt3200.wav"
     wav.symlink_to(sample / wav.name)  # the real file, without its annotation beside it
     out = tmp_path / "windows.csv"
-    result = predict_cli(str(wav), "--model", str(project / "models" / "model.pt"), "--window", "2", "--hop", "1", "--out", str(out))
+    result = predict_cli(
+        str(wav), "--model", str(project / "models" / "model.pt"), "--window", "2", "--hop", "1", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     rows = read_csv(out)
     samples, rate = sf.read(wav)
@@ -203,7 +235,9 @@ def test_a_corrupt_and_a_too_short_file_are_skipped_and_the_rest_classified(tiny
         for suffix in (".wav", ".txt"):
             (folder / f"{stem}{suffix}").symlink_to(sample / f"{stem}{suffix}")
     (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio at all" * 10)
-    sf.write(folder / "short.wav", np.full(80, 0.1, np.float32), 4000, subtype="PCM_16")  # 20 ms < one 128 ms STFT window at 2 kHz
+    sf.write(
+        folder / "short.wav", np.full(80, 0.1, np.float32), 4000, subtype="PCM_16"
+    )  # 20 ms < one 128 ms STFT window at 2 kHz
     out = tmp_path / "predictions.csv"
     result = predict_cli(str(folder), "--model", str(project / "models" / "model.pt"), "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -211,11 +245,20 @@ def test_a_corrupt_and_a_too_short_file_are_skipped_and_the_rest_classified(tiny
     assert f"predict: skipped {folder / 'corrupt.wav'}: not a readable audio file" in result.stderr
     assert f"predict: skipped {folder / 'short.wav'}: 20 ms of audio, shorter than one STFT window" in result.stderr
     rows = read_csv(out)
-    assert {r["recording"] for r in rows} == {"104_1b1_Al_sc_Litt3200", "104_1b1_Ar_sc_Litt3200"} and len(rows) == 6 + 14
+    assert {r["recording"] for r in rows} == {"104_1b1_Al_sc_Litt3200", "104_1b1_Ar_sc_Litt3200"} and len(
+        rows
+    ) == 6 + 14
     assert "2 of 4 files classified (2 skipped), 20 cycles" in result.stdout
 
     # Nothing classifiable: an error, and no CSV that looks like a result.
-    result = predict_cli(str(folder / "corrupt.wav"), str(folder / "short.wav"), "--model", str(project / "models" / "model.pt"), "--out", str(tmp_path / "none.csv"))
+    result = predict_cli(
+        str(folder / "corrupt.wav"),
+        str(folder / "short.wav"),
+        "--model",
+        str(project / "models" / "model.pt"),
+        "--out",
+        str(tmp_path / "none.csv"),
+    )
     assert result.returncode == 1 and "none of the 2 files could be classified" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "none.csv").exists()
 
@@ -229,7 +272,10 @@ def test_a_checkpoint_with_other_classes_or_weights_is_refused(tiny_run, tmp_pat
     with pytest.raises(CheckpointError, match=r"class_names are \['normal', 'abnormal'\]; this project's classes are"):
         load_checkpoint(renamed)
     deeper = tmp_path / "deeper.pt"
-    torch.save({**checkpoint, "params": {**checkpoint["params"], "model": {**checkpoint["params"]["model"], "depth": 34}}}, deeper)
+    torch.save(
+        {**checkpoint, "params": {**checkpoint["params"], "model": {**checkpoint["params"]["model"], "depth": 34}}},
+        deeper,
+    )
     with pytest.raises(CheckpointError, match=r"weights do not fit ResNet-34 \+ CBAM .*missing"):
         load_checkpoint(deeper)
     unchained = tmp_path / "unchained.pt"
@@ -245,7 +291,11 @@ def test_onnx_export_gives_pytorch_probabilities_on_real_spectrograms(tiny_run, 
     out = tmp_path / "model.onnx"
     result = python(["-m", "respiro", "export", "--out", str(out)], project)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^export: .* opset \d+, input \(batch, 1, 129, 32\)\); onnxruntime vs PyTorch on 51 spectrograms", result.stdout, re.M)
+    assert re.search(
+        r"^export: .* opset \d+, input \(batch, 1, 129, 32\)\); onnxruntime vs PyTorch on 51 spectrograms",
+        result.stdout,
+        re.M,
+    )
     trained = load_checkpoint(project / "models" / "model.pt")
     specs = np.asarray(load_spectrograms(project / "data" / "spectrograms")[0])
     reference = classify_spectrograms(trained, specs, 64)
@@ -339,7 +389,11 @@ def test_the_onnx_metadata_alone_rebuild_the_input_of_a_real_recording(tiny_run,
     written = np.array([[float(r[k]) for k in PROBS] for r in rows])
     assert json.loads(meta["class_names"]) == list(CLASS_NAMES) and probs.shape == written.shape
     # The spectrograms themselves, against predict's own (float32 STFT vs float64 here).
-    ours = prepare_recording(load_checkpoint(project / "models" / "model.pt"), wav, wav.with_suffix(".txt"), 3.0, 1.5).spectrograms
-    print(f"max |spectrogram difference| {np.abs(specs[:, 0] - ours).max():.2e}, max |p difference| {np.abs(probs - written).max():.2e}")
+    ours = prepare_recording(
+        load_checkpoint(project / "models" / "model.pt"), wav, wav.with_suffix(".txt"), 3.0, 1.5
+    ).spectrograms
+    print(
+        f"max |spectrogram difference| {np.abs(specs[:, 0] - ours).max():.2e}, max |p difference| {np.abs(probs - written).max():.2e}"
+    )
     assert np.abs(specs[:, 0] - ours).max() <= ONNX_REBUILD_TOLERANCE["spectrogram"]
     assert np.abs(probs - written).max() <= ONNX_REBUILD_TOLERANCE["probability"]

@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from respiro.core.config import load_params
+from respiro.core.config import load_params, validate_group
 from respiro.core.errors import DamagedArtifactError, PretrainedWeightsError
 from respiro.data.acquire.hub import find_hub_file, hash_prefix, hub_checkpoint
 from respiro.evaluation.table3 import (
@@ -42,7 +42,6 @@ from respiro.model.pretrained import (
     read_init,
 )
 from respiro.model.resnet import DEPTHS, build_model
-from respiro.core.config import validate_group
 from respiro.training.loop import make_optimizer, set_epoch_lr
 from tests.conftest import DVC_ENV, ROOT, TINY_PARAMS, make_project_copy, run
 from tests.test_acquire import FileServer
@@ -63,7 +62,9 @@ def torchvision_layout(depth: int, seed: int = 0, counters: bool = True) -> dict
             if counters:
                 state[key] = torch.tensor(int(torch.randint(0, 10**6, (), generator=generator)))
             continue
-        shape = {"conv1.weight": (64, 3, 7, 7), "fc.weight": (1000, 512), "fc.bias": (1000,)}.get(key, tuple(tensor.shape))
+        shape = {"conv1.weight": (64, 3, 7, 7), "fc.weight": (1000, 512), "fc.bias": (1000,)}.get(
+            key, tuple(tensor.shape)
+        )
         state[key] = torch.randn(shape, generator=generator)
     # Independent check of the layout: torchvision's BasicBlock ResNet has per block two convs
     # and two BNs (12 tensors with counters), a downsample (conv + BN, 6) in the first block
@@ -145,7 +146,10 @@ def test_a_file_of_another_depth_or_shape_stops_with_one_line_naming_it(tmp_path
     state["layer2.0.conv1.weight"] = torch.zeros(128, 64, 5, 5)
     bad = tmp_path / "bad.pth"
     torch.save(state, bad)
-    with pytest.raises(PretrainedWeightsError, match=rf"^{bad}: layer2.0.conv1.weight has shape \(128, 64, 5, 5\), ResNet-34 needs \(128, 64, 3, 3\)$"):
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=rf"^{bad}: layer2.0.conv1.weight has shape \(128, 64, 5, 5\), ResNet-34 needs \(128, 64, 3, 3\)$",
+    ):
         load_imagenet(build_model(34, cbam=False), bad)
 
     junk = tmp_path / "junk.pth"
@@ -165,7 +169,9 @@ def test_a_file_in_torch_home_is_used_without_any_network(tmp_path, torch_home):
     cached.write_bytes(made.read_bytes())
     found = find_hub_file(made.name, "test", None, "http://127.0.0.1:9/")  # port 9: nothing listens
     assert (found.path, found.source) == (cached, "TORCH_HOME")
-    assert found.sha256 == hashlib.sha256(made.read_bytes()).hexdigest() and found.sha256.startswith(hash_prefix(made.name))
+    assert found.sha256 == hashlib.sha256(made.read_bytes()).hexdigest() and found.sha256.startswith(
+        hash_prefix(made.name)
+    )
 
 
 def test_download_from_a_local_server_into_torch_home_resuming_a_broken_transfer(tmp_path, torch_home):
@@ -185,7 +191,9 @@ def test_the_hash_check_refuses_a_changed_file_from_every_source(tmp_path, torch
     made = save_hub_file(tmp_path / "made", 18)
     # Given by path: checked against the prefix in its name.
     changed = changed_copy(made, tmp_path / "given" / made.name)
-    with pytest.raises(PretrainedWeightsError, match=rf"^{changed}: SHA-256 \w+\.\.\. does not start with {hash_prefix(made.name)}"):
+    with pytest.raises(
+        PretrainedWeightsError, match=rf"^{changed}: SHA-256 \w+\.\.\. does not start with {hash_prefix(made.name)}"
+    ):
         find_hub_file(made.name, "test", str(changed), "http://127.0.0.1:9/")
     # A renamed copy is checked against the published name's prefix.
     renamed = changed_copy(made, tmp_path / "given" / "weights.pth")
@@ -211,7 +219,15 @@ def test_the_hash_check_refuses_a_changed_file_from_every_source(tmp_path, torch
 
 def test_offline_without_the_file_says_in_one_line_which_file_to_put_where(tmp_path, torch_home):
     with pytest.raises(PretrainedWeightsError) as err:
-        find_hub_file("resnet34-b627a593.pth", "ImageNet ResNet-34", None, "http://127.0.0.1:9/", retries=1, backoff=0.01, progress=False)
+        find_hub_file(
+            "resnet34-b627a593.pth",
+            "ImageNet ResNet-34",
+            None,
+            "http://127.0.0.1:9/",
+            retries=1,
+            backoff=0.01,
+            progress=False,
+        )
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(
@@ -232,7 +248,9 @@ def test_the_train_stage_reads_only_a_record_that_fits_its_params(tmp_path):
     digest = hashlib.sha256(made.read_bytes()).hexdigest()
     (tmp_path / "out" / "weights.json").write_text(json.dumps(init_record("imagenet", 34, made.name, digest)))
     assert read_init(tmp_path / "out", "imagenet", 34) == (made, {"file": made.name, "sha256": digest})
-    with pytest.raises(DamagedArtifactError, match=r"made for model.pretrained=imagenet, model.depth=34, not model.pretrained=none"):
+    with pytest.raises(
+        DamagedArtifactError, match=r"made for model.pretrained=imagenet, model.depth=34, not model.pretrained=none"
+    ):
         read_init(tmp_path / "out", "none", 34)
     with pytest.raises(DamagedArtifactError, match=r"model.depth=34, not model.pretrained=imagenet, model.depth=18"):
         read_init(tmp_path / "out", "imagenet", 18)
@@ -317,8 +335,14 @@ def predictions_csv(true: list[int], pred: list[int]) -> str:
 def test_table3_puts_each_imagenet_row_beside_its_paper_row_with_the_same_statistics():
     assert ALL_CONFIGS[0::2] == CONFIGS and all(c.pretrained for c in ALL_CONFIGS[1::2])
     r34 = Config(34, True, "focal", pretrained=True)
-    assert (r34.label, r34.experiment_name(0)) == ("ResNet-34 + CBAM + Focal Loss + ImageNet init", "t3-r34-cbam-focal-imagenet-s0")
-    assert r34.overrides(0)["model.pretrained"] == "imagenet" and r34.from_scratch.overrides(0)["model.pretrained"] == "none"
+    assert (r34.label, r34.experiment_name(0)) == (
+        "ResNet-34 + CBAM + Focal Loss + ImageNet init",
+        "t3-r34-cbam-focal-imagenet-s0",
+    )
+    assert (
+        r34.overrides(0)["model.pretrained"] == "imagenet"
+        and r34.from_scratch.overrides(0)["model.pretrained"] == "none"
+    )
     init = {"file": "resnet34-0123abcd.pth", "sha256": "0123abcd" + "0" * 56}
     true = [0, 0, 0, 1, 2, 3, 0, 1, 2, 0, 0, 1]
     preds = {0: [0, 0, 1, 1, 2, 0, 0, 1, 0, 0, 0, 1], 1: [0, 1, 0, 1, 2, 3, 0, 0, 2, 0, 0, 1]}
@@ -330,12 +354,17 @@ def test_table3_puts_each_imagenet_row_beside_its_paper_row_with_the_same_statis
     scratch, imagenet = aggregate(runs, 200, 0)
     assert (scratch.config, imagenet.config) == (r34.from_scratch, r34)
     # Same runs' predictions, same statistics: the rows differ only in what they are called.
-    assert imagenet.scores == scratch.scores and (imagenet.ci_low, imagenet.ci_high) == (scratch.ci_low, scratch.ci_high)
+    assert imagenet.scores == scratch.scores and (imagenet.ci_low, imagenet.ci_high) == (
+        scratch.ci_low,
+        scratch.ci_high,
+    )
     assert imagenet.paper == scratch.paper  # the paper's from-scratch row of the same network
     assert imagenet.init_weights == ("resnet34-0123abcd.pth sha256:" + init["sha256"],) and scratch.init_weights == ()
     markdown = to_markdown([scratch, imagenet], runs[0].provenance, {})
     assert f"- ImageNet init: resnet34-0123abcd.pth sha256:{init['sha256']}" in markdown
-    assert "| ResNet-34 + CBAM + Focal Loss + ImageNet init | 2 |" in markdown and "trained from scratch only" in markdown
+    assert (
+        "| ResNet-34 + CBAM + Focal Loss + ImageNet init | 2 |" in markdown and "trained from scratch only" in markdown
+    )
     lines = to_csv([scratch, imagenet]).splitlines()
     assert lines[0].split(",")[:5] == ["model", "depth", "cbam", "loss", "pretrained"]
     assert lines[1].split(",")[4] == "none" and lines[2].split(",")[4] == "imagenet"
@@ -401,7 +430,9 @@ def test_pipeline_trains_from_imagenet_weights_offline_and_records_them(tmp_path
     env = {**DVC_ENV, "TORCH_HOME": str(tmp_path / "empty-torch-home")}
 
     def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(["dvc", *args], check=False, cwd=project, env=env, capture_output=True, text=True, timeout=1200)
+        result = subprocess.run(
+            ["dvc", *args], check=False, cwd=project, env=env, capture_output=True, text=True, timeout=1200
+        )
         assert not check or result.returncode == 0, result.stdout + result.stderr
         return result
 
@@ -409,11 +440,25 @@ def test_pipeline_trains_from_imagenet_weights_offline_and_records_them(tmp_path
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-q", "-m", "baseline"], project)
     baseline = torch.load(project / "models/model.pt", weights_only=True)
-    assert "init_weights" not in baseline and json.loads((project / "metrics/eval/metrics.json").read_text())["init"] == "none"
+    assert (
+        "init_weights" not in baseline
+        and json.loads((project / "metrics/eval/metrics.json").read_text())["init"] == "none"
+    )
 
     # With the file given by path (stem and layer1 frozen for the only epoch, so they must
     # still be the file's): pretrained, train and evaluate rerun, nothing else.
-    out = dvc("exp", "run", "-S", "model.pretrained=imagenet", "-S", f"pretrained.path={weights}", "-S", "train.freeze_epochs=1", "-S", "train.backbone_lr_factor=0.1")
+    out = dvc(
+        "exp",
+        "run",
+        "-S",
+        "model.pretrained=imagenet",
+        "-S",
+        f"pretrained.path={weights}",
+        "-S",
+        "train.freeze_epochs=1",
+        "-S",
+        "train.backbone_lr_factor=0.1",
+    )
     output = out.stdout + out.stderr
     assert sorted(set(re.findall(r"Running stage '(\w+)'", output))) == ["evaluate", "pretrained", "train"]
     assert f"pretrained: {weights.name} (SHA-256 {digest}) from pretrained.path" in output
@@ -421,7 +466,9 @@ def test_pipeline_trains_from_imagenet_weights_offline_and_records_them(tmp_path
     assert stage["params"]["params.yaml"]["model.pretrained"] == "imagenet"
     assert (project / "models/pretrained" / weights.name).read_bytes() == weights.read_bytes()
     assert json.loads((project / "models/pretrained/weights.json").read_text())["sha256"] == digest
-    assert [d["md5"] for d in lock(project)["stages"]["train"]["deps"] if d["path"] == "models/pretrained"] == [stage["outs"][0]["md5"]]
+    assert [d["md5"] for d in lock(project)["stages"]["train"]["deps"] if d["path"] == "models/pretrained"] == [
+        stage["outs"][0]["md5"]
+    ]
     checkpoint = torch.load(project / "models/model.pt", weights_only=True)
     assert checkpoint["init_weights"] == {"file": weights.name, "sha256": digest}
     assert checkpoint["params"]["model"]["pretrained"] == "imagenet"
@@ -440,4 +487,7 @@ def test_pipeline_trains_from_imagenet_weights_offline_and_records_them(tmp_path
     assert failed.returncode != 0
     lines = [line for line in (failed.stdout + failed.stderr).splitlines() if line.startswith("pretrained: error:")]
     assert len(lines) == 1, failed.stdout + failed.stderr
-    assert f"put it at {tmp_path}/empty-torch-home/hub/checkpoints/resnet18-f37072fd.pth (or set pretrained.path to it)" in lines[0]
+    assert (
+        f"put it at {tmp_path}/empty-torch-home/hub/checkpoints/resnet18-f37072fd.pth (or set pretrained.path to it)"
+        in lines[0]
+    )

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from respiro.core.config import load_params, parse_params
+from respiro.core.errors import IcbhiFormatError
 from respiro.data.acquire.source import materialize_raw
 from respiro.data.catalog import UNKNOWN_44K_DEVICE, build_catalog
-from respiro.core.errors import IcbhiFormatError
 from respiro.data.icbhi import ERRATUM_FILE, SPLIT_FILE
-from respiro.core.config import load_params, parse_params
 from respiro.data.raw_summary import summarize_raw
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,9 @@ AUDIO_SECONDS = 3 * 882000 / 44100 + (63424 + 102336) / 4000
 
 def summary_of(local_path: Path, out_dir: Path, erratum: Path | None) -> dict:
     base = load_params(REPO / "params.yaml")
-    params = parse_params({**base.as_dict(), "data": {**base.data.model_dump(), "source": "local", "local_path": str(local_path)}})
+    params = parse_params(
+        {**base.as_dict(), "data": {**base.data.model_dump(), "source": "local", "local_path": str(local_path)}}
+    )
     out_dir.mkdir()
     source = materialize_raw(params, out_dir, progress=False)
     return summarize_raw(build_catalog(out_dir, erratum_file=erratum), source)
@@ -111,7 +113,9 @@ def stage_tree(tmp_path: Path, **data: object) -> Path:
 
 def run_download(repo: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    return subprocess.run([sys.executable, "-m", "stages.download"], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "stages.download"], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_download_stage_on_a_local_folder(tmp_path: Path) -> None:
@@ -120,7 +124,9 @@ def test_download_stage_on_a_local_folder(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     line = f"download: local({SAMPLE}): 5 recordings, 4 patients, 51 cycles, {AUDIO_SECONDS / 60:.1f} min of audio in "
     assert done.stdout.startswith(line) and done.stdout.count("\n") == 1
-    assert sorted(p.name for p in (repo / "data" / "raw").iterdir()) == sorted(p.name for p in SAMPLE.iterdir() if p.suffix in (".wav", ".txt"))
+    assert sorted(p.name for p in (repo / "data" / "raw").iterdir()) == sorted(
+        p.name for p in SAMPLE.iterdir() if p.suffix in (".wav", ".txt")
+    )
     metrics = json.loads((repo / "data" / "reports" / "raw.json").read_text())
     assert metrics["recordings"] == 5 and metrics["cycles_per_class"] == CLASS_TOTALS
     assert metrics["recordings_per_device_corrected"]["AKGC417L"] == 2
@@ -130,7 +136,11 @@ def test_download_stage_on_a_local_folder(tmp_path: Path) -> None:
 
 def test_download_stage_on_the_default_local_folder_fails_in_one_line(tmp_path: Path) -> None:
     repo = stage_tree(tmp_path, source="local")
-    shutil.copytree(REPO / "data" / "local", repo / "data" / "local", ignore=lambda _, names: [n for n in names if n not in ("README.md", ".gitignore")])
+    shutil.copytree(
+        REPO / "data" / "local",
+        repo / "data" / "local",
+        ignore=lambda _, names: [n for n in names if n not in ("README.md", ".gitignore")],
+    )
     done = run_download(repo)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("download: error: data.local_path=data/local holds no ICBHI recordings; put ")

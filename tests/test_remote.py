@@ -61,5 +61,7 @@ def test_push_clone_pull_and_experiments_through_a_local_remote(tmp_path):
     dvc(reviewer, "exp", "apply", "gamma2")
     dvc(reviewer, "pull")
     assert (reviewer / "models/model.pt").read_bytes() == (colleague / "models/model.pt").read_bytes()
-    assert json.loads((reviewer / "metrics/eval/metrics.json").read_text()) == json.loads((colleague / "metrics/eval/metrics.json").read_text())
+    assert json.loads((reviewer / "metrics/eval/metrics.json").read_text()) == json.loads(
+        (colleague / "metrics/eval/metrics.json").read_text()
+    )
     assert "up to date" in dvc(reviewer, "status")

@@ -73,7 +73,9 @@ def test_folds_cover_every_patient_once(tmp_path):
     # A user's fold file: patients it does not list are excluded, not silently trained on.
     fold_file = tmp_path / "folds.txt"
     fold_file.write_text("".join(f"{p} {i % 2}\n" for i, p in enumerate(np.unique(patients)[:-1])))
-    parts = assign_parts(patients, labels, official, **split("folds", folds_file=fold_file, n_folds=2, fold=1), val_fraction=0.2)
+    parts = assign_parts(
+        patients, labels, official, **split("folds", folds_file=fold_file, n_folds=2, fold=1), val_fraction=0.2
+    )
     assert (parts[patients == np.unique(patients)[-1]] == "excluded").all()
     assert set(patients[parts == "test"]) == set(np.unique(patients)[1:-1:2])
 

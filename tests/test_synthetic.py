@@ -7,7 +7,6 @@ ICBHI-scale corpus, which is cheap because it renders no audio.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 from collections import Counter, defaultdict
@@ -25,8 +24,9 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from respiro.core.config import CLASS_NAMES, validate_group
+from respiro.core.errors import ParamsError
 from respiro.data.icbhi import (
-    CLASS_NAMES,
     DEMOGRAPHIC_FILE,
     DIAGNOSIS_FILE,
     SPLIT_FILE,
@@ -38,16 +38,15 @@ from respiro.data.icbhi import (
     read_split_file,
     scan_folder,
 )
-from respiro.core.config import validate_group
-from respiro.core.errors import ParamsError
+from respiro.data.synthetic import sounds
 from respiro.data.synthetic.corpus import (
+    DIAGNOSES,
     ICBHI_SCALE,
+    CorpusPlan,
     SyntheticParams,
     generate_corpus,
     plan_corpus,
 )
-from respiro.data.synthetic import sounds
-from respiro.data.synthetic.corpus import DIAGNOSES, CorpusPlan
 
 SMALL = SyntheticParams(seed=11, patients=6, recordings=12, recording_seconds=10.0)
 MODERATE = SyntheticParams(seed=5, patients=60, recordings=200, recording_seconds=12.0)
@@ -94,7 +93,9 @@ def cycles(moderate: Path) -> list[CycleAudio]:
         audio = audio / np.sqrt(np.mean(np.square(audio)))
         for cycle in read_annotations(found.annotation):
             segment = audio[int(cycle.start * RATE) : int(cycle.end * RATE)]
-            out.append(CycleAudio(found.name.stem, cycle.label, cycle.crackle, cycle.wheeze, split[found.name.stem], segment))
+            out.append(
+                CycleAudio(found.name.stem, cycle.label, cycle.crackle, cycle.wheeze, split[found.name.stem], segment)
+            )
     return out
 
 
@@ -375,9 +376,13 @@ def test_devices_colour_the_sound_differently() -> None:
     littc2se = sounds.device_recording(white, 8820, rng, sounds.DEVICES["LittC2SE"], upsample=5)
     assert band_share(akg, 44100, 1000, 4000) > 0.3 > 0.02 > band_share(littc2se, 44100, 1000, 4000)
     # Electronic stethoscopes stop near 2 kHz, even a Meditron sampling at 10 kHz.
-    meditron = sounds.device_recording(rng.standard_normal(40000).astype(np.float32), 10000, rng, sounds.DEVICES["Meditron"])
+    meditron = sounds.device_recording(
+        rng.standard_normal(40000).astype(np.float32), 10000, rng, sounds.DEVICES["Meditron"]
+    )
     assert band_share(meditron, 10000, 2000, 5000) < 0.01
-    litt3200 = sounds.device_recording(rng.standard_normal(16000).astype(np.float32), 4000, rng, sounds.DEVICES["Litt3200"])
+    litt3200 = sounds.device_recording(
+        rng.standard_normal(16000).astype(np.float32), 4000, rng, sounds.DEVICES["Litt3200"]
+    )
     assert band_share(litt3200, 4000, 1800, 2000) < 0.01
 
 
@@ -401,7 +406,9 @@ def cycle_features(segment: np.ndarray) -> np.ndarray:
     blocks = np.pad(segment, (0, max(0, 256 - segment.size)))[: frames * 256].reshape(frames, 256)
     power = np.log(np.abs(np.fft.rfft(blocks * np.hanning(256), axis=1)) ** 2 + 1e-6)  # (frames, 129)
     bands = power[:, 1:].reshape(frames, 16, 8).mean(axis=2)
-    median = np.median(np.lib.stride_tricks.sliding_window_view(np.pad(power, ((0, 0), (4, 4)), mode="edge"), 9, axis=1), axis=2)
+    median = np.median(
+        np.lib.stride_tricks.sliding_window_view(np.pad(power, ((0, 0), (4, 4)), mode="edge"), 9, axis=1), axis=2
+    )
     line = (power - median)[:, 7:65].max(axis=1)
     return np.concatenate([bands.mean(0), bands.max(0) - bands.mean(0), [line.mean(), line.max()]])
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from respiro.data.icbhi import CLASS_NAMES
+from respiro.core.config import CLASS_NAMES
 from respiro.evaluation.metrics import scores_of
 from respiro.evaluation.table3 import (
     CONFIGS,
@@ -30,7 +30,12 @@ from respiro.evaluation.table3 import (
 from tests.conftest import TINY_PARAMS, make_project_copy, run
 
 N, C, W, B = range(4)  # class indices: Normal, Crackle, Wheeze, Both
-SYNTHETIC = {"data_source": "synthetic(seed=1)", "synthetic_data": True, "note": "synthetic: NOT ICBHI", "split_method": "official"}
+SYNTHETIC = {
+    "data_source": "synthetic(seed=1)",
+    "synthetic_data": True,
+    "note": "synthetic: NOT ICBHI",
+    "split_method": "official",
+}
 R34 = Config(34, True, "focal")
 
 
@@ -41,11 +46,15 @@ def cycles(*groups: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, 
     return patients, true, pred
 
 
-def make_run(config: Config, seed: int, data: tuple[np.ndarray, np.ndarray, np.ndarray], provenance: dict = SYNTHETIC) -> Run:
+def make_run(
+    config: Config, seed: int, data: tuple[np.ndarray, np.ndarray, np.ndarray], provenance: dict = SYNTHETIC
+) -> Run:
     """A run whose eval.json scores are what the stage would compute from its predictions."""
     patients, true, pred = data
     s = scores_of(true, pred)
-    scores = {k: s[k] for k in ("accuracy", "se", "sp", "icbhi_score")} | {"binary_icbhi_score": s["binary"]["icbhi_score"]}
+    scores = {k: s[k] for k in ("accuracy", "se", "sp", "icbhi_score")} | {
+        "binary_icbhi_score": s["binary"]["icbhi_score"]
+    }
     return Run(config, seed, scores, dict(provenance), patients, true, pred)
 
 
@@ -86,8 +95,14 @@ def test_configs_are_the_papers_eight_rows_in_its_order() -> None:
     ]  # fmt: skip
     assert set(PAPER_TABLE3) == set(CONFIGS)
     assert R34.experiment_name(2) == "t3-r34-cbam-focal-s2"
-    assert Config(18, False, "ce").overrides(0) == {"model.depth": "18", "model.cbam": "false", "loss.name": "ce", "model.pretrained": "none", "train.seed": "0"}
-    for accuracy, se, sp, score in PAPER_TABLE3.values():  # the constant is the paper's as printed
+    assert Config(18, False, "ce").overrides(0) == {
+        "model.depth": "18",
+        "model.cbam": "false",
+        "loss.name": "ce",
+        "model.pretrained": "none",
+        "train.seed": "0",
+    }
+    for _accuracy, se, sp, score in PAPER_TABLE3.values():  # the constant is the paper's as printed
         assert abs((se + sp) / 2 - score) <= 0.0011
 
 
@@ -165,9 +180,34 @@ def test_run_from_files_reads_the_stage_outputs_and_rejects_a_mismatch() -> None
     }  # fmt: skip
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["recording", "patient", "start", "end", "device", "true_label", "predicted_label", *(f"p_{c}" for c in CLASS_NAMES)])
+    writer.writerow(
+        [
+            "recording",
+            "patient",
+            "start",
+            "end",
+            "device",
+            "true_label",
+            "predicted_label",
+            *(f"p_{c}" for c in CLASS_NAMES),
+        ]
+    )
     for p, t, q in zip(patients, true, pred):
-        writer.writerow([f"{p}_1b1_Tc_sc_Meditron", p, "0.0", "1.0", "Meditron", CLASS_NAMES[t], CLASS_NAMES[q], "0.25", "0.25", "0.25", "0.25"])
+        writer.writerow(
+            [
+                f"{p}_1b1_Tc_sc_Meditron",
+                p,
+                "0.0",
+                "1.0",
+                "Meditron",
+                CLASS_NAMES[t],
+                CLASS_NAMES[q],
+                "0.25",
+                "0.25",
+                "0.25",
+                "0.25",
+            ]
+        )
     got = run_from_files(eval_json, out.getvalue())
     assert (got.config, got.seed) == (Config(18, False, "ce"), 1)
     assert got.scores["icbhi_score"] == pytest.approx(0.75) and got.provenance == SYNTHETIC
@@ -214,7 +254,11 @@ def test_table3_grid_end_to_end(tmp_path: Path) -> None:
     # start-up on one core, so two overlap well (and this exercises parallel queue workers).
     # One worker: with two, DVC 3.67's `exp run --run-all` once kept waiting after the queue
     # had finished; the timeout turns any such hang into a failure rather than a stuck CI.
-    result = run([sys.executable, "-m", "respiro", "table3", "--run", "--report", "--seeds", "0", "1", "--jobs", "1"], project, timeout=900)
+    result = run(
+        [sys.executable, "-m", "respiro", "table3", "--run", "--report", "--seeds", "0", "1", "--jobs", "1"],
+        project,
+        timeout=900,
+    )
     output = result.stdout + result.stderr
 
     # The audio stages ran once, in the workspace; every experiment ran train and evaluate.
@@ -252,14 +296,25 @@ def test_table3_grid_end_to_end(tmp_path: Path) -> None:
         row = table[config.label]
         assert row["n"] == "2" and row["seeds"] == "0 1"
         evals = [json.loads(cached(revs[config.experiment_name(s)], "data/reports/evaluation.json")) for s in (0, 1)]
-        assert (evals[0]["depth"], evals[0]["cbam"], evals[0]["loss"], evals[1]["seed"]) == (config.depth, config.cbam, config.loss, 1)
+        assert (evals[0]["depth"], evals[0]["cbam"], evals[0]["loss"], evals[1]["seed"]) == (
+            config.depth,
+            config.cbam,
+            config.loss,
+            1,
+        )
         for key in ("accuracy", "se", "sp", "icbhi_score"):
             assert float(row[f"{key}_mean"]) == pytest.approx((evals[0][key] + evals[1][key]) / 2)
             assert float(row[f"{key}_std"]) == pytest.approx(abs(evals[0][key] - evals[1][key]) / math.sqrt(2))
-        assert float(row["binary_icbhi_score_mean"]) == pytest.approx((evals[0]["binary"]["icbhi_score"] + evals[1]["binary"]["icbhi_score"]) / 2)
+        assert float(row["binary_icbhi_score_mean"]) == pytest.approx(
+            (evals[0]["binary"]["icbhi_score"] + evals[1]["binary"]["icbhi_score"]) / 2
+        )
         runs = []
         for seed in (0, 1):
-            predictions = list(csv.DictReader(io.StringIO(cached(revs[config.experiment_name(seed)], "data/reports/test_predictions.csv"))))
+            predictions = list(
+                csv.DictReader(
+                    io.StringIO(cached(revs[config.experiment_name(seed)], "data/reports/test_predictions.csv"))
+                )
+            )
             patients = np.array([int(p["patient"]) for p in predictions])
             true = np.array([CLASS_NAMES.index(p["true_label"]) for p in predictions])
             pred = np.array([CLASS_NAMES.index(p["predicted_label"]) for p in predictions])

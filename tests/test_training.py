@@ -7,20 +7,21 @@ import pytest
 import torch
 
 from respiro.core.errors import ParamsError, StageError
-from respiro.training.fit import EpochResult, fit
-from respiro.training.loop import NonFiniteLossError, lr_factor, make_optimizer, train_one_epoch
 from respiro.training.batches import (
     Shard,
     TrainBatches,
     apply_mask_bands,
     draw_mask_bands,
 )
-from respiro.training.precision import choose_precision
 from respiro.training.device import resolve_device
-from respiro.training.precision import cpu_flags, cpu_has_native_bf16
+from respiro.training.fit import EpochResult, fit
+from respiro.training.loop import NonFiniteLossError, lr_factor, make_optimizer, train_one_epoch
+from respiro.training.precision import choose_precision, cpu_flags, cpu_has_native_bf16
 
 
-def batches_of(n: int, batch_size: int, shard: Shard = Shard(), bins: int = 6, frames: int = 8, seed: int = 0, masks: int = 0) -> TrainBatches:
+def batches_of(
+    n: int, batch_size: int, shard: Shard = Shard(), bins: int = 6, frames: int = 8, seed: int = 0, masks: int = 0
+) -> TrainBatches:
     """A TrainBatches over n cycles whose value is their position (x[i] = i everywhere)."""
     positions = np.arange(n)[shard.rank :: shard.world]
     x = torch.from_numpy(positions.astype(np.float32))[:, None, None, None].expand(-1, 1, bins, frames).clone()
@@ -71,7 +72,9 @@ def test_fit_keeps_the_best_validation_epoch_and_logs_the_loss_of_the_logits():
             loss = loss_fn(model(val_x), val_y).item()
         seen.append((e, {k: v.clone() for k, v in model.state_dict().items()}, loss))
 
-    best = fit(model, batches_of(32, 8), val_loader, loss_fn, optimizer, None, epochs=6, schedule="cosine", on_epoch=on_epoch)
+    best = fit(
+        model, batches_of(32, 8), val_loader, loss_fn, optimizer, None, epochs=6, schedule="cosine", on_epoch=on_epoch
+    )
     assert [e.epoch for e, _, _ in seen] == list(range(1, 7))
     assert [e.lr for e, _, _ in seen] == pytest.approx([0.5 * lr_factor("cosine", i, 6) for i in range(6)])
     for e, _, loss in seen:  # cross-entropy of the logits, not of log-probabilities clamped
@@ -84,7 +87,21 @@ def test_fit_keeps_the_best_validation_epoch_and_logs_the_loss_of_the_logits():
     assert all(torch.equal(best.state_dict[k], v) for k, v in seen[first_best][1].items())
     assert [e.improved for e, _, _ in seen][first_best] and not any(e.improved for e, _, _ in seen[first_best + 1 :])
     # A process that only trains gets no result and validates nothing.
-    assert fit(model, batches_of(32, 8), val_loader, loss_fn, optimizer, None, epochs=1, schedule="constant", validates=False, on_epoch=on_epoch) is None
+    assert (
+        fit(
+            model,
+            batches_of(32, 8),
+            val_loader,
+            loss_fn,
+            optimizer,
+            None,
+            epochs=1,
+            schedule="constant",
+            validates=False,
+            on_epoch=on_epoch,
+        )
+        is None
+    )
     assert len(seen) == 6
 
 
@@ -115,7 +132,9 @@ def test_an_epoch_serves_every_cycle_once_in_a_seeded_order():
     assert order == [i for b in batches_of(23, 5).epoch(1) for i in b.x[:, 0, 0, 0].long().tolist()]  # seeded
     assert order != [i for b in data.epoch(2) for i in b.x[:, 0, 0, 0].long().tolist()]  # reshuffled per epoch
     batch = next(iter(data.epoch(1)))
-    assert batch.x.is_contiguous(memory_format=torch.channels_last) and torch.equal(batch.y, batch.x[:, 0, 0, 0].long() % 4)
+    assert batch.x.is_contiguous(memory_format=torch.channels_last) and torch.equal(
+        batch.y, batch.x[:, 0, 0, 0].long() % 4
+    )
 
 
 @pytest.mark.parametrize("world", [2, 3])
@@ -150,7 +169,9 @@ def test_precision_choice():
 
 def test_native_bf16_from_cpu_flags(tmp_path: Path):
     x86 = tmp_path / "x86"
-    x86.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu sse\n")
+    x86.write_text(
+        "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu sse\n"
+    )
     arm = tmp_path / "arm"
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n")
     old = tmp_path / "old"

@@ -8,10 +8,12 @@ one batch, while the files stay ordinary .npy that training memory-maps.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator, Self
+from typing import BinaryIO, Self
 
 import numpy as np
+
 from respiro.core.errors import DamagedArtifactError
 
 
@@ -99,7 +101,7 @@ def write_npy_rows(path: Path, start: int, rows: np.ndarray) -> None:
         shape, dtype = _row_range(f, path, start, len(rows))
         if rows.shape[1:] != shape[1:]:
             raise ValueError(f"{path}: rows of shape {rows.shape[1:]}, expected {shape[1:]}")
-        f.write(memoryview(np.ascontiguousarray(rows, dtype=dtype)).cast("B"))  # no copy through bytes
+        f.write(memoryview(np.ascontiguousarray(rows, dtype=dtype)).cast("B"))  # type: ignore[arg-type]  # no copy through bytes
 
 
 def read_npy_rows(path: Path, start: int, count: int) -> np.ndarray:
@@ -124,5 +126,7 @@ def iter_npy_rows(path: Path, batch: int) -> Iterator[np.ndarray]:
             n = min(batch, shape[0] - start)
             data = np.fromfile(f, dtype=dtype, count=n * row)
             if data.size != n * row:
-                raise DamagedArtifactError(f"{path}: file ends early at row {start + data.size // max(row, 1)} of {shape[0]}")
+                raise DamagedArtifactError(
+                    f"{path}: file ends early at row {start + data.size // max(row, 1)} of {shape[0]}"
+                )
             yield data.reshape((n, *shape[1:]))

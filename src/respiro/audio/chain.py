@@ -10,7 +10,8 @@ tests/test_predict.py against the stages' own spectrograms).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +19,8 @@ from respiro.audio.normalize import normalize
 from respiro.audio.resample import Resampler
 from respiro.audio.segment import CycleSpan, cycle_samples, fit_cycles
 from respiro.audio.spectrogram import Spectrogram
-from respiro.core.errors import ParamsError
 from respiro.core.config import NormalizeParams, ResampleParams, SegmentParams, StftParams, validate_group
+from respiro.core.errors import ParamsError
 
 # The params groups that shape a spectrogram, in pipeline order.
 AUDIO_GROUPS = ("resample", "normalize", "segment", "stft")
@@ -29,7 +30,9 @@ STFT_BATCH = 256  # cycles per STFT call: memory stays at one batch (a spectrogr
 class AudioChain:
     """From a recording's samples at any rate to spectrograms `(n, F, T)`, for one params set."""
 
-    def __init__(self, resample: ResampleParams, normalize: NormalizeParams, segment: SegmentParams, stft: StftParams) -> None:
+    def __init__(
+        self, resample: ResampleParams, normalize: NormalizeParams, segment: SegmentParams, stft: StftParams
+    ) -> None:
         self.resample, self.normalize, self.segment, self.stft = resample, normalize, segment, stft
         self._resampler = Resampler(resample.rate, resample.method)
         self._spectrogram = Spectrogram(stft.n_fft, stft.hop_length, stft.window, stft.scale, stft.top_db)

@@ -16,14 +16,14 @@ starts without them.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from respiro.core.errors import AudioReadError
 from respiro.audio.wavio import read_mono
+from respiro.core.errors import AudioReadError
 
 Kernel = Callable[[np.ndarray], np.ndarray]  # float32 (time,) -> float32 (time',)
 
@@ -77,7 +77,7 @@ class Resampler:
         return self._kernels[rate](samples)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resampler(target_rate: int, method: str) -> Resampler:
     """One Resampler per process and settings, so its kernels are built once per worker."""
     return Resampler(target_rate, method)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -103,12 +103,14 @@ class CycleFolder:
     offsets: np.ndarray  # (N + 1,) int64
 
     @classmethod
-    def open(cls, folder: Path) -> "CycleFolder":
+    def open(cls, folder: Path) -> CycleFolder:
         info = json.loads((folder / INFO).read_text())
         offsets = np.load(folder / OFFSETS)
         (samples,) = npy_shape(folder / SAMPLES)
         if len(offsets) != info["cycles"] + 1 or offsets[-1] != samples or (np.diff(offsets) <= 0).any():
-            raise DamagedArtifactError(f"{folder}: cycle offsets do not match {SAMPLES}: damaged, rerun the segment stage")
+            raise DamagedArtifactError(
+                f"{folder}: cycle offsets do not match {SAMPLES}: damaged, rerun the segment stage"
+            )
         return cls(folder, int(info["rate"]), offsets)
 
     def __len__(self) -> int:

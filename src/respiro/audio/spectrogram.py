@@ -30,7 +30,9 @@ class Spectrogram:
     once per instance.
     """
 
-    def __init__(self, n_fft: int, hop_length: int, window: str = "hann", scale: str = "log", top_db: float = 80.0) -> None:
+    def __init__(
+        self, n_fft: int, hop_length: int, window: str = "hann", scale: str = "log", top_db: float = 80.0
+    ) -> None:
         a, b = WINDOWS[window]
         self.window = (a - b * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
         self.n_fft, self.hop_length, self.scale, self.top_db = n_fft, hop_length, scale, top_db
@@ -38,7 +40,9 @@ class Spectrogram:
     def __call__(self, signals: np.ndarray) -> np.ndarray:
         half = self.n_fft // 2
         padded = np.pad(np.asarray(signals, dtype=np.float32), ((0, 0), (half, half)), mode="reflect")
-        frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft, axis=1)[:, :: self.hop_length]  # (B, T, n_fft)
+        frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft, axis=1)[
+            :, :: self.hop_length
+        ]  # (B, T, n_fft)
         spec = np.fft.rfft(frames * self.window, axis=-1)  # (B, T, F) complex64
         power = (spec.real * spec.real + spec.imag * spec.imag).transpose(0, 2, 1)  # (B, F, T)
         if self.scale == "log":

@@ -9,14 +9,14 @@ at a time (bounded memory) and readers memory-map them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from respiro.audio.arrays import StreamWriter
-from respiro.core.outputs import read_csv, write_csv
 from respiro.core.errors import DamagedArtifactError
+from respiro.core.outputs import read_csv, write_csv
 
 SAMPLES_FILE = "samples.f32"
 INDEX_FILE = "recordings.csv"
@@ -38,7 +38,12 @@ class AudioStoreWriter(StreamWriter):
         data = np.ascontiguousarray(samples, dtype=DTYPE)
         self._file.write(data.tobytes())
         self.rows.append(
-            {**{k: str(v) for k, v in row.items()}, "rate": str(self.rate), "offset": str(self._offset), "length": str(len(data))}
+            {
+                **{k: str(v) for k, v in row.items()},
+                "rate": str(self.rate),
+                "offset": str(self._offset),
+                "length": str(len(data)),
+            }
         )
         self._offset += len(data)
 
@@ -57,7 +62,9 @@ class AudioStore:
         path = folder / SAMPLES_FILE
         expected = total * DTYPE.itemsize
         if path.stat().st_size != expected:
-            raise DamagedArtifactError(f"{path}: {path.stat().st_size} bytes, index says {expected}: store is damaged, rerun its stage")
+            raise DamagedArtifactError(
+                f"{path}: {path.stat().st_size} bytes, index says {expected}: store is damaged, rerun its stage"
+            )
         self._data = np.memmap(path, dtype=DTYPE, mode="r") if total else np.zeros(0, DTYPE)
 
     def __len__(self) -> int:

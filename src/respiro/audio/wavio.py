@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from respiro.core.errors import AudioReadError
 
+from respiro.core.errors import AudioReadError
 
 
 def _riff_data_shortfall(path: Path) -> int:

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from respiro.core.errors import MissingInputError, StageError
 from respiro.core.cli import run_stage
+from respiro.core.errors import MissingInputError, StageError
+from respiro.core.outputs import StageTimer, atomic_file, check_output_file
 from respiro.data.dataset import load_spectrograms
-from respiro.training.checkpoint import load_checkpoint
 from respiro.inference.onnx import export_onnx, onnx_probabilities
 from respiro.inference.recording import classify_spectrograms
-from respiro.core.outputs import StageTimer, atomic_file, check_output_file
+from respiro.training.checkpoint import load_checkpoint
 
 TOLERANCE = 1e-4  # max |p_onnx - p_torch| accepted: float32 kernels differ in summation order only
 
@@ -40,15 +40,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"checking it with onnxruntime against PyTorch on real spectrograms (max difference <= {TOLERANCE:g})."
         ),
     )
-    parser.add_argument("--model", type=Path, default=Path("models/model.pt"), help="checkpoint written by the train stage (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("models/model.onnx"), help="ONNX file written; an existing .onnx file is replaced, a folder or any other file is refused (default: %(default)s)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=Path("models/model.pt"),
+        help="checkpoint written by the train stage (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("models/model.onnx"),
+        help="ONNX file written; an existing .onnx file is replaced, a folder or any other file is refused (default: %(default)s)",
+    )
     parser.add_argument(
         "--spectrograms",
         type=Path,
         default=Path("data/spectrograms"),
         help="the stft stage's output folder, whose spectrograms check the export; they must have the checkpoint's shape (default: %(default)s)",
     )
-    parser.add_argument("--check", type=int, default=64, help="how many of them, spread over the folder (default: %(default)s)")
+    parser.add_argument(
+        "--check", type=int, default=64, help="how many of them, spread over the folder (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     if args.check < 1:
         parser.error(f"--check must be >= 1; got {args.check}")
@@ -58,10 +70,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def check_inputs(folder: Path, shape: tuple[int, int], count: int) -> np.ndarray:
     """Up to `count` spectrograms `(n, F, T)` spread evenly over the stft stage's `folder`."""
     if not (folder / "spectrograms.npy").is_file():
-        raise MissingInputError(f"{folder}: no spectrograms.npy to check the export with; run the pipeline (dvc repro) or pass --spectrograms")
+        raise MissingInputError(
+            f"{folder}: no spectrograms.npy to check the export with; run the pipeline (dvc repro) or pass --spectrograms"
+        )
     specs, _ = load_spectrograms(folder)
     if specs.shape[1:] != shape:
-        raise StageError(f"{folder} holds {specs.shape[1]} x {specs.shape[2]} spectrograms but the checkpoint takes {shape[0]} x {shape[1]}: its stft params differ; rerun the pipeline or pass --spectrograms")
+        raise StageError(
+            f"{folder} holds {specs.shape[1]} x {specs.shape[2]} spectrograms but the checkpoint takes {shape[0]} x {shape[1]}: its stft params differ; rerun the pipeline or pass --spectrograms"
+        )
     index = np.unique(np.linspace(0, len(specs) - 1, min(count, len(specs))).round().astype(int))
     return np.asarray(specs[index], dtype=np.float32)
 
@@ -77,7 +93,9 @@ def main(argv: list[str] | None = None) -> None:
         opset = export_onnx(trained, tmp)
         difference = float(np.abs(onnx_probabilities(tmp, specs) - classify_spectrograms(trained, specs, 64)).max())
         if not difference <= TOLERANCE:
-            raise StageError(f"onnxruntime and PyTorch differ by {difference:.2e} > {TOLERANCE:g} on {len(specs)} spectrograms; {args.out} not written")
+            raise StageError(
+                f"onnxruntime and PyTorch differ by {difference:.2e} > {TOLERANCE:g} on {len(specs)} spectrograms; {args.out} not written"
+            )
         size = tmp.stat().st_size
     timer.done(
         f"{args.model} -> {args.out} ({size / 2**20:.1f} MiB, opset {opset}, input (batch, 1, {trained.chain.shape[0]}, {trained.chain.shape[1]})); "

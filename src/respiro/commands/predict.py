@@ -15,19 +15,19 @@ import csv
 import math
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from respiro.core.errors import AudioReadError, IcbhiFormatError, MissingInputError, OptionError, StageError
 from respiro.core.cli import run_stage
-from respiro.data.icbhi import CLASS_NAMES
-from respiro.training.checkpoint import TrainedModel, load_checkpoint
+from respiro.core.config import CLASS_NAMES
+from respiro.core.errors import AudioReadError, IcbhiFormatError, MissingInputError, OptionError, StageError
+from respiro.core.outputs import StageTimer, atomic_file, check_output_file
 from respiro.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
 from respiro.inference.windows import check_windows, default_window
-from respiro.core.outputs import StageTimer, atomic_file, check_output_file
+from respiro.training.checkpoint import TrainedModel, load_checkpoint
 from respiro.training.device import resolve_device
 
 AUDIO_SUFFIXES = (".wav",)  # what a FOLDER argument is searched for (any file may be named directly)
@@ -57,8 +57,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "real patients (the model_trained_on column and the summary say which data it saw)."
         ),
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="RECORDING_OR_FOLDER", help="audio files (any rate, PCM width or channel count soundfile reads) or folders searched recursively for .wav files")
-    parser.add_argument("--model", type=Path, default=Path("models/model.pt"), help="checkpoint written by the train stage (default: %(default)s)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="RECORDING_OR_FOLDER",
+        help="audio files (any rate, PCM width or channel count soundfile reads) or folders searched recursively for .wav files",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=Path("models/model.pt"),
+        help="checkpoint written by the train stage (default: %(default)s)",
+    )
     parser.add_argument(
         "--annotations",
         default="auto",
@@ -92,10 +103,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "unclassified, unless --allow-gaps"
         ),
     )
-    parser.add_argument("--allow-gaps", action="store_true", help="accept a --hop longer than the window: the audio between windows is not classified")
-    parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV written, one row per cycle or window; an existing .csv file is replaced, a folder or any other file is refused (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64, help="cycles or windows per forward pass; a recording is cut, transformed and classified this many at a time, so memory does not grow with its length or the number of windows (default: %(default)s)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present, else CPU (default)")
+    parser.add_argument(
+        "--allow-gaps",
+        action="store_true",
+        help="accept a --hop longer than the window: the audio between windows is not classified",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("predictions.csv"),
+        help="CSV written, one row per cycle or window; an existing .csv file is replaced, a folder or any other file is refused (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="cycles or windows per forward pass; a recording is cut, transformed and classified this many at a time, so memory does not grow with its length or the number of windows (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present, else CPU (default)"
+    )
     args = parser.parse_args(argv)
     for option, value in (("--window", args.window), ("--hop", args.hop)):
         # argparse's float() takes "nan" and "inf": refused here, with the option's name.
@@ -123,7 +150,9 @@ def check_annotations(setting: str, files: list[Path]) -> None:
     if not Path(setting).is_file():
         raise MissingInputError(f"--annotations {setting}: no such file or folder")
     if len(files) != 1:
-        raise StageError(f"--annotations {setting} is one file, for one recording; give a folder of <recording stem>.txt files for {len(files)}")
+        raise StageError(
+            f"--annotations {setting} is one file, for one recording; give a folder of <recording stem>.txt files for {len(files)}"
+        )
 
 
 def annotation_for(wav: Path, setting: str) -> Path | None:
@@ -141,7 +170,9 @@ def annotation_for(wav: Path, setting: str) -> Path | None:
 
 
 def rows_of(result: RecordingPrediction, trained_on: str) -> Iterator[dict[str, str]]:
-    for n, (start, end, annotated, probs) in enumerate(zip(result.starts, result.ends, result.annotated, result.probabilities), start=1):
+    for n, (start, end, annotated, probs) in enumerate(
+        zip(result.starts, result.ends, result.annotated, result.probabilities), start=1
+    ):
         yield {
             "file": str(result.file),
             "recording": result.file.stem,
@@ -161,8 +192,16 @@ def summary_of(result: RecordingPrediction, window: float, hop: float) -> str:
     counts = np.bincount(result.predicted, minlength=len(CLASS_NAMES))
     total = int(counts.sum())
     mix = ", ".join(f"{name} {c}" for name, c in zip(CLASS_NAMES, counts))
-    unit = f"{total} cycles" if result.unit == "cycle" else f"{total} windows of {window:g} s every {hop:g} s (no annotation: windows, not cycles)"
-    extra = f"; {result.cycles_without_audio} annotated cycles without audio left out" if result.cycles_without_audio else ""
+    unit = (
+        f"{total} cycles"
+        if result.unit == "cycle"
+        else f"{total} windows of {window:g} s every {hop:g} s (no annotation: windows, not cycles)"
+    )
+    extra = (
+        f"; {result.cycles_without_audio} annotated cycles without audio left out"
+        if result.cycles_without_audio
+        else ""
+    )
     return f"{result.file}: {unit}: {mix}; abnormal {100 * (total - counts[0]) / total:.0f} %{extra}"
 
 

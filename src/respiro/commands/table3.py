@@ -33,18 +33,18 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
 from respiro.core.cli import run_stage
-from respiro.core.errors import StageError
 from respiro.core.config import PretrainedParams, load_params
-from respiro.model.pretrained import WEIGHTS
+from respiro.core.errors import StageError
 from respiro.core.outputs import atomic_file
-from respiro.evaluation.reports import DETAILS, PREDICTIONS
 from respiro.data.acquire.hub import find_hub_file
+from respiro.evaluation.reports import DETAILS, PREDICTIONS
 from respiro.evaluation.table3 import (
     ALL_CONFIGS,
     CONFIGS,
@@ -56,6 +56,7 @@ from respiro.evaluation.table3 import (
     to_csv,
     to_markdown,
 )
+from respiro.model.pretrained import WEIGHTS
 
 # Run from the project root, as dvc is.
 ROOT = Path.cwd()
@@ -114,9 +115,13 @@ def fetch_imagenet_weights(configs: Sequence[Config], pretrained: PretrainedPara
         print(f"table3: {found.name} (SHA-256 {found.sha256}) at {found.path}", flush=True)
 
 
-def run_grid(seeds: Sequence[int], jobs: int, configs: Sequence[Config] = CONFIGS, pretrained: PretrainedParams | None = None) -> None:
+def run_grid(
+    seeds: Sequence[int], jobs: int, configs: Sequence[Config] = CONFIGS, pretrained: PretrainedParams | None = None
+) -> None:
     """Run every configuration x seed not yet run for this commit as a queued DVC experiment."""
-    untracked = command(["git", "ls-files", "--others", "--exclude-standard", "--", *PIPELINE_PATHS], capture=True).split()
+    untracked = command(
+        ["git", "ls-files", "--others", "--exclude-standard", "--", *PIPELINE_PATHS], capture=True
+    ).split()
     if untracked:
         raise StageError(
             "queued experiments only see files git knows, and these are untracked: "
@@ -154,7 +159,9 @@ def read_output(path: Path, rev: str) -> str:
     try:
         return dvc.api.read(str(path), repo=str(ROOT), rev=rev)
     except Exception as err:  # DVC raises several types for a missing cache object
-        raise StageError(f"cannot read {path} of experiment commit {rev[:7]} from the DVC cache ({err}); rerun it or `dvc pull` it") from err
+        raise StageError(
+            f"cannot read {path} of experiment commit {rev[:7]} from the DVC cache ({err}); rerun it or `dvc pull` it"
+        ) from err
 
 
 def _nested(params: dict[str, Any], dotted: str) -> Any:
@@ -192,7 +199,9 @@ def collect(seeds: Sequence[int], configs: Sequence[Config] = CONFIGS) -> tuple[
 def report(seeds: Sequence[int], replicates: int, bootstrap_seed: int, configs: Sequence[Config] = CONFIGS) -> None:
     runs, missing, settings = collect(seeds, configs)
     if not runs:
-        raise StageError(f"no experiments found for this commit (expected e.g. {CONFIGS[-1].experiment_name(seeds[0])}); run with --run")
+        raise StageError(
+            f"no experiments found for this commit (expected e.g. {CONFIGS[-1].experiment_name(seeds[0])}); run with --run"
+        )
     provenance = check_same_data(runs)
     rows = aggregate(runs, replicates, bootstrap_seed)
     head = command(["git", "rev-parse", "--short", "HEAD"], capture=True).strip()
@@ -212,11 +221,17 @@ def report(seeds: Sequence[int], replicates: int, bootstrap_seed: int, configs: 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="respiro table3", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="respiro table3", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run", action="store_true", help="run the grid as DVC experiments")
     parser.add_argument("--report", action="store_true", help="write reports/table3.md and .csv")
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: params.yaml table3.seeds)")
-    parser.add_argument("--pretrained", action="store_true", help='add a "+ ImageNet init" row beside each of the paper\'s (model.pretrained: imagenet)')
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help='add a "+ ImageNet init" row beside each of the paper\'s (model.pretrained: imagenet)',
+    )
     # One at a time by default: training already uses both cores of a small machine, and
     # parallel workers would only compete for them (and each holds its own copy of the data).
     parser.add_argument("--jobs", type=int, default=1, help="experiments run in parallel (default 1)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from respiro.core.errors import UserError
 
@@ -31,7 +31,9 @@ def parse_stage_args(name: str, doc: str | None) -> None:
     parser.parse_args()
 
 
-def run_stage(name: str, main: Callable[[], None], doc: str | None = None, resume: str = "dvc repro", partial: str = "") -> None:
+def run_stage(
+    name: str, main: Callable[[], None], doc: str | None = None, resume: str = "dvc repro", partial: str = ""
+) -> None:
     """Run a stage's (or a command's) `main`, ending expected errors and Ctrl-C with one line.
 
     With `doc` (a stage script's docstring), the command line is parsed first: a stage takes

@@ -19,12 +19,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
+
 from respiro.core.errors import OutputPathError
 
 TMP_MARK = ".tmp-"
-
 
 
 def _umask() -> int:

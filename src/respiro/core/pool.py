@@ -20,8 +20,9 @@ import multiprocessing
 import os
 import sys
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -70,9 +71,11 @@ def ordered_map(fn: Callable[[Item], Result], items: Iterable[Item], workers: in
         yield from map(fn, items)
         return
     window = IN_FLIGHT_PER_WORKER * workers
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(_start_method()), initializer=_init_worker)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context(_start_method()), initializer=_init_worker
+    )
     try:
-        pending = deque()
+        pending: deque[Future[Result]] = deque()
         for item in items:
             pending.append(pool.submit(fn, item))
             if len(pending) >= window:

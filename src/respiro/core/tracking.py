@@ -19,8 +19,9 @@ experiment; a killed run leaves the epochs it reached, and DVC reruns the stage 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from dvclive import Live
 

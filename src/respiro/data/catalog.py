@@ -14,8 +14,8 @@ from pathlib import Path
 
 import soundfile as sf
 
+from respiro.core.config import CLASS_NAMES
 from respiro.data.icbhi import (
-    CLASS_NAMES,
     DIAGNOSIS_FILE,
     ERRATUM_FILE,
     SPLIT_FILE,
@@ -127,10 +127,21 @@ def recording_row(entry: CatalogEntry, raw_dir: Path, source_rate: int) -> dict[
 
 
 # Recording columns carried into every cycle's manifest row.
-RECORDING_COLUMNS = ("patient", "location", "mode", "device", "device_corrected", "source_rate", "official_split", "diagnosis")
+RECORDING_COLUMNS = (
+    "patient",
+    "location",
+    "mode",
+    "device",
+    "device_corrected",
+    "source_rate",
+    "official_split",
+    "diagnosis",
+)
 
 
-def cycle_row(index: int, recording: dict[str, str], cycle: Cycle, samples: int, clipped: bool, rate: int) -> dict[str, str]:
+def cycle_row(
+    index: int, recording: dict[str, str], cycle: Cycle, samples: int, clipped: bool, rate: int
+) -> dict[str, str]:
     """Cycle `index`'s manifest row: its `recording` row's columns, the annotation's times
     and labels, and the `samples` it has at `rate` after clipping to the audio (`clipped`)."""
     row: dict[str, object] = {

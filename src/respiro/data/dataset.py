@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from respiro.core.outputs import read_csv
 from respiro.core.errors import DamagedArtifactError
+from respiro.core.outputs import read_csv
 
 SPECTROGRAMS = "spectrograms.npy"
 MANIFEST = "manifest.csv"
@@ -20,7 +20,9 @@ def load_spectrograms(folder: Path) -> tuple[np.ndarray, list[dict[str, str]]]:
     specs = np.load(folder / SPECTROGRAMS, mmap_mode="r")
     rows = read_csv(folder / MANIFEST)
     if len(rows) != len(specs):
-        raise DamagedArtifactError(f"{folder}: {len(specs)} spectrograms but {len(rows)} manifest rows; rerun the stft stage")
+        raise DamagedArtifactError(
+            f"{folder}: {len(specs)} spectrograms but {len(rows)} manifest rows; rerun the stft stage"
+        )
     return specs, rows
 
 
@@ -47,7 +49,9 @@ def frequency_stats(specs: np.ndarray, index: np.ndarray, chunk: int = 512) -> t
 class CycleDataset(Dataset):
     """Items `(spectrogram (1, F, T) float32 standardized per bin, label)` for `index`."""
 
-    def __init__(self, specs: np.ndarray, labels: np.ndarray, index: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
+    def __init__(
+        self, specs: np.ndarray, labels: np.ndarray, index: np.ndarray, mean: np.ndarray, std: np.ndarray
+    ) -> None:
         self.specs, self.labels, self.index = specs, labels, np.asarray(index)
         self.mean = torch.from_numpy(mean)[:, None]
         self.std = torch.from_numpy(std)[:, None]

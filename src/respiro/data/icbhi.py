@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from respiro.core.config import CLASS_NAMES
+
 from respiro.core.errors import IcbhiFormatError, MissingInputError
 
 LOCATIONS: tuple[str, ...] = ("Tc", "Al", "Ar", "Pl", "Pr", "Ll", "Lr")
@@ -34,7 +34,6 @@ _NAME = re.compile(
     r"^(?P<patient>\d{3})_(?P<index>\d+[a-z]\d+)"
     rf"_(?P<location>{'|'.join(LOCATIONS)})_(?P<mode>{'|'.join(MODES)})_(?P<device>{'|'.join(DEVICE_RATES)})$"
 )
-
 
 
 def label_of(crackle: int, wheeze: int) -> int:
@@ -123,7 +122,9 @@ def read_annotations(path: Path) -> list[Cycle]:
         try:
             start, end = float(fields[0]), float(fields[1])
         except ValueError as err:
-            raise IcbhiFormatError(f"{path}:{n}: start and end must be numbers, got {fields[0]!r} {fields[1]!r}") from err
+            raise IcbhiFormatError(
+                f"{path}:{n}: start and end must be numbers, got {fields[0]!r} {fields[1]!r}"
+            ) from err
         if not (math.isfinite(start) and math.isfinite(end)) or start < 0:
             raise IcbhiFormatError(f"{path}:{n}: start and end must be finite and start >= 0, got {start} {end}")
         if start > end:
@@ -182,7 +183,9 @@ def read_demographics(path: Path) -> dict[int, Demographics]:
     rows: dict[int, Demographics] = {}
     for n, fields in _lines(path):
         if len(fields) != 6 or not fields[0].isdigit():
-            raise IcbhiFormatError(f"{path}:{n}: expected 6 columns 'pid age sex bmi weight height', got {' '.join(fields)!r}")
+            raise IcbhiFormatError(
+                f"{path}:{n}: expected 6 columns 'pid age sex bmi weight height', got {' '.join(fields)!r}"
+            )
         rows[int(fields[0])] = Demographics(
             age=number(fields[1], n),
             sex=None if fields[2] == "NA" else fields[2],

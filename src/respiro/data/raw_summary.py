@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from respiro.core.config import CLASS_NAMES
 from respiro.data.catalog import Catalog
-from respiro.data.icbhi import CLASS_NAMES, SPLITS, read_annotations
+from respiro.data.icbhi import SPLITS, read_annotations
 
 # Cycles of recordings that the split file does not name (or with no split file at all).
 UNLISTED = "unlisted"

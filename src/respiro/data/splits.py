@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from respiro.data.icbhi import CLASS_NAMES, read_patient_folds
+from respiro.core.config import CLASS_NAMES
+from respiro.data.icbhi import read_patient_folds
 
 PARTS = ("train", "val", "test", "excluded")
 
@@ -123,7 +124,15 @@ def assign_parts(
     stratified by cycle.
     """
     test, excluded = test_mask(
-        patients, labels, official, method=method, test_fraction=test_fraction, n_folds=n_folds, fold=fold, folds_file=folds_file, seed=seed
+        patients,
+        labels,
+        official,
+        method=method,
+        test_fraction=test_fraction,
+        n_folds=n_folds,
+        fold=fold,
+        folds_file=folds_file,
+        seed=seed,
     )
     parts = np.full(len(labels), "train", dtype=object)
     parts[test] = "test"

@@ -13,13 +13,13 @@ than 0 or 1: neither number would be true. JSON writes it as null.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn import metrics
 
-from respiro.data.icbhi import CLASS_NAMES
+from respiro.core.config import CLASS_NAMES
 
 
 def confusion_matrix(true: ArrayLike, pred: ArrayLike, n_classes: int = len(CLASS_NAMES)) -> np.ndarray:

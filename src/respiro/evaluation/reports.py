@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from respiro.data.icbhi import CLASS_NAMES
+from respiro.core.config import CLASS_NAMES
 from respiro.evaluation.metrics import confusion_matrix, icbhi_scores, scores_of
 
 # The evaluate stage's cached reports (dvc.yaml), which Table 3 reads back from DVC's cache.
@@ -113,7 +113,9 @@ def headline_metrics(details: dict[str, Any], val_score: float | None) -> dict[s
     }
 
 
-def prediction_rows(cycles: list[dict[str, str]], test: np.ndarray, true: np.ndarray, pred: np.ndarray, probs: np.ndarray) -> list[dict[str, str]]:
+def prediction_rows(
+    cycles: list[dict[str, str]], test: np.ndarray, true: np.ndarray, pred: np.ndarray, probs: np.ndarray
+) -> list[dict[str, str]]:
     """One row per test cycle: `cycles` is the manifest, `test` the positions of the test
     cycles in it, `true` and `pred` their classes and `probs` (n, C) their probabilities."""
     rows = []

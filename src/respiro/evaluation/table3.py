@@ -31,12 +31,13 @@ import dataclasses
 import io
 import json
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from respiro.data.icbhi import CLASS_NAMES
+from respiro.core.config import CLASS_NAMES
 from respiro.evaluation.metrics import confusion_matrix, icbhi_scores, scores_of
 
 PAPER_CITATION = (
@@ -62,7 +63,12 @@ class Config:
     @property
     def label(self) -> str:
         """The row's name, e.g. 'ResNet-34 + CBAM + Focal Loss' (the paper's) or '... + ImageNet init'."""
-        parts = [f"ResNet-{self.depth}"] + ["CBAM"] * self.cbam + ["Focal Loss"] * (self.loss == "focal") + ["ImageNet init"] * self.pretrained
+        parts = (
+            [f"ResNet-{self.depth}"]
+            + ["CBAM"] * self.cbam
+            + ["Focal Loss"] * (self.loss == "focal")
+            + ["ImageNet init"] * self.pretrained
+        )
         return " + ".join(parts)
 
     @property
@@ -144,9 +150,16 @@ def run_from_files(eval_json: Mapping[str, Any], predictions_csv: str) -> Run:
     recomputed = scores_of(true, pred)["icbhi_score"]
     stated = eval_json["icbhi_score"]
     if (recomputed is None) != (stated is None) or (stated is not None and abs(recomputed - stated) > 1e-9):
-        raise ValueError(f"predictions give ICBHI score {recomputed} but evaluation.json says {stated}: files of different runs")
+        raise ValueError(
+            f"predictions give ICBHI score {recomputed} but evaluation.json says {stated}: files of different runs"
+        )
     return Run(
-        config=Config(int(eval_json["depth"]), bool(eval_json["cbam"]), str(eval_json["loss"]), eval_json.get("pretrained", "none") == "imagenet"),
+        config=Config(
+            int(eval_json["depth"]),
+            bool(eval_json["cbam"]),
+            str(eval_json["loss"]),
+            eval_json.get("pretrained", "none") == "imagenet",
+        ),
         seed=int(eval_json["seed"]),
         scores={**{k: eval_json[k] for k in SCORE_KEYS}, "binary_icbhi_score": eval_json["binary"]["icbhi_score"]},
         provenance={k: eval_json.get(k) for k in ("data_source", "synthetic_data", "note", "split_method")},
@@ -259,7 +272,11 @@ def aggregate(runs: Sequence[Run], replicates: int, seed: int) -> list[Row]:
                 ci_high=high,
                 bootstrap_undefined=undefined,
                 paper=dict(zip(SCORE_KEYS, PAPER_TABLE3[config.from_scratch])),
-                init_weights=tuple(sorted({f"{r.init_weights['file']} sha256:{r.init_weights['sha256']}" for r in mine if r.init_weights})),
+                init_weights=tuple(
+                    sorted(
+                        {f"{r.init_weights['file']} sha256:{r.init_weights['sha256']}" for r in mine if r.init_weights}
+                    )
+                ),
             )
         )
     return rows
@@ -296,7 +313,9 @@ def title(provenance: Mapping[str, Any]) -> str:
     return f"Table 3 reproduction on {provenance.get('data_source')}"
 
 
-def to_markdown(rows: Sequence[Row], provenance: Mapping[str, Any], settings: Mapping[str, str], missing: Sequence[str] = ()) -> str:
+def to_markdown(
+    rows: Sequence[Row], provenance: Mapping[str, Any], settings: Mapping[str, str], missing: Sequence[str] = ()
+) -> str:
     """The table as markdown: a title that names the data, the settings, then one line per row.
 
     `settings` are extra header lines (name -> value), e.g. epochs and the bootstrap's size;
@@ -331,7 +350,15 @@ def to_markdown(rows: Sequence[Row], provenance: Mapping[str, Any], settings: Ma
         ci = "n/a" if row.ci_low is None else f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
         paper = " / ".join(_f(row.paper[k]) for k in SCORE_KEYS)
         diff = " / ".join(_f(row.difference(k), signed=True) for k in SCORE_KEYS)
-        cells = [row.config.label, str(row.n), *(_mean_std(row.scores[k]) for k in SCORE_KEYS), ci, _f(row.scores["binary_icbhi_score"].mean), paper, diff]
+        cells = [
+            row.config.label,
+            str(row.n),
+            *(_mean_std(row.scores[k]) for k in SCORE_KEYS),
+            ci,
+            _f(row.scores["binary_icbhi_score"].mean),
+            paper,
+            diff,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -366,6 +393,11 @@ def to_csv(rows: Sequence[Row]) -> str:
             "binary_icbhi_score_mean": row.scores["binary_icbhi_score"].mean,
         }
         for k in SCORE_KEYS:
-            values |= {f"{k}_mean": row.scores[k].mean, f"{k}_std": row.scores[k].std, f"paper_{k}": row.paper[k], f"diff_{k}": row.difference(k)}
+            values |= {
+                f"{k}_mean": row.scores[k].mean,
+                f"{k}_std": row.scores[k].std,
+                f"paper_{k}": row.paper[k],
+                f"diff_{k}": row.difference(k),
+            }
         writer.writerow({k: cell(v) for k, v in values.items()})
     return out.getvalue()

@@ -41,6 +41,9 @@ class ProbabilityModel(nn.Module):
     """`(B, 1, F, T)` log-power spectrograms -> `(B, C)` probabilities: per-bin
     standardization (the training set's mean and std), the network, softmax."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, network: nn.Module, mean: np.ndarray, std: np.ndarray) -> None:
         super().__init__()
         self.network = network
@@ -143,7 +146,7 @@ def metadata(trained: TrainedModel) -> dict[str, str]:
 def export_onnx(trained: TrainedModel, path: Path) -> int:
     """Write `trained` as one self-contained ONNX file at `path` (torch's dynamo exporter,
     its default opset), with `metadata` as the model's metadata properties. Returns the opset."""
-    network = copy.deepcopy(trained.model).cpu().to(memory_format=torch.contiguous_format).eval()
+    network = copy.deepcopy(trained.model).cpu().to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
     wrapper = ProbabilityModel(network, trained.mean, trained.std).eval()
     example = torch.zeros(2, 1, *trained.chain.shape)
     # The exporter narrates every step and warns about optional torchvision ops: keep the
@@ -160,6 +163,8 @@ def export_onnx(trained: TrainedModel, path: Path) -> int:
             dynamic_shapes={"spectrogram": {0: torch.export.Dim("batch")}},
             verbose=False,
         )
+    if program is None:  # only the legacy (non-dynamo) exporter returns nothing
+        raise RuntimeError("torch.onnx.export returned no program")
     model = program.model_proto
     onnx.helper.set_model_props(model, metadata(trained))
     onnx.checker.check_model(model)
@@ -171,8 +176,9 @@ def onnx_probabilities(path: Path, spectrograms: np.ndarray, batch_size: int = 6
     """Probabilities `(n, C)` of spectrograms `(n, F, T)` from the ONNX file, on CPU."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = [
-        session.run([OUTPUT], {INPUT: np.ascontiguousarray(spectrograms[i : i + batch_size, None], dtype=np.float32)})[0]
+        session.run([OUTPUT], {INPUT: np.ascontiguousarray(spectrograms[i : i + batch_size, None], dtype=np.float32)})[
+            0
+        ]
         for i in range(0, len(spectrograms), batch_size)
     ]
     return np.concatenate(out)
-

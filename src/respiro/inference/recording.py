@@ -24,6 +24,7 @@ from respiro.inference.windows import batched, iter_window_spans
 from respiro.training.checkpoint import TrainedModel
 from respiro.training.loop import predict
 
+
 class SkippedRecording(ValueError):
     """A recording that cannot be classified; the message names the file and why."""
 
@@ -86,31 +87,41 @@ def read_recording(trained: TrainedModel, wav: Path) -> np.ndarray:
     return audio
 
 
-def pieces_of(trained: TrainedModel, wav: Path, length: int, annotation: Path | None, window_s: float, hop_s: float) -> tuple[str, Iterator[Piece], int]:
+def pieces_of(
+    trained: TrainedModel, wav: Path, length: int, annotation: Path | None, window_s: float, hop_s: float
+) -> tuple[str, Iterator[Piece], int]:
     """`(unit, pieces, cycles without audio)` of a prepared recording of `length` samples: its
     annotated cycles (read and checked now), or, when `annotation` is None, its windows,
     made lazily. Raises IcbhiFormatError or SkippedRecording (no cycle with audio)."""
     rate = trained.chain.rate
     if annotation is None:
-        windows = (Piece(s.start / rate, s.end / rate, None, s) for s in iter_window_spans(length, rate, window_s, hop_s))
+        windows = (
+            Piece(s.start / rate, s.end / rate, None, s) for s in iter_window_spans(length, rate, window_s, hop_s)
+        )
         return "window", windows, 0
     cycles = read_annotations(annotation)
     if not cycles:
         raise SkippedRecording(f"{annotation}: annotation file has no cycles")
-    kept = [Piece(c.start, c.end, c.label, s) for c in cycles if (s := cycle_span(c.start, c.end, rate, length)) is not None]
+    kept = [
+        Piece(c.start, c.end, c.label, s) for c in cycles if (s := cycle_span(c.start, c.end, rate, length)) is not None
+    ]
     if not kept:
         raise SkippedRecording(f"{annotation}: none of its {len(cycles)} cycles has audio in {wav.name}")
     return "cycle", iter(kept), len(cycles) - len(kept)
 
 
-def spectrogram_batches(trained: TrainedModel, audio: np.ndarray, pieces: Iterator[Piece], batch_size: int) -> Iterator[tuple[list[Piece], np.ndarray]]:
+def spectrogram_batches(
+    trained: TrainedModel, audio: np.ndarray, pieces: Iterator[Piece], batch_size: int
+) -> Iterator[tuple[list[Piece], np.ndarray]]:
     """`(pieces, spectrograms (len(pieces), F, T))` for consecutive groups of `batch_size`."""
     chain = trained.chain
     for group in batched(pieces, batch_size):
         yield group, chain.spectrograms(chain.cycles(audio, [p.span for p in group]))
 
 
-def prepare_recording(trained: TrainedModel, wav: Path, annotation: Path | None, window_s: float, hop_s: float) -> RecordingInput:
+def prepare_recording(
+    trained: TrainedModel, wav: Path, annotation: Path | None, window_s: float, hop_s: float
+) -> RecordingInput:
     """Every spectrogram of `wav` at once, made with the checkpoint's audio chain: one per
     annotated cycle of `annotation`, or, when it is None, one per window (for tests and
     tools that need them all; classify_recording holds one batch at a time).
@@ -122,19 +133,25 @@ def prepare_recording(trained: TrainedModel, wav: Path, annotation: Path | None,
     groups = list(spectrogram_batches(trained, audio, pieces, 256))
     kept = [p for group, _ in groups for p in group]
     specs = np.concatenate([s for _, s in groups]) if groups else np.zeros((0, *trained.chain.shape), np.float32)
-    return RecordingInput(unit, [p.start for p in kept], [p.end for p in kept], [p.annotated for p in kept], specs, without_audio)
+    return RecordingInput(
+        unit, [p.start for p in kept], [p.end for p in kept], [p.annotated for p in kept], specs, without_audio
+    )
 
 
 def classify_spectrograms(trained: TrainedModel, specs: np.ndarray, batch_size: int) -> np.ndarray:
     """Class probabilities `(n, C)` float64 of spectrograms `(n, F, T)`, standardized and
     batched exactly as the evaluate stage does."""
     index = np.arange(len(specs))
-    loader = cycle_loader(specs, np.zeros(len(specs), np.int64), index, trained.mean, trained.std, batch_size, device=trained.device)
+    loader = cycle_loader(
+        specs, np.zeros(len(specs), np.int64), index, trained.mean, trained.std, batch_size, device=trained.device
+    )
     probs, _ = predict(trained.model, loader, trained.device)
     return probs
 
 
-def classify_recording(trained: TrainedModel, wav: Path, annotation: Path | None, window_s: float, hop_s: float, batch_size: int) -> RecordingPrediction:
+def classify_recording(
+    trained: TrainedModel, wav: Path, annotation: Path | None, window_s: float, hop_s: float, batch_size: int
+) -> RecordingPrediction:
     """One recording's cycles (or windows) and their class probabilities, `batch_size` at a
     time: cut, spectrograms, one forward pass (the same batches as one pass over all of
     them would make, so the numbers are those of the evaluate stage's batching)."""

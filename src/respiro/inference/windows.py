@@ -57,7 +57,11 @@ def check_windows(chain: AudioChain, window_s: float, hop_s: float, allow_gaps: 
             raise OptionError(f"{option} {value:g}: must be at least {low:g} s ({why})")
     seen = min(window_s, chain.segment.duration)
     if hop_s > seen + 1e-9 and not allow_gaps:
-        what = "the window" if window_s <= chain.segment.duration else f"the {chain.segment.duration:g} s of a window the model sees (its segment.duration)"
+        what = (
+            "the window"
+            if window_s <= chain.segment.duration
+            else f"the {chain.segment.duration:g} s of a window the model sees (its segment.duration)"
+        )
         raise OptionError(
             f"--hop {hop_s:g}: longer than {what}, so {hop_s - seen:g} s of audio after each window would never be "
             f"classified; give a shorter --hop, or --allow-gaps to accept the gaps"

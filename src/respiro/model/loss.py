@@ -20,13 +20,14 @@ Conventions (the references disagree, so they are fixed here):
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from respiro.data.icbhi import CLASS_NAMES
+from respiro.core.config import CLASS_NAMES
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 

@@ -67,7 +67,9 @@ def read_init(folder: Path, pretrained: str, depth: int) -> tuple[Path, dict[str
     try:
         record = json.loads(record_path.read_text())
     except (OSError, ValueError) as err:
-        raise DamagedArtifactError(f"{record_path}: unreadable ({err}); rerun the pretrained stage (`dvc repro`)") from None
+        raise DamagedArtifactError(
+            f"{record_path}: unreadable ({err}); rerun the pretrained stage (`dvc repro`)"
+        ) from None
     made_for = (record.get("pretrained"), record.get("depth") if record.get("pretrained") == "imagenet" else None)
     if made_for != (pretrained, depth if pretrained == "imagenet" else None):
         raise DamagedArtifactError(
@@ -79,7 +81,9 @@ def read_init(folder: Path, pretrained: str, depth: int) -> tuple[Path, dict[str
         return None
     weights = folder / str(record.get("file"))
     if not weights.is_file() or sha256_of(weights) != record.get("sha256"):
-        raise DamagedArtifactError(f"{weights}: missing or not the file {record_path} records; rerun the pretrained stage (`dvc repro`)")
+        raise DamagedArtifactError(
+            f"{weights}: missing or not the file {record_path} records; rerun the pretrained stage (`dvc repro`)"
+        )
     return weights, {"file": weights.name, "sha256": record["sha256"]}
 
 
@@ -110,7 +114,9 @@ def load_weights_file(path: Path) -> dict[str, Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any failure to unpickle a user's file is a bad file, not a bug
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise PretrainedWeightsError(f"{path}: not a weights file that loads with weights_only=True ({reason[:200]})") from None
+        raise PretrainedWeightsError(
+            f"{path}: not a weights file that loads with weights_only=True ({reason[:200]})"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise PretrainedWeightsError(f"{path}: not a state dict (a mapping of tensor names to tensors)")
     return state
@@ -138,7 +144,9 @@ def map_imagenet(state: dict[str, Tensor], model: nn.Module, source: Path | str)
         )
     mapped = {}
     for key in sorted(wanted & given):
-        tensor = adapt_stem(state[key]) if key == STEM and state[key].ndim == 4 and state[key].shape[1] == 3 else state[key]
+        tensor = (
+            adapt_stem(state[key]) if key == STEM and state[key].ndim == 4 and state[key].shape[1] == 3 else state[key]
+        )
         if tensor.shape != ours[key].shape:
             raise PretrainedWeightsError(
                 f"{source}: {key} has shape {tuple(state[key].shape)}, ResNet-{_depth_of(model)} needs "
@@ -161,5 +169,7 @@ def load_imagenet(model: nn.Module, path: Path) -> list[str]:
     """
     mapped = map_imagenet(load_weights_file(path), model, path)
     result = model.load_state_dict(mapped, strict=False)
-    assert not result.unexpected_keys and all(is_new(k) or k.endswith("num_batches_tracked") for k in result.missing_keys)
+    assert not result.unexpected_keys and all(
+        is_new(k) or k.endswith("num_batches_tracked") for k in result.missing_keys
+    )
     return sorted(mapped)

@@ -11,8 +11,8 @@ uses adaptive average pooling.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Callable, Sequence
 
 from torch import Tensor, nn
 

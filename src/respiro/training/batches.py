@@ -20,8 +20,8 @@ batch's mean loss. A global batch in which some process would get no cycle is sk
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -43,7 +43,9 @@ class Batch:
     step: int  # 1-based step of the epoch (the same on every process)
 
 
-def draw_mask_bands(rng: np.random.Generator, count: int, time_mask: int, freq_mask: int, frames: int, bins: int) -> np.ndarray:
+def draw_mask_bands(
+    rng: np.random.Generator, count: int, time_mask: int, freq_mask: int, frames: int, bins: int
+) -> np.ndarray:
     """SpecAugment bands for `count` spectrograms: (count, 4) int64 columns time start,
     time width, frequency start, frequency width. Widths uniform in [0, mask]; a band lies
     inside the spectrogram."""
@@ -121,7 +123,7 @@ class TrainBatches:
         freq_mask: int,
         seed: int,
         shard: Shard = Shard(),
-    ) -> "TrainBatches":
+    ) -> TrainBatches:
         """Read this shard's rows (`index[rank::world]`) of the memory map onto `device`."""
         mine = np.asarray(index)[shard.rank :: shard.world]
         x = standardized_rows(specs, mine, mean, std, device)
@@ -170,4 +172,6 @@ class TrainBatches:
         for step, weight in enumerate(weights, start=1):
             part = slice(bounds[step - 1], bounds[step])
             x = apply_mask_bands(self.x.index_select(0, idx[part]), band[part])
-            yield Batch(x.contiguous(memory_format=torch.channels_last), self.y.index_select(0, idx[part]), weight, step)
+            yield Batch(
+                x.contiguous(memory_format=torch.channels_last), self.y.index_select(0, idx[part]), weight, step
+            )

@@ -24,24 +24,33 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from respiro.audio.chain import AudioChain
+from respiro.core.config import CLASS_NAMES, ModelParams, validate_group
 from respiro.core.errors import CheckpointError, MissingInputError, ParamsError
+from respiro.core.outputs import atomic_file
 from respiro.evaluation.reports import provenance
-from respiro.data.icbhi import CLASS_NAMES
 from respiro.model.resnet import build_model
 from respiro.training.device import to_device
-from respiro.core.config import ModelParams, validate_group
-from respiro.core.outputs import atomic_file
 
-REQUIRED_KEYS = ("state_dict", "class_names", "params", "input_mean", "input_std", "epoch", "val_scores", "cycle_seconds_median")
+REQUIRED_KEYS = (
+    "state_dict",
+    "class_names",
+    "params",
+    "input_mean",
+    "input_std",
+    "epoch",
+    "val_scores",
+    "cycle_seconds_median",
+)
 # Optional: `init_weights`, {file, sha256} of the ImageNet weights training started from
 # (model.pretrained: imagenet); absent for a network trained from scratch.
 PARAMS_GROUPS = ("data", "synthetic", "resample", "normalize", "segment", "stft", "split", "model", "loss", "train")
@@ -77,7 +86,6 @@ def save_checkpoint(
     }
     with atomic_file(path) as tmp:
         torch.save(checkpoint, tmp)
-
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,9 @@ def _check_state_dict(path: Path, model: nn.Module, state: Any, name: str) -> No
     wrong = {k for k in expected if state[k].shape != expected[k].shape}
     if wrong:
         k = sorted(wrong)[0]
-        raise CheckpointError(f"{path}: {len(wrong)} weights of the wrong shape for {name}, e.g. {k} {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}")
+        raise CheckpointError(
+            f"{path}: {len(wrong)} weights of the wrong shape for {name}, e.g. {k} {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}"
+        )
 
 
 def _check_stats(path: Path, checkpoint: dict[str, Any], bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +154,9 @@ def _check_stats(path: Path, checkpoint: dict[str, Any], bins: int) -> tuple[np.
         value = checkpoint[key]
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != (bins,):
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise CheckpointError(f"{path}: {key} must be a tensor of {bins} frequency bins (stft.n_fft // 2 + 1); got {shape}")
+            raise CheckpointError(
+                f"{path}: {key} must be a tensor of {bins} frequency bins (stft.n_fft // 2 + 1); got {shape}"
+            )
         array = value.detach().cpu().numpy().astype(np.float32)
         if not np.isfinite(array).all():
             raise CheckpointError(f"{path}: {key} holds NaN or infinite values")
@@ -188,7 +200,9 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
         raise MissingInputError(f"{path}: no such checkpoint file")
     checkpoint = _load_data_only(path)
     if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{path}: not a checkpoint of this project (a {type(checkpoint).__name__}, expected a dict with {', '.join(REQUIRED_KEYS)})")
+        raise CheckpointError(
+            f"{path}: not a checkpoint of this project (a {type(checkpoint).__name__}, expected a dict with {', '.join(REQUIRED_KEYS)})"
+        )
     missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
     if missing:
         raise CheckpointError(f"{path}: not a checkpoint of this project: missing {', '.join(missing)}")
@@ -206,8 +220,12 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: its params lack {err}") from None
     init = checkpoint.get("init_weights")
-    if init is not None and not (isinstance(init, dict) and all(isinstance(init.get(k), str) for k in ("file", "sha256"))):
-        raise CheckpointError(f"{path}: init_weights must be {{file, sha256}} of the weights training started from; got {init!r}")
+    if init is not None and not (
+        isinstance(init, dict) and all(isinstance(init.get(k), str) for k in ("file", "sha256"))
+    ):
+        raise CheckpointError(
+            f"{path}: init_weights must be {{file, sha256}} of the weights training started from; got {init!r}"
+        )
     if not isinstance(checkpoint["epoch"], int):
         raise CheckpointError(f"{path}: epoch must be an integer; got {checkpoint['epoch']!r}")
     seconds = checkpoint["cycle_seconds_median"]

@@ -15,12 +15,10 @@ statistics are process 0's (DDP broadcasts its buffers at every forward pass).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import os
 import subprocess
 import sys
-
+from collections.abc import Mapping
 from typing import cast
 
 import torch
@@ -103,7 +101,15 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
 
 def torchrun_command(processes: int, module: str) -> list[str]:
     """The command that runs `python -m module` in `processes` processes on this machine."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", module]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        module,
+    ]
 
 
 def relaunch(processes: int, module: str) -> int:

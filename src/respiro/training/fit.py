@@ -9,8 +9,9 @@ process 0) sees the scores and gets a result.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader
 from respiro.evaluation.metrics import scores_of
 from respiro.training.batches import TrainBatches
 from respiro.training.distributed import plain_state_dict, unwrap
-from respiro.training.loop import set_epoch_lr, lr_factor, train_one_epoch, validate
+from respiro.training.loop import lr_factor, set_epoch_lr, train_one_epoch, validate
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CURVE_SCORES = ("accuracy", "se", "sp", "icbhi_score")  # the validation scores logged per epoch
@@ -39,7 +40,12 @@ class EpochResult:
 
     def curves(self) -> dict[str, float | None]:
         """The per-epoch values DVCLive plots (None: undefined, e.g. SE without abnormal cycles)."""
-        return {"lr": self.lr, "train/loss": self.train_loss, "val/loss": self.val_loss, **{f"val/{k}": self.val[k] for k in CURVE_SCORES}}
+        return {
+            "lr": self.lr,
+            "train/loss": self.train_loss,
+            "val/loss": self.val_loss,
+            **{f"val/{k}": self.val[k] for k in CURVE_SCORES},
+        }
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ first step it happened at) and reported when the epoch ends.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,9 @@ class NonFiniteLossError(UserError, FloatingPointError):
     """Training diverged; the message names the epoch and step (and says to lower train.lr)."""
 
 
-def parameter_groups(model: nn.Module, lr: float, backbone_lr_factor: float, freeze_epochs: int) -> list[dict[str, Any]]:
+def parameter_groups(
+    model: nn.Module, lr: float, backbone_lr_factor: float, freeze_epochs: int
+) -> list[dict[str, Any]]:
     """The optimizer's groups for a network started from pretrained weights.
 
     stem + layer1 and layer2-4 (pretrained) train at `backbone_lr_factor` times `lr`; CBAM and
@@ -63,7 +66,9 @@ def make_optimizer(
     From scratch every parameter is in one group, as it always was: nothing about the default
     run's arithmetic changes.
     """
-    parameters: Any = parameter_groups(model, lr, backbone_lr_factor, freeze_epochs) if pretrained else model.parameters()
+    parameters: Any = (
+        parameter_groups(model, lr, backbone_lr_factor, freeze_epochs) if pretrained else model.parameters()
+    )
     if name == "adam":
         return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
@@ -170,7 +175,10 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple
 
 @torch.inference_mode()
 def validate(
-    model: nn.Module, loader: DataLoader, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], device: torch.device
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    device: torch.device,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """One pass over `loader`: the loss of all its items at once, from the logits (as in
     training), and `predict`'s probabilities (N, C) and labels (N,)."""

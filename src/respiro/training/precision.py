@@ -67,7 +67,9 @@ def choose_precision(setting: str, device_type: str, native_bf16: bool) -> torch
     if setting == "fp32" or (setting == "auto" and not native_bf16):
         return None
     if setting == "bf16" and device_type == "cuda" and not native_bf16:
-        raise ParamsError("train.precision is bf16 but this GPU has no native bfloat16 (Ampere or later); use auto or fp32")
+        raise ParamsError(
+            "train.precision is bf16 but this GPU has no native bfloat16 (Ampere or later); use auto or fp32"
+        )
     return torch.bfloat16
 
 

@@ -15,11 +15,10 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from respiro.core.outputs import atomic_dir
 from respiro.core.errors import ArchiveError
+from respiro.core.outputs import atomic_dir
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
-
 
 
 def _entry_parts(zip_path: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
@@ -30,7 +29,9 @@ def _entry_parts(zip_path: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
     if name.startswith(("/", "\\")) or _DRIVE.match(name):
         raise ArchiveError(f"{zip_path}: entry {name!r} has an absolute path; refusing to extract anything")
     if ".." in parts:
-        raise ArchiveError(f"{zip_path}: entry {name!r} points outside the archive's folder (..); refusing to extract anything")
+        raise ArchiveError(
+            f"{zip_path}: entry {name!r} points outside the archive's folder (..); refusing to extract anything"
+        )
     if stat.S_ISLNK(info.external_attr >> 16):
         raise ArchiveError(f"{zip_path}: entry {name!r} is a symbolic link; refusing to extract anything")
     return parts
@@ -68,7 +69,9 @@ def extract_zip(zip_path: Path, out_dir: Path) -> list[Path]:
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as err:
             raise ArchiveError(f"{zip_path}: damaged archive ({err}); download or copy it again") from None
         if corrupt is not None:
-            raise ArchiveError(f"{zip_path}: member {corrupt!r} fails its CRC check (damaged archive); download or copy it again")
+            raise ArchiveError(
+                f"{zip_path}: member {corrupt!r} fails its CRC check (damaged archive); download or copy it again"
+            )
         strip = 1 if _common_top(members) else 0
         written: list[Path] = []
         with atomic_dir(out_dir) as tmp:

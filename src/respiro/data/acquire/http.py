@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
+
 from respiro.core.errors import DownloadError
 
 CHUNK = 1 << 20
@@ -28,7 +29,6 @@ USER_AGENT = "icbhi-resnet-cbam (python urllib)"
 # Answers that say "try again later" rather than "this will never work".
 _TRANSIENT_STATUS = frozenset({408, 429})
 _CONTENT_RANGE = re.compile(r"^bytes\s+(?:(?P<start>\d+)-\d+|\*)/(?P<total>\d+|\*)$")
-
 
 
 class _Interrupted(Exception):
@@ -86,7 +86,9 @@ def _open(url: str, offset: int, timeout: float, context: ssl.SSLContext) -> htt
         raise _Interrupted(f"no answer: {err!r}") from None
 
 
-def _fetch(url: str, part: Path, expected_size: int | None, timeout: float, context: ssl.SSLContext, progress: bool) -> int | None:
+def _fetch(
+    url: str, part: Path, expected_size: int | None, timeout: float, context: ssl.SSLContext, progress: bool
+) -> int | None:
     """One attempt: extend `part` to the whole file; return the size the server announced.
 
     Raises _Interrupted when the transfer stops early (the bytes received are kept), and
@@ -133,10 +135,19 @@ def _fetch(url: str, part: Path, expected_size: int | None, timeout: float, cont
                 "a different file from the one expected (check the URL and the expected size)"
             )
         received = offset
-        with part.open(mode) as out, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=part.name.removesuffix(".part"), disable=not progress, leave=False,
-        ) as bar:
+        with (
+            part.open(mode) as out,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removesuffix(".part"),
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             try:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
@@ -155,7 +166,9 @@ def _verify(url: str, part: Path, size: int | None, sha256: str | None) -> None:
     actual = part.stat().st_size
     if size is not None and actual != size:
         part.unlink()
-        raise DownloadError(f"{url}: downloaded {actual:,} bytes, expected {size:,}; deleted it, the next run starts over")
+        raise DownloadError(
+            f"{url}: downloaded {actual:,} bytes, expected {size:,}; deleted it, the next run starts over"
+        )
     if sha256 is not None:
         digest = _sha256(part)
         if digest != sha256.lower():

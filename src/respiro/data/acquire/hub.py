@@ -95,7 +95,9 @@ def find_hub_file(
     if path is not None:
         given = Path(path).expanduser()
         if not given.is_file():
-            raise PretrainedWeightsError(f"pretrained.path={path} is not a file; point it at {name} ({what}) or set it to null")
+            raise PretrainedWeightsError(
+                f"pretrained.path={path} is not a file; point it at {name} ({what}) or set it to null"
+            )
         own = hash_prefix(given.name)
         # A file named with its own prefix is known by its own name (it may be other weights
         # than the published ones); a renamed copy must be the published file.

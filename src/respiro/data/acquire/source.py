@@ -15,6 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from respiro.core.config import DataParams, Params
+from respiro.core.errors import MissingInputError, ParamsError
 from respiro.data.acquire.archive import extract_zip
 from respiro.data.acquire.http import download
 from respiro.data.icbhi import (
@@ -24,8 +26,6 @@ from respiro.data.icbhi import (
     SPLIT_FILE,
     scan_folder,
 )
-from respiro.core.errors import MissingInputError, ParamsError
-from respiro.core.config import DataParams, Params
 from respiro.data.synthetic.corpus import generate_corpus
 
 ARCHIVE_NAME = "ICBHI_final_database.zip"
@@ -50,7 +50,9 @@ def _local_inputs(path: Path) -> tuple[list[Path], dict[Path, Path]]:
     """The zip archives to extract and the loose files to add ({relative path: file})."""
     if path.is_file():
         if path.suffix.lower() != ".zip":
-            raise ParamsError(f"data.local_path={path} is a file but not a .zip; point it at your ICBHI folder or {ARCHIVE_NAME}")
+            raise ParamsError(
+                f"data.local_path={path} is a file but not a .zip; point it at your ICBHI folder or {ARCHIVE_NAME}"
+            )
         beside = {Path(name): path.parent / name for name in METADATA_FILES if (path.parent / name).is_file()}
         return [path], beside
     archives = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".zip")

@@ -26,19 +26,11 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from respiro.data.icbhi import (
-    CLASS_NAMES,
-    DEMOGRAPHIC_FILE,
-    DEVICE_RATES,
-    DIAGNOSIS_FILE,
-    LOCATIONS,
-    SPLIT_FILE,
-    label_of,
-)
+from respiro.core.config import CLASS_NAMES, SyntheticParams
+from respiro.core.errors import MissingInputError
+from respiro.data.icbhi import DEMOGRAPHIC_FILE, DEVICE_RATES, DIAGNOSIS_FILE, LOCATIONS, SPLIT_FILE, label_of
 from respiro.data.synthetic import sounds
 from respiro.data.synthetic.sounds import FloatArray
-from respiro.core.config import SyntheticParams
-from respiro.core.errors import MissingInputError
 
 # Independent random streams of one seed: the plan, and one per rendered recording.
 _PLAN_STREAM = 0
@@ -81,7 +73,9 @@ DIAGNOSES: dict[str, Diagnosis] = {
     "Healthy": Diagnosis(26, (0.25, 16.0), 1.4, 0.04, 0.03, 0.5, _CHILD_DEVICES),
     "URTI": Diagnosis(14, (0.6, 16.0), 1.6, 0.12, 0.08, 0.5, _CHILD_DEVICES),
     # Bronchiectasis: abundant coarse crackles (secretions in dilated airways).
-    "Bronchiectasis": Diagnosis(7, (19.0, 75.0), 2.3, 0.65, 0.10, 0.1, {"Meditron": 0.5, "AKGC417L": 0.3, "LittC2SE": 0.2}),
+    "Bronchiectasis": Diagnosis(
+        7, (19.0, 75.0), 2.3, 0.65, 0.10, 0.1, {"Meditron": 0.5, "AKGC417L": 0.3, "LittC2SE": 0.2}
+    ),
     # Bronchiolitis (infants): fine crackles and wheezes together.
     "Bronchiolitis": Diagnosis(6, (0.5, 3.0), 2.2, 0.40, 0.40, 0.8, _CHILD_DEVICES),
     # Pneumonia: fine (later coarse) inspiratory crackles over the consolidation.
@@ -347,13 +341,13 @@ def _split(rng: np.random.Generator, recordings: list[Recording]) -> dict[int, s
     order.sort(key=lambda pid: -counts[pid][0])
     train, done = np.zeros_like(totals), np.zeros_like(totals)
     sides: dict[int, str] = {}
+
+    def miss(candidate: np.ndarray, done: np.ndarray) -> float:
+        return float(np.sum(((candidate - _SPLIT_TRAIN_SHARE * done) / totals) ** 2))
+
     for pid in order:
         done += counts[pid]
-
-        def miss(candidate: np.ndarray) -> float:
-            return float(np.sum(((candidate - _SPLIT_TRAIN_SHARE * done) / totals) ** 2))
-
-        side = "train" if miss(train + counts[pid]) <= miss(train) else "test"
+        side = "train" if miss(train + counts[pid], done) <= miss(train, done) else "test"
         if side == "train":
             train += counts[pid]
         sides[pid] = side
@@ -364,7 +358,9 @@ def plan_corpus(config: SyntheticParams) -> CorpusPlan:
     """Everything about the corpus except the audio samples, from the seed's plan stream."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, _PLAN_STREAM]))
     names = list(DIAGNOSES)
-    diagnoses = [d for d, k in zip(names, _allocate(config.patients, [DIAGNOSES[d].patients for d in names])) for _ in range(k)]
+    diagnoses = [
+        d for d, k in zip(names, _allocate(config.patients, [DIAGNOSES[d].patients for d in names])) for _ in range(k)
+    ]
     rng.shuffle(diagnoses)
     # Tendencies to crackles and to wheezes per diagnosis, slightly anti-correlated: patients
     # lean to one picture ("crackler" or "wheezer") more than to both.
@@ -400,7 +396,9 @@ def plan_corpus(config: SyntheticParams) -> CorpusPlan:
                 crackle_bias, wheeze_bias = _LOCATION_LOGIT[location]
                 p_crackle = 1.0 / (1.0 + math.exp(-(patient.crackle_logit + crackle_bias + rng.normal(0.0, 0.8))))
                 p_wheeze = 1.0 / (1.0 + math.exp(-(patient.wheeze_logit + wheeze_bias + rng.normal(0.0, 0.8))))
-                cycles = tuple((start, end, int(rng.random() < p_crackle), int(rng.random() < p_wheeze)) for start, end in spans)
+                cycles = tuple(
+                    (start, end, int(rng.random() < p_crackle), int(rng.random() < p_wheeze)) for start, end in spans
+                )
                 level = _DEVICE_LEVEL_DBFS[device] + patient_level + rng.normal(0.0, 4.0)
                 recordings.append(
                     Recording(-1, patient.pid, index, location, mode, device, rate, subtype, samples, level, cycles, "")
@@ -496,7 +494,11 @@ def render_recording(recording: Recording, patient: Patient, rng: np.random.Gene
 
     # Inspiration is a little brighter than expiration (higher flow, more turbulence).
     tracheal = recording.location == "Tc"
-    corner = 900.0 * math.exp(rng.normal(0.0, 0.2)) if tracheal else patient.breath_corner_hz * math.exp(rng.normal(0.0, 0.1))
+    corner = (
+        900.0 * math.exp(rng.normal(0.0, 0.2))
+        if tracheal
+        else patient.breath_corner_hz * math.exp(rng.normal(0.0, 0.1))
+    )
     audio = sounds.shaped_noise(n, rate, rng, sounds.breath_response(corner * 1.15))
     audio *= sounds.phase_envelope(n, rate, [b.inspiration for b in breaths])
     expiration = sounds.shaped_noise(n, rate, rng, sounds.breath_response(corner * 0.85))
@@ -592,7 +594,16 @@ def _metadata_texts(plan: CorpusPlan) -> dict[str, str]:
     split = "\n".join(f"{r.stem}\t{r.split}" for r in sorted(plan.recordings, key=lambda r: r.stem))
     diagnosis = "\n".join(f"{p.pid}\t{p.diagnosis}" for p in plan.patients)
     demographic = "\r\n" + "\r\n".join(
-        " ".join((str(p.pid), _number_text(p.age), p.sex, _number_text(p.bmi), _number_text(p.weight), _number_text(p.height)))
+        " ".join(
+            (
+                str(p.pid),
+                _number_text(p.age),
+                p.sex,
+                _number_text(p.bmi),
+                _number_text(p.weight),
+                _number_text(p.height),
+            )
+        )
         for p in plan.patients
     )
     return {SPLIT_FILE: split, DIAGNOSIS_FILE: diagnosis, DEMOGRAPHIC_FILE: demographic}

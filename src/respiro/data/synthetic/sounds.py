@@ -125,7 +125,9 @@ def phase_envelope(n: int, rate: int, phases: Sequence[BreathPhase]) -> FloatArr
         u = (np.arange(first, last, dtype=np.float32) / rate - phase.start) / phase.duration
         u = np.clip(u, 0.0, 1.0)
         shape = u**phase.rise * (1.0 - u) ** phase.fall
-        top = (phase.rise / (phase.rise + phase.fall)) ** phase.rise * (phase.fall / (phase.rise + phase.fall)) ** phase.fall
+        top = (phase.rise / (phase.rise + phase.fall)) ** phase.rise * (
+            phase.fall / (phase.rise + phase.fall)
+        ) ** phase.fall
         envelope[first:last] += (phase.peak / top) * shape
     return envelope
 
@@ -224,7 +226,10 @@ def heart_sounds(n: int, rate: int, rng: np.random.Generator, bpm: float) -> Flo
     end = n / rate
     while beat < end:
         systole = max(0.42 - 0.0017 * (bpm - 60.0), 0.25)
-        for onset, low, high, length, level in ((beat, 25.0, 60.0, 0.10, 1.0), (beat + systole, 50.0, 110.0, 0.07, 0.7)):
+        for onset, low, high, length, level in (
+            (beat, 25.0, 60.0, 0.10, 1.0),
+            (beat + systole, 50.0, 110.0, 0.07, 0.7),
+        ):
             wave = level * rng.uniform(0.8, 1.1) * _thump(rate, rng, low, high, length)
             first = int(round(onset * rate))
             lo, hi = max(first, 0), min(first + wave.size, n)
@@ -268,7 +273,9 @@ def friction_bursts(n: int, rate: int, rng: np.random.Generator, per_second: flo
         chop = np.abs(np.sin(2 * np.pi * rng.uniform(20.0, 60.0) * t + rng.uniform(0, np.pi))) ** 2
         window = np.sin(np.pi * np.arange(length) / length)
         segment = slice(first, first + length)
-        out[segment] += (noise[segment] * chop[: out[segment].size] * window[: out[segment].size] * 2.3).astype(np.float32)
+        out[segment] += (noise[segment] * chop[: out[segment].size] * window[: out[segment].size] * 2.3).astype(
+            np.float32
+        )
     return out
 
 
@@ -324,7 +331,9 @@ class Device:
 
     def response(self, freqs: np.ndarray) -> np.ndarray:
         """Linear magnitude at `freqs` (Hz), same shape."""
-        gain = highpass(freqs, self.highpass_hz, self.highpass_order) * lowpass(freqs, self.lowpass_hz, self.lowpass_order)
+        gain = highpass(freqs, self.highpass_hz, self.highpass_order) * lowpass(
+            freqs, self.lowpass_hz, self.lowpass_order
+        )
         gain = gain * lowpass(freqs, self.band_edge_hz, 8)
         for centre, gain_db, width in self.resonances:
             gain = gain * resonance(freqs, centre, gain_db, width)
@@ -350,7 +359,12 @@ DEVICES: dict[str, Device] = {
 
 
 def device_recording(
-    signal: FloatArray, rate: int, rng: np.random.Generator, device: Device, upsample: int = 1, samples: int | None = None
+    signal: FloatArray,
+    rate: int,
+    rng: np.random.Generator,
+    device: Device,
+    upsample: int = 1,
+    samples: int | None = None,
 ) -> FloatArray:
     """What `device` records of `signal (time,)` at `rate`, written at `rate * upsample` Hz.
 
@@ -372,7 +386,9 @@ def device_recording(
     spectrum[: low.size] = low
     rms = max(float(np.sqrt(np.mean(np.square(signal, dtype=np.float64)))), 1e-12)
     # A complex Gaussian spectrum with E|X|^2 = 2 gives time-domain variance 2 / size.
-    hiss = _gaussian_spectrum(spectrum.size, rng) * np.float32(rms * 10.0 ** (device.self_noise_db / 20.0) * np.sqrt(size / 2.0))
+    hiss = _gaussian_spectrum(spectrum.size, rng) * np.float32(
+        rms * 10.0 ** (device.self_noise_db / 20.0) * np.sqrt(size / 2.0)
+    )
     spectrum += hiss
     spectrum *= device.response(_frequencies(size, rate * upsample)).astype(np.float32)
     return np.fft.irfft(spectrum, size)[:samples].astype(np.float32)

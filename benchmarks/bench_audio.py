@@ -55,7 +55,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.conftest, when run as `python benchmarks/bench_audio.py`
 
-from respiro.data.synthetic.corpus import SyntheticParams, generate_corpus
+from respiro.core.config import SyntheticParams
+from respiro.data.synthetic.corpus import generate_corpus
 from tests.conftest import DVC_ENV, make_project_copy, set_params  # noqa: E402
 
 STAGES = ("download", "resample", "normalize", "segment", "stft")

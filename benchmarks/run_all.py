@@ -29,7 +29,8 @@ import torch  # noqa: E402
 
 from benchmarks.bench_audio import audio_rows  # noqa: E402
 from benchmarks.bench_train import train_rows  # noqa: E402
-from respiro.data.synthetic.corpus import SyntheticParams, generate_corpus
+from respiro.core.config import SyntheticParams
+from respiro.data.synthetic.corpus import generate_corpus
 
 
 def machine() -> str:

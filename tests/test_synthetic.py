@@ -24,7 +24,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from respiro.core.config import CLASS_NAMES, validate_group
+from respiro.core.config import CLASS_NAMES, SyntheticParams, validate_group
 from respiro.core.errors import ParamsError
 from respiro.data.icbhi import (
     DEMOGRAPHIC_FILE,
@@ -39,14 +39,9 @@ from respiro.data.icbhi import (
     scan_folder,
 )
 from respiro.data.synthetic import sounds
-from respiro.data.synthetic.corpus import (
-    DIAGNOSES,
-    ICBHI_SCALE,
-    CorpusPlan,
-    SyntheticParams,
-    generate_corpus,
-    plan_corpus,
-)
+from respiro.data.synthetic.corpus import generate_corpus
+from respiro.data.synthetic.plan import ICBHI_SCALE, CorpusPlan, plan_corpus
+from respiro.data.synthetic.population import DIAGNOSES
 
 SMALL = SyntheticParams(seed=11, patients=6, recordings=12, recording_seconds=10.0)
 MODERATE = SyntheticParams(seed=5, patients=60, recordings=200, recording_seconds=12.0)

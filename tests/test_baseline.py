@@ -23,7 +23,8 @@ STAGES = ["download", "resample", "normalize", "segment", "stft", "pretrained", 
 
 def test_baseline_is_committed_with_every_stage():
     lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
-    assert list(lock["stages"]) == STAGES
+    # Every stage of dvc.yaml (DVC keeps a stage's place in the lock from when it first ran).
+    assert sorted(lock["stages"]) == sorted(STAGES)
     tracked = run(["git", "ls-files", "dvc.lock", "metrics"], ROOT).stdout.split()
     assert "dvc.lock" in tracked
     assert {

@@ -34,6 +34,7 @@ import yaml
 
 from respiro.core.config import CLASS_NAMES
 from respiro.model.resnet import build_model
+from respiro.training.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,17 +49,16 @@ def untrained_checkpoint(path: Path, depth: int | None, cbam: bool | None, durat
     m = params["model"]
     bins = params["stft"]["n_fft"] // 2 + 1
     torch.manual_seed(0)
-    checkpoint = {
-        "state_dict": build_model(m["depth"], m["cbam"], m["cbam_reduction"], len(CLASS_NAMES)).state_dict(),
-        "class_names": list(CLASS_NAMES),
-        "params": params,
-        "input_mean": torch.full((bins,), -8.0),
-        "input_std": torch.full((bins,), 3.0),
-        "epoch": 1,
-        "val_scores": {},
-        "cycle_seconds_median": 2.7,  # ICBHI's median cycle: the default window
-    }
-    torch.save(checkpoint, path)
+    save_checkpoint(  # the train stage's writer: the format stays the one place's
+        path,
+        state_dict=build_model(m["depth"], m["cbam"], m["cbam_reduction"], len(CLASS_NAMES)).state_dict(),
+        params=params,
+        input_mean=np.full(bins, -8.0, dtype=np.float32),
+        input_std=np.full(bins, 3.0, dtype=np.float32),
+        epoch=1,
+        val_scores={"icbhi_score": None, "se": None, "sp": None},
+        cycle_seconds_median=2.7,  # ICBHI's median cycle: the default window
+    )
     return params
 
 

@@ -30,6 +30,7 @@ from respiro.commands import predict as predict_command
 from respiro.core.config import CLASS_NAMES, parse_params
 from respiro.core.errors import ParamsError
 from respiro.model.resnet import build_model
+from respiro.training.checkpoint import save_checkpoint
 from tests.conftest import DVC_ENV, ROOT, TINY_PARAMS, make_project_copy
 
 RATE = 4000
@@ -62,17 +63,16 @@ def models(tmp_path_factory) -> Path:
     params["model"].update(depth=18, cbam=False)
     bins = params["stft"]["n_fft"] // 2 + 1
     torch.manual_seed(0)
-    checkpoint = {
-        "state_dict": build_model(18, False, 16, len(CLASS_NAMES)).state_dict(),
-        "class_names": list(CLASS_NAMES),
-        "params": params,
-        "input_mean": torch.full((bins,), -8.0),
-        "input_std": torch.full((bins,), 3.0),
-        "epoch": 1,
-        "val_scores": {},
-        "cycle_seconds_median": 2.5,
-    }
-    torch.save(checkpoint, folder / "model.pt")
+    save_checkpoint(  # the train stage's writer
+        folder / "model.pt",
+        state_dict=build_model(18, False, 16, len(CLASS_NAMES)).state_dict(),
+        params=params,
+        input_mean=np.full(bins, -8.0, dtype=np.float32),
+        input_std=np.full(bins, 3.0, dtype=np.float32),
+        epoch=1,
+        val_scores={"icbhi_score": None, "se": None, "sp": None},
+        cycle_seconds_median=2.5,
+    )
     torch.save({"state_dict": {}, "weights": [1, 2, 3]}, folder / "foreign.pt")
     torch.save({"state_dict": Evil(folder / "PWNED")}, folder / "evil.pt")
     return folder

@@ -11,7 +11,7 @@ from respiro.audio.segment import cycle_span, fit_length
 from respiro.audio.spectrogram import Spectrogram
 from respiro.audio.store import AudioStore, AudioStoreWriter
 from respiro.audio.wavio import read_mono
-from respiro.core.errors import AudioReadError
+from respiro.core.errors import AudioReadError, DamagedArtifactError
 
 
 def tone(freq: float, rate: int, seconds: float, amp: float = 0.5) -> np.ndarray:
@@ -183,24 +183,19 @@ def test_read_mono_rejects_bad_files(tmp_path):
         assert path.name in str(err.value)
 
 
-def test_npy_streaming_matches_numpy_and_checks_row_counts(tmp_path):
-    from respiro.audio.arrays import NpyWriter, iter_npy_rows, npy_shape
+def test_npy_rows_written_in_place_give_numpys_file_and_a_short_file_is_damaged(tmp_path):
+    from respiro.audio.arrays import create_npy, npy_shape, read_npy_rows, write_npy_rows
 
     data = np.random.default_rng(0).standard_normal((7, 3, 5)).astype(np.float32)
-    with NpyWriter(tmp_path / "a.npy", data.shape) as writer:
-        writer.append(data[:4])
-        writer.append(data[4:])
+    create_npy(tmp_path / "a.npy", data.shape)
+    write_npy_rows(tmp_path / "a.npy", 4, data[4:])
+    write_npy_rows(tmp_path / "a.npy", 0, data[:4])
     np.save(tmp_path / "b.npy", data)
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
     assert npy_shape(tmp_path / "a.npy") == (7, 3, 5)
-    batches = list(iter_npy_rows(tmp_path / "b.npy", 3))
-    assert [len(b) for b in batches] == [3, 3, 1] and np.array_equal(np.concatenate(batches), data)
-    with pytest.raises(ValueError, match="2 rows written, header says 7"):
-        with NpyWriter(tmp_path / "c.npy", data.shape) as writer:
-            writer.append(data[:2])
     (tmp_path / "d.npy").write_bytes((tmp_path / "b.npy").read_bytes()[:-10])
-    with pytest.raises(ValueError, match="ends early"):
-        list(iter_npy_rows(tmp_path / "d.npy", 4))
+    with pytest.raises(DamagedArtifactError, match="ends early"):
+        read_npy_rows(tmp_path / "d.npy", 4, 3)
 
 
 @pytest.mark.parametrize("duration, pad", [(1.0, "repeat"), (1.0, "zero"), (0.3, "repeat")])

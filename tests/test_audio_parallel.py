@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from respiro.audio.arrays import NpyWriter, create_npy, read_npy_rows, write_npy_rows
+from respiro.audio.arrays import create_npy, read_npy_rows, write_npy_rows
 from respiro.core.pool import IN_FLIGHT_PER_WORKER, ordered_map, worker_count
 from tests.conftest import ROOT
 
@@ -80,8 +80,7 @@ def test_worker_count_zero_means_every_core_this_process_may_use():
 
 def test_rows_written_in_any_order_give_the_file_a_writer_in_order_gives(tmp_path):
     rows = np.arange(7 * 3 * 4, dtype=np.float32).reshape(7, 3, 4)
-    with NpyWriter(tmp_path / "ordered.npy", rows.shape) as out:
-        out.append(rows)
+    np.save(tmp_path / "ordered.npy", rows)
     create_npy(tmp_path / "scattered.npy", rows.shape)
     for start, stop in [(5, 7), (0, 2), (2, 5)]:
         write_npy_rows(tmp_path / "scattered.npy", start, rows[start:stop])

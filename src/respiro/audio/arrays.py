@@ -8,7 +8,6 @@ one batch, while the files stay ordinary .npy that training memory-maps.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Self
 
@@ -35,30 +34,6 @@ class StreamWriter:
             self.close()
         else:
             self._file.close()
-
-
-class NpyWriter(StreamWriter):
-    """Writes an array of known `shape` to `path` as .npy, `append`ing rows in order."""
-
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype = np.dtype("<f4")) -> None:
-        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
-        self._rows = 0
-        self._file: BinaryIO = path.open("wb")
-        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
-        np.lib.format.write_array_header_1_0(self._file, header)
-
-    def append(self, rows: np.ndarray) -> None:
-        """Add rows `(n, *shape[1:])`."""
-        rows = np.ascontiguousarray(rows, dtype=self.dtype)
-        if rows.shape[1:] != self.shape[1:]:
-            raise ValueError(f"{self.path}: rows of shape {rows.shape[1:]}, expected {self.shape[1:]}")
-        self._file.write(rows.tobytes())
-        self._rows += len(rows)
-
-    def close(self) -> None:
-        self._file.close()
-        if self._rows != self.shape[0]:
-            raise ValueError(f"{self.path}: {self._rows} rows written, header says {self.shape[0]}")
 
 
 def _read_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -113,20 +88,3 @@ def read_npy_rows(path: Path, start: int, count: int) -> np.ndarray:
     if data.size != want:
         raise DamagedArtifactError(f"{path}: file ends early, before row {start + count} of {shape[0]}")
     return data.reshape((count, *shape[1:]))
-
-
-def iter_npy_rows(path: Path, batch: int) -> Iterator[np.ndarray]:
-    """Yield consecutive row batches `(<= batch, *shape[1:])` of a C-order .npy file."""
-    with path.open("rb") as f:
-        shape, fortran, dtype = _read_header(f)
-        if fortran:
-            raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
-        row = int(np.prod(shape[1:], dtype=np.int64))
-        for start in range(0, shape[0], batch):
-            n = min(batch, shape[0] - start)
-            data = np.fromfile(f, dtype=dtype, count=n * row)
-            if data.size != n * row:
-                raise DamagedArtifactError(
-                    f"{path}: file ends early at row {start + data.size // max(row, 1)} of {shape[0]}"
-                )
-            yield data.reshape((n, *shape[1:]))

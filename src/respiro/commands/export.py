@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from respiro.commands.options import add_model_option, add_output_option
 from respiro.core.cli import run_stage
 from respiro.core.errors import MissingInputError, StageError
 from respiro.core.outputs import StageTimer, atomic_file, check_output_file
@@ -40,18 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"checking it with onnxruntime against PyTorch on real spectrograms (max difference <= {TOLERANCE:g})."
         ),
     )
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=Path("models/model.pt"),
-        help="checkpoint written by the train stage (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("models/model.onnx"),
-        help="ONNX file written; an existing .onnx file is replaced, a folder or any other file is refused (default: %(default)s)",
-    )
+    add_model_option(parser)
+    add_output_option(parser, "models/model.onnx", "ONNX file written")
     parser.add_argument(
         "--spectrograms",
         type=Path,

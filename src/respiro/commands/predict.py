@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from respiro.commands.options import add_model_option, add_output_option
 from respiro.core.cli import run_stage
 from respiro.core.config import CLASS_NAMES
 from respiro.core.errors import AudioReadError, IcbhiFormatError, MissingInputError, OptionError, StageError
@@ -64,12 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="RECORDING_OR_FOLDER",
         help="audio files (any rate, PCM width or channel count soundfile reads) or folders searched recursively for .wav files",
     )
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=Path("models/model.pt"),
-        help="checkpoint written by the train stage (default: %(default)s)",
-    )
+    add_model_option(parser)
     parser.add_argument(
         "--annotations",
         default="auto",
@@ -108,12 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="accept a --hop longer than the window: the audio between windows is not classified",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("predictions.csv"),
-        help="CSV written, one row per cycle or window; an existing .csv file is replaced, a folder or any other file is refused (default: %(default)s)",
-    )
+    add_output_option(parser, "predictions.csv", "CSV written, one row per cycle or window")
     parser.add_argument(
         "--batch-size",
         type=int,

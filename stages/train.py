@@ -22,7 +22,7 @@ from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, write_csv, write_json
 from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
 from respiro.data.dataset import cycle_loader, frequency_stats, load_spectrograms
-from respiro.data.splits import PARTS, assign_parts, split_rows
+from respiro.data.splits import PARTS, assign_parts, held_out_masks, split_rows
 from respiro.model.loss import build_loss
 from respiro.model.pretrained import load_imagenet, read_init
 from respiro.model.resnet import build_model
@@ -62,10 +62,11 @@ def main() -> None:
     labels = np.array([int(r["label"]) for r in rows])
     patients = np.array([int(r["patient"]) for r in rows])
     official = np.array([r["official_split"] for r in rows])
-    parts = assign_parts(
+    test, excluded = held_out_masks(
         patients, labels, official, method=sp.method, test_fraction=sp.test_fraction, n_folds=sp.n_folds, fold=sp.fold,
-        folds_file=Path(sp.folds_file) if sp.folds_file else None, val_fraction=tp.val_fraction, seed=sp.seed,
+        folds_file=Path(sp.folds_file) if sp.folds_file else None, seed=sp.seed,
     )  # fmt: skip
+    parts = assign_parts(patients, labels, test, excluded, tp.val_fraction, sp.seed)
     index = {part: np.flatnonzero(parts == part) for part in PARTS}
     for part in ("train", "val", "test"):
         if len(index[part]) == 0:

@@ -61,11 +61,6 @@ def test_soxr_keeps_the_top_of_the_band_and_removes_what_lies_just_above_it():
     assert 20 * np.log10(rms(torchaudio(tone(2200, 44100, 2.0), 44100)) / unit) > -20
 
 
-def test_resample_method_is_checked():
-    with pytest.raises(ValueError, match="resample.method must be one of soxr, torchaudio"):
-        Resampler(4000, "sinc")
-
-
 @pytest.mark.parametrize("method,target", [("rms", -20.0), ("peak", -1.0), ("rms", -35.5)])
 def test_normalization_reaches_its_level(method, target):
     rng = np.random.default_rng(0)
@@ -101,8 +96,6 @@ def test_fit_length_pads_by_repeating_or_zeros_and_crops_from_the_start():
     assert fit_length(cycle, 5, "zero").tolist() == [1, 2, 3, 0, 0]
     assert fit_length(np.arange(10, dtype=np.float32), 4, "repeat").tolist() == [0, 1, 2, 3]
     assert fit_length(cycle, 3, "zero").tolist() == [1, 2, 3]
-    with pytest.raises(ValueError, match="segment.pad"):
-        fit_length(cycle, 8, "mirror")
 
 
 def test_spectrogram_shape_and_a_tones_bin():

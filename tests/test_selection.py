@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from respiro.data.dataset import MANIFEST, SPECTROGRAMS, frequency_stats
-from respiro.data.splits import assign_parts
+from respiro.data.splits import assign_parts, held_out_masks
 from respiro.evaluation.metrics import scores_of
 from respiro.evaluation.reports import per_group_scores
 from tests.conftest import ROOT
@@ -37,10 +37,10 @@ def official_corpus(n_patients: int = 24, seed: int = 0) -> tuple[np.ndarray, np
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_official_split_validation_is_patient_disjoint_from_training(seed: int) -> None:
     patients, labels, official = official_corpus(seed=seed)
-    parts = assign_parts(
-        patients, labels, official,
-        method="official", test_fraction=0.3, n_folds=5, fold=0, folds_file=None, val_fraction=0.2, seed=seed,
-    )  # fmt: skip
+    test, excluded = held_out_masks(
+        patients, labels, official, method="official", test_fraction=0.3, n_folds=5, fold=0, folds_file=None, seed=seed
+    )
+    parts = assign_parts(patients, labels, test, excluded, 0.2, seed)
     train, val, test = (set(patients[parts == p].tolist()) for p in ("train", "val", "test"))
     assert val and train
     assert not train & val

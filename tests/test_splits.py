@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from respiro.data.splits import assign_folds, assign_parts, group_split
+from respiro.data.splits import assign_folds, assign_parts, group_split, held_out_masks
 
 
 def corpus(n_patients=30, seed=0):
@@ -20,15 +20,21 @@ def corpus(n_patients=30, seed=0):
 
 
 def split(method, **kw):
-    """assign_parts' split settings: `method` and defaults, overridden by `kw`."""
+    """held_out_masks's split settings: `method` and defaults, overridden by `kw`."""
     base = dict(method=method, test_fraction=0.3, folds_file=None, n_folds=5, fold=0, seed=0)
     return {**base, **kw}
+
+
+def parts_of(patients, labels, official, val_fraction=0.2, **settings):
+    """Every cycle's part as the train stage assigns it: held_out_masks, then assign_parts."""
+    test, excluded = held_out_masks(patients, labels, official, **settings)
+    return assign_parts(patients, labels, test, excluded, val_fraction, settings["seed"])
 
 
 def test_official_split_follows_the_split_file_and_excludes_unnamed_recordings():
     patients, labels, official = corpus()
     official[:3] = ""
-    parts = assign_parts(patients, labels, official, **split("official"), val_fraction=0.2)
+    parts = parts_of(patients, labels, official, **split("official"))
     assert (parts[:3] == "excluded").all()
     assert ((parts == "test") == (official == "test")).all()
     assert set(parts[official == "train"]) == {"train", "val"}
@@ -37,7 +43,7 @@ def test_official_split_follows_the_split_file_and_excludes_unnamed_recordings()
 @pytest.mark.parametrize("method", ["patient", "folds"])
 def test_patient_methods_keep_patients_on_one_side(method):
     patients, labels, official = corpus()
-    parts = assign_parts(patients, labels, official, **split(method), val_fraction=0.2)
+    parts = parts_of(patients, labels, official, **split(method))
     for part_a, part_b in [("train", "test"), ("train", "val"), ("val", "test")]:
         assert not set(patients[parts == part_a]) & set(patients[parts == part_b])
 
@@ -54,7 +60,7 @@ def test_group_split_is_stratified_and_seeded():
 
 def test_random_split_is_cycle_level_and_stratified():
     patients, labels, official = corpus()
-    parts = assign_parts(patients, labels, official, **split("random"), val_fraction=0.2)
+    parts = parts_of(patients, labels, official, **split("random"))
     test = parts == "test"
     assert abs(test.mean() - 0.3) < 0.01
     for c in range(4):
@@ -67,15 +73,13 @@ def test_folds_cover_every_patient_once(tmp_path):
     assert set(folds) == set(np.unique(patients)) and set(folds.values()) == set(range(5))
     tested = set()
     for fold in range(5):
-        parts = assign_parts(patients, labels, official, **split("folds", fold=fold), val_fraction=0.2)
+        parts = parts_of(patients, labels, official, **split("folds", fold=fold))
         tested |= set(patients[parts == "test"])
     assert tested == set(np.unique(patients))
     # A user's fold file: patients it does not list are excluded, not silently trained on.
     fold_file = tmp_path / "folds.txt"
     fold_file.write_text("".join(f"{p} {i % 2}\n" for i, p in enumerate(np.unique(patients)[:-1])))
-    parts = assign_parts(
-        patients, labels, official, **split("folds", folds_file=fold_file, n_folds=2, fold=1), val_fraction=0.2
-    )
+    parts = parts_of(patients, labels, official, **split("folds", folds_file=fold_file, n_folds=2, fold=1))
     assert (parts[patients == np.unique(patients)[-1]] == "excluded").all()
     assert set(patients[parts == "test"]) == set(np.unique(patients)[1:-1:2])
 

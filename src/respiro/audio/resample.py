@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from respiro.audio.wavio import read_mono
+from respiro.core.config import ResampleMethod
 from respiro.core.errors import AudioReadError
 
 Kernel = Callable[[np.ndarray], np.ndarray]  # float32 (time,) -> float32 (time',)
@@ -60,9 +61,7 @@ class Resampler:
     and the database has just three (44100, 10000, 4000 Hz).
     """
 
-    def __init__(self, target_rate: int, method: str = "torchaudio") -> None:
-        if method not in KERNELS:
-            raise ValueError(f"resample.method must be one of {', '.join(KERNELS)}; got {method!r}")
+    def __init__(self, target_rate: int, method: ResampleMethod = "torchaudio") -> None:
         self.target_rate, self.method = target_rate, method
         self._kernels: dict[int, Kernel] = {}
 
@@ -78,7 +77,7 @@ class Resampler:
 
 
 @functools.cache
-def _resampler(target_rate: int, method: str) -> Resampler:
+def _resampler(target_rate: int, method: ResampleMethod) -> Resampler:
     """One Resampler per process and settings, so its kernels are built once per worker."""
     return Resampler(target_rate, method)
 
@@ -93,7 +92,7 @@ class ResampledRecording:
     problem: str = ""  # why the recording is skipped; "" when it is usable
 
 
-def read_resampled(wav: Path, target_rate: int, method: str = "torchaudio") -> ResampledRecording:
+def read_resampled(wav: Path, target_rate: int, method: ResampleMethod = "torchaudio") -> ResampledRecording:
     """Read `wav` as mono float32 and resample it to `target_rate` with `method`: the
     resample stage's work for one recording, run in its worker processes. An unreadable
     file, and one whose samples are all zero (its cycles carry labels but no sound: training

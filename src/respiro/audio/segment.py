@@ -19,6 +19,7 @@ import numpy as np
 
 from respiro.audio.arrays import npy_shape, read_npy_rows, write_npy_rows
 from respiro.audio.store import AudioStore
+from respiro.core.config import PadMode
 from respiro.core.errors import DamagedArtifactError
 
 # A cycles folder (data/cycles): SAMPLES (S,) float32, every cycle back to back; OFFSETS
@@ -56,7 +57,7 @@ def cycle_samples(duration: float, rate: int) -> int:
     return int(round(duration * rate))
 
 
-def fit_length(cycle: np.ndarray, length: int, pad: str) -> np.ndarray:
+def fit_length(cycle: np.ndarray, length: int, pad: PadMode) -> np.ndarray:
     """Bring a cycle (time,) to exactly `length` samples.
 
     Longer cycles keep their first `length` samples (the start of a cycle is inspiration,
@@ -70,14 +71,12 @@ def fit_length(cycle: np.ndarray, length: int, pad: str) -> np.ndarray:
         return np.asarray(cycle[:length], dtype=np.float32)
     if pad == "repeat":
         return np.resize(np.asarray(cycle, dtype=np.float32), length)
-    if pad == "zero":
-        out = np.zeros(length, dtype=np.float32)
-        out[:n] = cycle
-        return out
-    raise ValueError(f"segment.pad must be one of repeat, zero; got {pad!r}")
+    out = np.zeros(length, dtype=np.float32)  # zero
+    out[:n] = cycle
+    return out
 
 
-def fit_cycles(cycles: Sequence[np.ndarray], length: int, pad: str) -> np.ndarray:
+def fit_cycles(cycles: Sequence[np.ndarray], length: int, pad: PadMode) -> np.ndarray:
     """Cycles of any lengths -> `(n, length)` float32, each by `fit_length`: the network's
     fixed-length input, made the same way by the stft stage and by the predict chain."""
     # Filled in place: a list of rows, then a stacked copy, faults in fresh pages per batch.

@@ -16,6 +16,7 @@ import numpy as np
 
 from respiro.audio.arrays import write_npy_rows
 from respiro.audio.segment import CycleFolder, fit_cycles
+from respiro.core.config import PadMode
 
 LOG_FLOOR = 1e-6  # power floor of the log scale: ~ -60 dB below a unit-level frame
 # Periodic windows (the DFT-even form, as torch.hann_window(periodic=True)): cos terms.
@@ -78,7 +79,7 @@ class SpectrogramBatch:
     first: int
     count: int
     length: int  # samples of a fixed-length cycle (segment.duration at the cycles' rate)
-    pad: str  # segment.pad
+    pad: PadMode  # segment.pad
     settings: tuple[int, int, str, str, float]  # n_fft, hop_length, window, scale, top_db
 
 

@@ -28,6 +28,10 @@ from respiro.core.errors import MissingInputError, ParamsError
 CLASS_NAMES: tuple[str, ...] = ("Normal", "Crackle", "Wheeze", "Both")
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+# Allowed values the library also names in its signatures (the schema checks them, it trusts them).
+ResampleMethod = Literal["soxr", "torchaudio"]
+PadMode = Literal["repeat", "zero"]
+SplitMethod = Literal["official", "patient", "folds", "random"]
 Path_ = Annotated[str, Field(min_length=1)]
 
 
@@ -65,7 +69,7 @@ class SyntheticParams(Group):
 class ResampleParams(Group):
     rate: Annotated[int, Field(ge=1000, le=192000)]
     # Added after checkpoints existed: one saved before it was resampled with torchaudio.
-    method: Literal["soxr", "torchaudio"] = "torchaudio"
+    method: ResampleMethod = "torchaudio"
 
 
 class NormalizeParams(Group):
@@ -75,7 +79,7 @@ class NormalizeParams(Group):
 
 class SegmentParams(Group):
     duration: Annotated[Finite, Field(gt=0.0, le=60.0)]
-    pad: Literal["repeat", "zero"]
+    pad: PadMode
 
 
 class StftParams(Group):
@@ -97,7 +101,7 @@ class AudioParams(Group):
 
 
 class SplitParams(Group):
-    method: Literal["official", "patient", "folds", "random"]
+    method: SplitMethod
     test_fraction: Annotated[Finite, Field(gt=0.0, lt=1.0)]
     folds_file: Path_ | None
     n_folds: Annotated[int, Field(ge=2)]

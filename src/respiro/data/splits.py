@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from respiro.core.config import CLASS_NAMES
+from respiro.core.config import CLASS_NAMES, SplitMethod
 from respiro.data.icbhi import read_patient_folds
 
 PARTS = ("train", "val", "test", "excluded")
@@ -63,12 +63,12 @@ def assign_folds(patients: np.ndarray, labels: np.ndarray, n_folds: int, seed: i
     return folds
 
 
-def test_mask(
+def held_out_masks(
     patients: np.ndarray,
     labels: np.ndarray,
     official: np.ndarray,
     *,
-    method: str,
+    method: SplitMethod,
     test_fraction: float,
     n_folds: int,
     fold: int,
@@ -89,13 +89,13 @@ def test_mask(
         folds = read_patient_folds(folds_file) if folds_file else assign_folds(patients, labels, n_folds, seed)
         fold_of = np.array([folds.get(int(p), -1) for p in patients])
         return fold_of == fold, fold_of < 0
-    if method == "random":
-        index = np.arange(n)
-        _, test_index = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=_stratify(labels))
-        mask = np.zeros(n, dtype=bool)
-        mask[test_index] = True
-        return mask, excluded
-    raise ValueError(f"split.method must be one of official, patient, folds, random; got {method!r}")
+    # random
+    _, test_index = train_test_split(
+        np.arange(n), test_size=test_fraction, random_state=seed, stratify=_stratify(labels)
+    )
+    mask = np.zeros(n, dtype=bool)
+    mask[test_index] = True
+    return mask, excluded
 
 
 def _stratify(labels: np.ndarray) -> np.ndarray | None:
@@ -105,35 +105,13 @@ def _stratify(labels: np.ndarray) -> np.ndarray | None:
 
 
 def assign_parts(
-    patients: np.ndarray,
-    labels: np.ndarray,
-    official: np.ndarray,
-    *,
-    method: str,
-    test_fraction: float,
-    n_folds: int,
-    fold: int,
-    folds_file: Path | None,
-    val_fraction: float,
-    seed: int,
+    patients: np.ndarray, labels: np.ndarray, test: np.ndarray, excluded: np.ndarray, val_fraction: float, seed: int
 ) -> np.ndarray:
-    """The part of every cycle: an array of `train`, `val`, `test` or `excluded`.
-
-    The test part is `test_mask`'s. Validation is carved out of the training portion,
+    """The part of every cycle: an array of `train`, `val`, `test` or `excluded`, from
+    `held_out_masks`'s (test, excluded) masks. Validation is carved out of the training portion,
     patient-disjoint when it holds at least 4 patients (the greedy group split), else
     stratified by cycle.
     """
-    test, excluded = test_mask(
-        patients,
-        labels,
-        official,
-        method=method,
-        test_fraction=test_fraction,
-        n_folds=n_folds,
-        fold=fold,
-        folds_file=folds_file,
-        seed=seed,
-    )
     parts = np.full(len(labels), "train", dtype=object)
     parts[test] = "test"
     parts[excluded] = "excluded"

@@ -1,6 +1,7 @@
 """Stage download: the raw ICBHI folder of `data.source`, and its summary.
 
-params data, synthetic -> data/raw (ICBHI folder: recordings, annotations, split file),
+params data, synthetic -> data/raw (ICBHI folder: recordings, annotations, split file; for a
+local folder only in_place.json naming it, as it is read in place),
 data/reports/raw.json (what was loaded: recordings, patients, devices, cycles per class/split).
 """
 
@@ -17,6 +18,7 @@ from respiro.core.errors import MissingInputError
 from respiro.core.outputs import StageTimer, atomic_dir, write_json
 from respiro.data.acquire.source import materialize_raw
 from respiro.data.catalog import build_catalog
+from respiro.data.raw_folder import raw_root
 from respiro.data.raw_summary import summarize_raw
 
 RAW, METRICS = Path("data/raw"), Path("data/reports/raw.json")
@@ -31,7 +33,7 @@ def main() -> None:
         raise MissingInputError(f"data.erratum_file={erratum} does not exist")
     with atomic_dir(RAW) as tmp:
         source = materialize_raw(params, tmp)
-    summary = summarize_raw(build_catalog(RAW, erratum_file=erratum), source)
+    summary = summarize_raw(build_catalog(raw_root(RAW), erratum_file=erratum), source)
     write_json(METRICS, summary)
     left_out = summary["skipped_files"] + summary["unreadable_files"]
     timer.done(

@@ -1,6 +1,6 @@
 """Stage resample: every raw recording -> mono float32 at `resample.rate` Hz.
 
-data/raw (ICBHI folder) -> data/resampled (samples.f32 + recordings.csv),
+data/raw (ICBHI folder, or the local folder it names) -> data/resampled (samples.f32 + recordings.csv),
 data/reports/resample.json (what was skipped and why).
 """
 
@@ -22,6 +22,7 @@ from respiro.core.errors import StageError
 from respiro.core.outputs import SkipReport, StageTimer, atomic_dir
 from respiro.core.pool import ordered_map, worker_count
 from respiro.data.catalog import build_catalog, recording_row
+from respiro.data.raw_folder import raw_root
 
 RAW, OUT, REPORT = Path("data/raw"), Path("data/resampled"), Path("data/reports/resample.json")
 
@@ -30,7 +31,8 @@ def main() -> None:
     timer = StageTimer("resample")
     params = load_params()
     erratum = Path(params.data.erratum_file) if params.data.erratum_file else None
-    catalog = build_catalog(RAW, erratum_file=erratum)
+    raw = raw_root(RAW)
+    catalog = build_catalog(raw, erratum_file=erratum)
     report = SkipReport("resample")
     for file, reason in catalog.scan.skipped + catalog.unreadable:
         report.skip(file, reason)
@@ -48,12 +50,12 @@ def main() -> None:
             zip(catalog.entries, recordings), total=len(catalog.entries), desc="resample", unit="rec", leave=False
         ):
             if recording.problem:
-                report.skip(str(entry.wav.relative_to(RAW)), recording.problem)
+                report.skip(str(entry.wav.relative_to(raw)), recording.problem)
                 continue
             seconds += recording.seconds
-            store.append(recording_row(entry, RAW, recording.source_rate), recording.samples)
+            store.append(recording_row(entry, raw, recording.source_rate), recording.samples)
         if not store.rows:
-            raise StageError(f"no usable recordings in {RAW} ({len(report)} skipped, see {REPORT})")
+            raise StageError(f"no usable recordings in {raw} ({len(report)} skipped, see {REPORT})")
     report.write(REPORT)
     timer.done(
         f"{len(store.rows)} recordings, {seconds / 60:.1f} min of audio -> {params.resample.rate} Hz "

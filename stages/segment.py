@@ -1,6 +1,6 @@
 """Stage segment: recordings -> labelled respiratory cycles, as annotated (unpadded).
 
-data/normalized + the annotations in data/raw -> data/cycles (samples.npy: every cycle's
+data/normalized + the annotations in data/raw (or the local folder it names) -> data/cycles (samples.npy: every cycle's
 float32 samples back to back, offsets.npy: their boundaries, cycles.json: rate and counts,
 manifest.csv: one row per cycle), data/reports/segment.json (clipped and skipped cycles).
 The stft stage fits each cycle to `segment.duration`.
@@ -26,6 +26,7 @@ from respiro.core.outputs import SkipReport, StageTimer, atomic_dir, write_csv
 from respiro.core.pool import ordered_map, worker_count
 from respiro.data.catalog import cycle_row
 from respiro.data.icbhi import read_annotations
+from respiro.data.raw_folder import raw_root
 
 RAW, IN, OUT = Path("data/raw"), Path("data/normalized"), Path("data/cycles")
 REPORT = Path("data/reports/segment.json")
@@ -38,11 +39,12 @@ def main() -> None:
     workers = worker_count(loaded.audio.workers)
     store = AudioStore(IN)
     report = SkipReport("segment")
+    raw = raw_root(RAW)
     rows: list[dict[str, str]] = []
     spans = []
     clipped = 0
     for i, rec in enumerate(store.rows):
-        annotation = RAW / rec["annotation"]
+        annotation = raw / rec["annotation"]
         cycles = read_annotations(annotation)  # a malformed line stops the stage, naming file:line
         if not cycles:
             report.skip(rec["annotation"], "annotation file has no cycles")

@@ -23,7 +23,8 @@ from respiro.core.errors import ArchiveError, DownloadError
 from respiro.data.acquire.archive import extract_zip
 from respiro.data.acquire.http import download
 from respiro.data.acquire.source import materialize_raw
-from respiro.data.icbhi import SPLIT_FILE
+from respiro.data.icbhi import SPLIT_FILE, scan_folder
+from respiro.data.raw_folder import IN_PLACE_FILE, raw_root, write_in_place
 
 REPO = Path(__file__).resolve().parents[1]
 TOP = "ICBHI_final_database"
@@ -311,41 +312,39 @@ def test_a_file_that_is_not_a_zip_is_named(tmp_path: Path) -> None:
 # --- sources ------------------------------------------------------------------------------
 
 
-def test_local_folder_is_linked_with_its_relative_paths(tmp_path: Path) -> None:
+def test_local_folder_is_read_in_place_and_left_untouched(tmp_path: Path) -> None:
     folder = tmp_path / "mine"
     for name, data in icbhi_files().items():
         target = folder / name if name == SPLIT_FILE else folder / "audio" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     (folder / "notes.md").write_text("not data")
+    before = {p: (p.read_bytes(), p.stat().st_mode, p.stat().st_nlink) for p in folder.rglob("*") if p.is_file()}
     (tmp_path / "raw").mkdir()
     described = materialize_raw(make_params(source="local", local_path=str(folder)), tmp_path / "raw", progress=False)
     assert described == f"local({folder})"
-    copied = sorted(str(p.relative_to(tmp_path / "raw")) for p in (tmp_path / "raw").rglob("*") if p.is_file())
-    assert copied == sorted(str(p.relative_to(folder)) for p in folder.rglob("*.*") if p.suffix in (".wav", ".txt"))
-    wav = f"audio/{RECORDINGS[0][0]}.wav"
-    assert (tmp_path / "raw" / wav).samefile(folder / wav)  # hardlinked, not copied
+    # data/raw only names the folder; no recording is copied or linked (DVC would hash it a
+    # second time, and a link would put the user's file in DVC's read-only cache).
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == [IN_PLACE_FILE]
+    assert raw_root(tmp_path / "raw") == folder
+    after = {p: (p.read_bytes(), p.stat().st_mode, p.stat().st_nlink) for p in folder.rglob("*") if p.is_file()}
+    assert after == before
+    assert [r.wav.relative_to(folder).as_posix() for r in scan_folder(raw_root(tmp_path / "raw")).recordings] == [
+        f"audio/{stem}.wav" for stem, *_ in RECORDINGS
+    ]
 
 
-def test_local_folder_on_another_filesystem_is_copied_and_says_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
-    folder = tmp_path / "mine"
-    folder.mkdir()
-    for name, data in icbhi_files().items():
-        (folder / name).write_bytes(data)
-    (tmp_path / "raw").mkdir()
+def test_a_raw_folder_without_the_record_is_its_own_root(tmp_path: Path) -> None:
+    assert raw_root(tmp_path) == tmp_path
 
-    def cross_device(src, dst):
-        raise OSError(18, "Invalid cross-device link")
 
-    monkeypatch.setattr("respiro.data.acquire.source.os.link", cross_device)
-    materialize_raw(make_params(source="local", local_path=str(folder)), tmp_path / "raw", progress=False)
-    wav = f"{RECORDINGS[0][0]}.wav"
-    assert (tmp_path / "raw" / wav).read_bytes() == (folder / wav).read_bytes()
-    assert not (tmp_path / "raw" / wav).samefile(folder / wav)
-    files = len(icbhi_files())
-    assert f"download: copied {files} files" in capsys.readouterr().err
+def test_the_in_place_record_naming_a_lost_folder_or_damaged_is_named(tmp_path: Path) -> None:
+    write_in_place(tmp_path, str(tmp_path / "moved"))
+    with pytest.raises(FileNotFoundError, match=f"names {tmp_path / 'moved'}, which is not a folder any more"):
+        raw_root(tmp_path)
+    (tmp_path / IN_PLACE_FILE).write_text("{")
+    with pytest.raises(ValueError, match=f"^{tmp_path / IN_PLACE_FILE}: not a folder record"):
+        raw_root(tmp_path)
 
 
 def test_local_zip_takes_the_split_file_lying_beside_it(tmp_path: Path) -> None:

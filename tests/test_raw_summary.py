@@ -18,6 +18,7 @@ from respiro.core.errors import IcbhiFormatError
 from respiro.data.acquire.source import materialize_raw
 from respiro.data.catalog import UNKNOWN_44K_DEVICE, build_catalog
 from respiro.data.icbhi import ERRATUM_FILE, SPLIT_FILE
+from respiro.data.raw_folder import IN_PLACE_FILE, raw_root
 from respiro.data.raw_summary import summarize_raw
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def summary_of(local_path: Path, out_dir: Path, erratum: Path | None) -> dict:
     )
     out_dir.mkdir()
     source = materialize_raw(params, out_dir, progress=False)
-    return summarize_raw(build_catalog(out_dir, erratum_file=erratum), source)
+    return summarize_raw(build_catalog(raw_root(out_dir), erratum_file=erratum), source)
 
 
 def copy_sample(to: Path) -> Path:
@@ -124,9 +125,7 @@ def test_download_stage_on_a_local_folder(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     line = f"download: local({SAMPLE}): 5 recordings, 4 patients, 51 cycles, {AUDIO_SECONDS / 60:.1f} min of audio in "
     assert done.stdout.startswith(line) and done.stdout.count("\n") == 1
-    assert sorted(p.name for p in (repo / "data" / "raw").iterdir()) == sorted(
-        p.name for p in SAMPLE.iterdir() if p.suffix in (".wav", ".txt")
-    )
+    assert [p.name for p in (repo / "data" / "raw").iterdir()] == [IN_PLACE_FILE]  # the folder is read in place
     metrics = json.loads((repo / "data" / "reports" / "raw.json").read_text())
     assert metrics["recordings"] == 5 and metrics["cycles_per_class"] == CLASS_TOTALS
     assert metrics["recordings_per_device_corrected"]["AKGC417L"] == 2

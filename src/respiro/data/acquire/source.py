@@ -4,15 +4,13 @@
   local:     the user's ICBHI folder or official zip at `data.local_path`;
   icbhi:     the official archive, downloaded (resumable, verified) and extracted.
 
-Whatever the source, the folder ends up in the same layout (recordings and metadata files
-at its top), so every later stage reads one format.
+Whatever the source, the stages read one layout (recordings, annotations and metadata
+files); a local folder already has it and is read where it is (respiro.data.raw_folder).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 from pathlib import Path
 
 from respiro.core.config import DataParams, Params
@@ -26,24 +24,12 @@ from respiro.data.icbhi import (
     SPLIT_FILE,
     scan_folder,
 )
+from respiro.data.raw_folder import write_in_place
 from respiro.data.synthetic.corpus import generate_corpus
 
 ARCHIVE_NAME = "ICBHI_final_database.zip"
 # Published beside the archive rather than in it: picked up from next to a local zip.
 METADATA_FILES = (SPLIT_FILE, DIAGNOSIS_FILE, DEMOGRAPHIC_FILE, ERRATUM_FILE)
-
-
-def _place(src: Path, dst: Path) -> bool:
-    """Hardlink `src` at `dst` (no second copy of a 2 GB database); copy it where the two are
-    on different filesystems (or the filesystem has no hard links). Returns whether it linked.
-    The stages only read data/raw, never write into it."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-        return True
-    except OSError:
-        shutil.copy2(src, dst)
-        return False
 
 
 def _local_inputs(path: Path) -> tuple[list[Path], dict[Path, Path]]:
@@ -75,10 +61,11 @@ def _local_inputs(path: Path) -> tuple[list[Path], dict[Path, Path]]:
 def materialize_local(local_path: str, out_dir: Path) -> None:
     """Fill `out_dir` from an ICBHI folder or zip at `local_path` (data.local_path).
 
-    A zip (given directly, or the one zip at the top of the folder) is extracted; the
-    folder's .wav/.txt files keep their relative paths and are hardlinked where possible
-    (copied, with a note on stderr saying so and why, where not). A file the archive
-    already holds is taken from the archive.
+    A zip (given directly, or the one zip at the top of the folder) is extracted, and the
+    folder's other .wav/.txt files are copied beside its contents with their relative paths
+    (a file the archive already holds is taken from the archive). A folder without a zip is
+    read in place (respiro.data.raw_folder): `out_dir` gets only the record naming it, and
+    nothing in the folder is copied, linked or changed.
     """
     setting = f"data.local_path={local_path}"
     path = Path(local_path)
@@ -87,20 +74,18 @@ def materialize_local(local_path: str, out_dir: Path) -> None:
     archives, loose = _local_inputs(path)
     if archives:
         extract_zip(archives[0], out_dir)
-    copied = [src for rel, src in loose.items() if not (out_dir / rel).exists() and not _place(src, out_dir / rel)]
-    if copied:
-        size = sum(f.stat().st_size for f in copied) / 1e6
-        print(
-            f"download: copied {len(copied)} files ({size:,.0f} MB) from {setting} instead of linking them: "
-            "it is on another filesystem than data/raw (keep it on the project's filesystem to store it once)",
-            file=sys.stderr,
-        )
-    if not scan_folder(out_dir).recordings:
+        for rel, src in loose.items():
+            if not (out_dir / rel).exists():
+                (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, out_dir / rel)
+    if not scan_folder(out_dir if archives else path).recordings:
         raise MissingInputError(
             f"{setting} holds no ICBHI recordings; put {ARCHIVE_NAME} or its .wav/.txt files "
             f"(with {SPLIT_FILE}) there, or point data.local_path at them: "
             f"dvc exp run -S data.source=local -S data.local_path=/path/to/{ARCHIVE_NAME}"
         )
+    if not archives:
+        write_in_place(out_dir, local_path)
 
 
 def materialize_icbhi(data: DataParams, out_dir: Path, progress: bool = True) -> None:

@@ -1,8 +1,9 @@
-"""Stage normalize: each recording scaled to `normalize.target_dbfs` (RMS or peak).
+"""Stage normalize: each recording's gain to `normalize.target_dbfs` (RMS or peak).
 
-data/resampled -> data/normalized (same layout, plus each recording's gain),
-data/reports/normalize.json (the range of gains applied). All-zero recordings never get
-here: resample skips and reports them.
+data/resampled -> data/normalized (gains.csv: each recording's gain in dB; the segment stage
+scales the cycles it cuts by it, so no scaled copy of the audio is stored),
+data/reports/normalize.json (the range of gains). All-zero recordings never get here:
+resample skips and reports them.
 """
 
 from respiro.core.cli import parse_stage_args
@@ -14,8 +15,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from respiro.audio.normalize import normalize
-from respiro.audio.store import AudioStore, AudioStoreWriter
+from respiro.audio.normalize import gain_db_for, write_gains
+from respiro.audio.store import AudioStore
 from respiro.core.cli import run_stage
 from respiro.core.config import load_params
 from respiro.core.outputs import SkipReport, StageTimer, atomic_dir
@@ -28,18 +29,16 @@ def main() -> None:
     params = load_params().normalize
     source = AudioStore(IN)
     report = SkipReport("normalize")
-    gains: list[float] = []
-    rate = int(source.rows[0]["rate"]) if source.rows else 0
-    with atomic_dir(OUT) as tmp, AudioStoreWriter(tmp, rate) as store:
-        for row, samples in tqdm(source, total=len(source), desc="normalize", unit="rec", leave=False):
-            scaled, gain_db = normalize(samples, params.method, params.target_dbfs)
-            gains.append(gain_db)
-            meta = {k: v for k, v in row.items() if k not in ("rate", "offset", "length")}
-            store.append({**meta, "gain_db": f"{gain_db:.3f}"}, scaled)
+    gains = [
+        gain_db_for(samples, params.method, params.target_dbfs)
+        for _, samples in tqdm(source, total=len(source), desc="normalize", unit="rec", leave=False)
+    ]
+    with atomic_dir(OUT) as tmp:
+        write_gains(tmp, [row["stem"] for row in source.rows], gains)
     report.note("gain_db_range", [round(min(gains), 2), round(max(gains), 2)] if gains else [])
     report.write(REPORT)
     spread = f", gains {min(gains):+.1f} to {max(gains):+.1f} dB" if gains else ""
-    timer.done(f"{len(store.rows)} recordings to {params.method} {params.target_dbfs:g} dBFS{spread}")
+    timer.done(f"{len(gains)} recordings to {params.method} {params.target_dbfs:g} dBFS{spread}")
 
 
 if __name__ == "__main__":

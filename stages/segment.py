@@ -1,6 +1,8 @@
-"""Stage segment: recordings -> labelled respiratory cycles, as annotated (unpadded).
+"""Stage segment: recordings -> labelled respiratory cycles, as annotated (unpadded), each
+scaled by its recording's normalization gain.
 
-data/normalized + the annotations in data/raw (or the local folder it names) -> data/cycles (samples.npy: every cycle's
+data/resampled + data/normalized (the gains) + the annotations in data/raw (or the local
+folder it names) -> data/cycles (samples.npy: every cycle's
 float32 samples back to back, offsets.npy: their boundaries, cycles.json: rate and counts,
 manifest.csv: one row per cycle), data/reports/segment.json (clipped and skipped cycles).
 The stft stage fits each cycle to `segment.duration`.
@@ -17,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from respiro.audio.arrays import create_npy
+from respiro.audio.normalize import read_gains
 from respiro.audio.segment import SAMPLES, CycleBatch, cycle_span, write_cycle_batch, write_cycles_info
 from respiro.audio.store import AudioStore
 from respiro.core.cli import run_stage
@@ -28,7 +31,7 @@ from respiro.data.catalog import cycle_row
 from respiro.data.icbhi import read_annotations
 from respiro.data.raw_folder import raw_root
 
-RAW, IN, OUT = Path("data/raw"), Path("data/normalized"), Path("data/cycles")
+RAW, IN, GAINS, OUT = Path("data/raw"), Path("data/resampled"), Path("data/normalized"), Path("data/cycles")
 REPORT = Path("data/reports/segment.json")
 BATCH = 128  # cycles per worker task: about 5 MB of ICBHI cycles at 4 kHz
 
@@ -38,6 +41,7 @@ def main() -> None:
     loaded = load_params()
     workers = worker_count(loaded.audio.workers)
     store = AudioStore(IN)
+    gains = read_gains(GAINS, [rec["stem"] for rec in store.rows])
     report = SkipReport("segment")
     raw = raw_root(RAW)
     rows: list[dict[str, str]] = []
@@ -56,12 +60,12 @@ def main() -> None:
                 report.skip(f"{rec['annotation']}:{cycle.line}", "cycle has no audio (zero length or after the end)")
                 continue
             clipped += span.clipped
-            spans.append((i, span))
+            spans.append((i, span, gains[i]))
             rows.append(cycle_row(len(rows), rec, cycle, span.end - span.start, span.clipped, rate))
     if not rows:
         raise StageError(f"no cycles found in the annotations of {len(store)} recordings")
     rate = int(store.rows[0]["rate"])
-    offsets = np.cumsum([0] + [span.end - span.start for _, span in spans], dtype=np.int64)
+    offsets = np.cumsum([0] + [span.end - span.start for _, span, _ in spans], dtype=np.int64)
     with atomic_dir(OUT) as tmp:
         # Each worker writes its cycles straight into their place: nothing goes back through a pipe.
         create_npy(tmp / SAMPLES, (int(offsets[-1]),))

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from respiro.audio.normalize import level_dbfs, normalize
+from respiro.audio.normalize import gain_db_for, level_dbfs, normalize
 from respiro.audio.resample import Resampler
 from respiro.audio.segment import cycle_span, fit_length
 from respiro.audio.spectrogram import Spectrogram
@@ -193,8 +193,9 @@ def test_npy_rows_written_in_place_give_numpys_file_and_a_short_file_is_damaged(
 
 @pytest.mark.parametrize("duration, pad", [(1.0, "repeat"), (1.0, "zero"), (0.3, "repeat")])
 def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike(tmp_path, duration, pad):
-    # The segment stage stores cycles unpadded; the stft stage's workers and the predict
-    # chain both bring them to segment.duration (fit_cycles) before the STFT: the same bytes.
+    # The segment stage scales each cycle it cuts by its recording's gain and stores it
+    # unpadded; the stft stage's workers fit them to segment.duration (fit_cycles). The predict
+    # chain scales the whole recording, cuts and fits: the same bytes.
     from respiro.audio.arrays import create_npy
     from respiro.audio.chain import AudioChain
     from respiro.audio.segment import SAMPLES, CycleBatch, CycleSpan, write_cycle_batch, write_cycles_info
@@ -215,12 +216,13 @@ def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike
     cycles.mkdir()
     create_npy(cycles / SAMPLES, (int(offsets[-1]),))
     write_cycles_info(cycles, rate, offsets)
-    assert write_cycle_batch(CycleBatch(tmp_path, cycles / SAMPLES, 0, tuple((0, s) for s in spans))) == 3
+    gain = gain_db_for(recording, "rms", -20.0)
+    assert write_cycle_batch(CycleBatch(tmp_path, cycles / SAMPLES, 0, tuple((0, s, gain) for s in spans))) == 3
     assert np.load(cycles / SAMPLES).nbytes == 4 * sum(s.end - s.start for s in spans)  # unpadded
 
     chain = AudioChain(
         ResampleParams(rate=rate, method="soxr"),
-        NormalizeParams(method="none", target_dbfs=-20.0),
+        NormalizeParams(method="rms", target_dbfs=-20.0),
         SegmentParams(duration=duration, pad=pad),
         StftParams(n_fft=256, hop_length=128, window="hann", scale="log", top_db=80.0),
     )
@@ -231,7 +233,7 @@ def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike
                 cycles, tmp_path / "specs.npy", first, count, chain.cycle_samples, pad, (256, 128, "hann", "log", 80.0)
             )
         )
-    expected = chain.spectrograms(chain.cycles(recording, spans))
+    expected = chain.spectrograms(chain.cycles(chain.recording(recording, rate), spans))
     assert np.load(tmp_path / "specs.npy").tobytes() == expected.tobytes()
 
 
@@ -247,3 +249,22 @@ def test_a_checkpoints_params_without_resample_method_mean_torchaudio():
     assert AudioChain.from_params(groups).resample.method == groups["resample"]["method"] == "soxr"
     del groups["resample"]["method"]
     assert AudioChain.from_params(groups).resample.method == "torchaudio"
+
+
+def test_gains_are_stored_exactly_and_must_be_the_stores_recordings(tmp_path):
+    from respiro.audio.normalize import read_gains, write_gains
+
+    gains = [gain_db_for(np.random.default_rng(i).standard_normal(400), "rms", -20.0) for i in range(3)]
+    write_gains(tmp_path, ["a", "b", "c"], gains)
+    assert read_gains(tmp_path, ["a", "b", "c"]) == gains  # repr round-trips every bit
+    with pytest.raises(DamagedArtifactError, match=r"gains\.csv: its recordings are not the resampled store's"):
+        read_gains(tmp_path, ["a", "c", "b"])
+
+
+def test_a_gain_applied_to_a_slice_is_the_slice_of_the_scaled_recording():
+    from respiro.audio.normalize import apply_gain
+
+    x = np.random.default_rng(3).standard_normal(5000).astype(np.float32)
+    scaled, gain = normalize(x, "peak", -3.0)
+    assert apply_gain(x[1234:4321], gain).tobytes() == scaled[1234:4321].tobytes()
+    assert apply_gain(x, 0.0).tobytes() == x.tobytes()

@@ -1,8 +1,20 @@
-"""Volume normalization per recording (the paper's step 2)."""
+"""Volume normalization per recording (the paper's step 2), and the gains file that carries it.
+
+The normalize stage stores each recording's gain (data/normalized/gains.csv), not a scaled
+copy of its samples: the scaled recording is the resampled one times the gain, which the
+segment stage applies to each cycle it cuts (`apply_gain`, bit for bit the same samples).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from respiro.core.errors import DamagedArtifactError
+from respiro.core.outputs import read_csv, write_csv
+
+GAINS_FILE = "gains.csv"  # one row per recording of the resampled store, in its order: stem, gain_db
 
 
 def level_dbfs(samples: np.ndarray, method: str) -> float:
@@ -15,18 +27,47 @@ def level_dbfs(samples: np.ndarray, method: str) -> float:
     return float(20 * np.log10(value)) if value > 0 else float("-inf")
 
 
-def normalize(samples: np.ndarray, method: str, target_dbfs: float) -> tuple[np.ndarray, float]:
-    """Scale `samples` (time,) so that their `method` level is `target_dbfs`.
+def gain_db_for(samples: np.ndarray, method: str, target_dbfs: float) -> float:
+    """The gain in dB that brings the `method` level of `samples` to `target_dbfs`.
 
-    `method` is `rms`, `peak` or `none`. Returns the scaled float32 signal and the gain in
-    dB that was applied. A silent signal has no level to scale to: it is returned as it is
-    with gain 0 (the caller reports it), never divided by zero. RMS normalization can take
-    peaks above 0 dBFS; the samples stay float32, so nothing is clipped.
+    `method` is `rms`, `peak` or `none`. `none` and a silent signal (no level to scale to,
+    never divided by zero; the caller reports it) get 0.
     """
     if method == "none":
-        return np.asarray(samples, dtype=np.float32), 0.0
+        return 0.0
     level = level_dbfs(samples, method)
-    if not np.isfinite(level):
-        return np.asarray(samples, dtype=np.float32), 0.0
-    gain_db = target_dbfs - level
-    return (np.asarray(samples, dtype=np.float64) * 10 ** (gain_db / 20)).astype(np.float32), gain_db
+    return target_dbfs - level if np.isfinite(level) else 0.0
+
+
+def apply_gain(samples: np.ndarray, gain_db: float) -> np.ndarray:
+    """`samples` scaled by `gain_db`, as float32. Elementwise, so scaling a slice gives the
+    slice of the scaled recording, bit for bit: the segment stage scales each cycle it cuts
+    instead of storing a scaled copy of every recording. RMS normalization can take peaks
+    above 0 dBFS; the samples stay float32, so nothing is clipped."""
+    if gain_db == 0.0:
+        return np.asarray(samples, dtype=np.float32)
+    return (np.asarray(samples, dtype=np.float64) * 10 ** (gain_db / 20)).astype(np.float32)
+
+
+def normalize(samples: np.ndarray, method: str, target_dbfs: float) -> tuple[np.ndarray, float]:
+    """Scale `samples` (time,) so that their `method` level is `target_dbfs` (`gain_db_for`,
+    then `apply_gain`). Returns the scaled float32 signal and the gain in dB applied."""
+    gain_db = gain_db_for(samples, method, target_dbfs)
+    return apply_gain(samples, gain_db), gain_db
+
+
+def write_gains(folder: Path, stems: list[str], gains_db: list[float]) -> None:
+    """The gains file of `folder`: each recording's stem and gain, written exactly (repr)."""
+    write_csv(folder / GAINS_FILE, [{"stem": stem, "gain_db": repr(g)} for stem, g in zip(stems, gains_db)])
+
+
+def read_gains(folder: Path, stems: list[str]) -> list[float]:
+    """The gains (dB) of `folder`'s gains file, checked to be for `stems`, in that order."""
+    path = folder / GAINS_FILE
+    rows = read_csv(path)
+    if [r["stem"] for r in rows] != stems:
+        raise DamagedArtifactError(
+            f"{path}: its recordings are not the resampled store's ({len(rows)} rows for {len(stems)} recordings): "
+            "rerun the normalize stage"
+        )
+    return [float(r["gain_db"]) for r in rows]

@@ -1,7 +1,8 @@
 """Respiratory cycles: cut from recordings, stored unpadded, fit to one length where used.
 
-The segment stage stores each cycle as it is in its recording (a cycles folder: every
-cycle's samples back to back, plus their boundaries); the fixed length the network takes is
+The segment stage stores each cycle as it is in its recording, scaled by the recording's
+normalization gain (a cycles folder: every cycle's samples back to back, plus their
+boundaries); the fixed length the network takes is
 made later by `fit_cycles`, in the stft stage and in the predict chain alike, so that the
 stored cycles are about a third of the padded ones and `segment.duration` and `segment.pad`
 rerun only the stft stage.
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from respiro.audio.arrays import npy_shape, read_npy_rows, write_npy_rows
+from respiro.audio.normalize import apply_gain
 from respiro.audio.store import AudioStore
 from respiro.core.config import PadMode
 from respiro.core.errors import DamagedArtifactError
@@ -136,18 +138,19 @@ def _store(folder: Path) -> AudioStore:
 
 @dataclass(frozen=True)
 class CycleBatch:
-    """Consecutive cycles to cut from a store folder into a cycles folder's samples .npy
-    (made by `create_npy`), starting at sample `offset`: one task of the segment stage."""
+    """Consecutive cycles to cut from a store folder, each scaled by its recording's gain,
+    into a cycles folder's samples .npy (made by `create_npy`), starting at sample `offset`:
+    one task of the segment stage."""
 
     store: Path
     out: Path
     offset: int
-    spans: tuple[tuple[int, CycleSpan], ...]  # (recording's index in the store, its span)
+    spans: tuple[tuple[int, CycleSpan, float], ...]  # (recording's index in the store, its span, its gain in dB)
 
 
 def write_cycle_batch(batch: CycleBatch) -> int:
-    """Cut and write the batch's cycles, unpadded and back to back; returns how many."""
+    """Cut, scale and write the batch's cycles, unpadded and back to back; returns how many."""
     store = _store(batch.store)
-    pieces = [store.samples(i)[span.start : span.end] for i, span in batch.spans]
+    pieces = [apply_gain(store.samples(i)[span.start : span.end], gain_db) for i, span, gain_db in batch.spans]
     write_npy_rows(batch.out, batch.offset, np.concatenate(pieces) if pieces else np.zeros(0, np.float32))
     return len(pieces)

@@ -1,8 +1,9 @@
-"""Stage stft: cycles, each fit to `segment.duration`, -> spectrograms, stored for
-memory-mapped loading by training.
+"""Stage stft: cycles, each cut from its recording, scaled by its gain and fit to
+`segment.duration`, -> spectrograms, stored for memory-mapped loading by training.
 
-data/cycles -> data/spectrograms (spectrograms.npy (N, F, T) float32 and a copy of
-manifest.csv, so training depends on this one folder).
+data/cycles (the cycle table) + data/resampled (the recordings) -> data/spectrograms
+(spectrograms.npy (N, F, T) float32 and a copy of manifest.csv, so training depends on this
+one folder).
 """
 
 from respiro.core.cli import parse_stage_args
@@ -16,14 +17,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from respiro.audio.arrays import create_npy
-from respiro.audio.segment import CycleFolder, cycle_samples
+from respiro.audio.segment import CycleTable, cycle_samples
 from respiro.audio.spectrogram import SpectrogramBatch, write_spectrogram_batch
+from respiro.audio.store import AudioStore
 from respiro.core.cli import run_stage
 from respiro.core.config import load_params
 from respiro.core.outputs import StageTimer, atomic_dir
 from respiro.core.pool import ordered_map, worker_count
 
-IN, OUT = Path("data/cycles"), Path("data/spectrograms")
+STORE, IN, OUT = Path("data/resampled"), Path("data/cycles"), Path("data/spectrograms")
 # Cycles per STFT call and worker task. Every worker holds its batch and torch's buffers for
 # it (about 180 MB at 64, 410 MB at 256, measured at hop 256); a spectrogram does not depend
 # on the batch it is computed in, so this sets memory, never the bytes.
@@ -34,16 +36,16 @@ def main() -> None:
     timer = StageTimer("stft")
     loaded = load_params()
     params, workers = loaded.stft, worker_count(loaded.audio.workers)
-    cycles, segment = CycleFolder.open(IN), loaded.segment
+    cycles, segment = CycleTable.open(IN, AudioStore(STORE)), loaded.segment
     count, length = len(cycles), cycle_samples(segment.duration, cycles.rate)
     freqs, frames = params.n_fft // 2 + 1, 1 + length // params.hop_length
     settings = (params.n_fft, params.hop_length, params.window, params.scale, params.top_db)
     with atomic_dir(OUT) as tmp:
-        # Each worker reads its batch of cycles, fits them and writes their spectrograms' rows.
+        # Each worker cuts its batch of cycles, fits them and writes their spectrograms' rows.
         create_npy(tmp / "spectrograms.npy", (count, freqs, frames))
         batches = [
             SpectrogramBatch(
-                IN, tmp / "spectrograms.npy", first, min(BATCH, count - first), length, segment.pad, settings
+                STORE, IN, tmp / "spectrograms.npy", first, min(BATCH, count - first), length, segment.pad, settings
             )
             for first in range(0, count, BATCH)
         ]

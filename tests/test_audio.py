@@ -193,32 +193,36 @@ def test_npy_rows_written_in_place_give_numpys_file_and_a_short_file_is_damaged(
 
 @pytest.mark.parametrize("duration, pad", [(1.0, "repeat"), (1.0, "zero"), (0.3, "repeat")])
 def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike(tmp_path, duration, pad):
-    # The segment stage scales each cycle it cuts by its recording's gain and stores it
-    # unpadded; the stft stage's workers fit them to segment.duration (fit_cycles). The predict
-    # chain scales the whole recording, cuts and fits: the same bytes.
+    # The segment stage stores where each cycle lies and its recording's gain; the stft
+    # stage's workers cut it, scale it and fit it to segment.duration (fit_cycles). The
+    # predict chain scales the whole recording, cuts and fits: the same bytes.
     from respiro.audio.arrays import create_npy
     from respiro.audio.chain import AudioChain
-    from respiro.audio.segment import SAMPLES, CycleBatch, CycleSpan, write_cycle_batch, write_cycles_info
+    from respiro.audio.segment import CycleSpan, CycleTable
     from respiro.audio.spectrogram import SpectrogramBatch, write_spectrogram_batch
     from respiro.core.config import NormalizeParams, ResampleParams, SegmentParams, StftParams
 
     rate = 4000
     recording = np.random.default_rng(1).standard_normal(3 * rate).astype(np.float32)
-    with AudioStoreWriter(tmp_path, rate) as store:
-        store.append({"stem": "r"}, recording)
+    store = tmp_path / "store"
+    store.mkdir()
+    with AudioStoreWriter(store, rate) as writer:
+        writer.append({"stem": "r"}, recording)
     spans = [
         CycleSpan(0, 1700, False),
         CycleSpan(1500, 6900, False),
         CycleSpan(7000, 12000, True),
     ]  # shorter, longer than 1 s
-    offsets = np.cumsum([0] + [s.end - s.start for s in spans])
+    gain = gain_db_for(recording, "rms", -20.0)
     cycles = tmp_path / "cycles"
     cycles.mkdir()
-    create_npy(cycles / SAMPLES, (int(offsets[-1]),))
-    write_cycles_info(cycles, rate, offsets)
-    gain = gain_db_for(recording, "rms", -20.0)
-    assert write_cycle_batch(CycleBatch(tmp_path, cycles / SAMPLES, 0, tuple((0, s, gain) for s in spans))) == 3
-    assert np.load(cycles / SAMPLES).nbytes == 4 * sum(s.end - s.start for s in spans)  # unpadded
+    CycleTable(
+        rate,
+        np.zeros(3, np.int64),
+        np.array([s.start for s in spans]),
+        np.array([s.end for s in spans]),
+        np.full(3, gain),
+    ).write(cycles)
 
     chain = AudioChain(
         ResampleParams(rate=rate, method="soxr"),
@@ -230,7 +234,14 @@ def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike
     for first, count in ((0, 2), (2, 1)):
         write_spectrogram_batch(
             SpectrogramBatch(
-                cycles, tmp_path / "specs.npy", first, count, chain.cycle_samples, pad, (256, 128, "hann", "log", 80.0)
+                store,
+                cycles,
+                tmp_path / "specs.npy",
+                first,
+                count,
+                chain.cycle_samples,
+                pad,
+                (256, 128, "hann", "log", 80.0),
             )
         )
     expected = chain.spectrograms(chain.cycles(chain.recording(recording, rate), spans))
@@ -268,3 +279,25 @@ def test_a_gain_applied_to_a_slice_is_the_slice_of_the_scaled_recording():
     scaled, gain = normalize(x, "peak", -3.0)
     assert apply_gain(x[1234:4321], gain).tobytes() == scaled[1234:4321].tobytes()
     assert apply_gain(x, 0.0).tobytes() == x.tobytes()
+
+
+def test_a_cycle_table_that_does_not_fit_its_store_is_damaged(tmp_path):
+    from respiro.audio.segment import TABLE, CycleTable
+
+    with AudioStoreWriter(tmp_path, 4000) as writer:
+        writer.append({"stem": "r"}, np.zeros(1000, np.float32))
+    store = AudioStore(tmp_path)
+    one = np.ones(1, np.int64)
+    CycleTable(4000, 0 * one, 10 * one, 1000 * one, np.zeros(1)).write(tmp_path)
+    assert len(CycleTable.open(tmp_path, store)) == 1
+    for bad in (
+        CycleTable(4000, 0 * one, 10 * one, 1001 * one, np.zeros(1)),  # past the recording's end
+        CycleTable(4000, one, 10 * one, 20 * one, np.zeros(1)),  # no such recording
+        CycleTable(2000, 0 * one, 10 * one, 20 * one, np.zeros(1)),  # another rate
+    ):
+        bad.write(tmp_path)
+        with pytest.raises(DamagedArtifactError, match=f"{tmp_path / TABLE}: its cycles do not lie in {tmp_path}"):
+            CycleTable.open(tmp_path, store)
+    (tmp_path / TABLE).write_bytes(b"not a zip")
+    with pytest.raises(DamagedArtifactError, match=f"{tmp_path / TABLE}: not a cycle table"):
+        CycleTable.open(tmp_path, store)

@@ -169,20 +169,17 @@ def test_invalid_params_stop_the_stage_naming_the_key(project, key, value, messa
 
 
 def test_a_killed_stage_leaves_nothing_that_looks_complete(project):
-    """SIGKILL the segment stage after its cycles are written: no data/cycles appears,
+    """SIGKILL the segment stage after its cycle table is written: no data/cycles appears,
     only a temporary, which the next run clears before writing a complete output."""
     assert audio_stages(project).returncode == 0
     shutil.rmtree(project / "data" / "cycles")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["audio"]["workers"] = 1  # the cycles are written in the stage's own process
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
     killer = (
         "import os, signal, stages.segment as stage\n"
-        "real = stage.write_cycle_batch\n"
-        "def dying(batch):\n"
-        "    real(batch)\n"
+        "real = stage.CycleTable.write\n"
+        "def dying(table, folder):\n"
+        "    real(table, folder)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "stage.write_cycle_batch = dying\n"
+        "stage.CycleTable.write = dying\n"
         "stage.main()\n"
     )
     killed = subprocess.run([sys.executable, "-c", killer], cwd=project, capture_output=True, text=True)
@@ -191,7 +188,7 @@ def test_a_killed_stage_leaves_nothing_that_looks_complete(project):
     assert list((project / "data").glob(".cycles.tmp-*"))
     assert stage(project, "segment").returncode == 0
     assert not list((project / "data").glob(".cycles.tmp-*"))
-    assert len(np.load(project / "data" / "cycles" / "offsets.npy")) == 3 + 1  # 3 cycles' boundaries
+    assert len(np.load(project / "data" / "cycles" / "cycles.npz")["start"]) == 3  # 3 cycles
 
 
 @pytest.mark.parametrize(

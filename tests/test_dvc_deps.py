@@ -90,6 +90,19 @@ def uncovered(script: Path, deps: list[Path]) -> list[str]:
     )
 
 
+def unreached(script: Path, deps: list[Path]) -> list[str]:
+    """Listed module files no import of the stage reaches: a stale dep reruns it for nothing."""
+    reached = reached_from(script)
+    return sorted(str(d.relative_to(ROOT)) for d in deps if d.suffix == ".py" and d != script and d not in reached)
+
+
+@pytest.mark.parametrize("stage", list(stage_code_deps()))
+def test_no_module_a_stage_lists_is_one_its_imports_never_reach(stage):
+    script, deps = stage_code_deps()[stage]
+    stale = unreached(script, deps)
+    assert not stale, f"stage {stage}: dvc.yaml lists {', '.join(stale)}, which its imports never reach"
+
+
 @pytest.mark.parametrize("stage", list(stage_code_deps()))
 def test_every_module_a_stage_imports_is_one_of_its_deps(stage):
     script, deps = stage_code_deps()[stage]

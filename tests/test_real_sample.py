@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import yaml
 
-from respiro.audio.segment import CycleFolder
+from respiro.audio.segment import CycleTable
+from respiro.audio.store import AudioStore
 from tests.conftest import ROOT
 
 EXPECTED = {  # recording: (Normal, Crackle, Wheeze, Both), from ../shared/icbhi-sample/README.md
@@ -42,13 +43,14 @@ def test_real_recordings_through_download_to_segment(tmp_path, icbhi_sample):
     for stem, counts in EXPECTED.items():
         labels = [int(r["label"]) for r in manifest if r["recording"] == stem]
         assert tuple(np.bincount(labels, minlength=4)) == counts, stem
-    # Every cycle is stored as cut, at 4 kHz whatever the recording's own rate (44.1 kHz or
-    # 4 kHz): as many samples as the manifest's seconds say.
-    cycles = CycleFolder.open(tmp_path / "data" / "cycles")
+    # Every cycle is cut at 4 kHz whatever the recording's own rate (44.1 kHz or 4 kHz): as
+    # many samples as the manifest's seconds say.
+    store = AudioStore(tmp_path / "data" / "resampled")
+    cycles = CycleTable.open(tmp_path / "data" / "cycles", store)
     assert cycles.rate == 4000 and len(cycles) == 51
-    lengths = [len(c) for c in cycles.read(0, 51)]
+    lengths = [len(c) for c in cycles.cut(store, 0, 51)]
     assert lengths == [round(float(r["seconds"]) * 4000) for r in manifest]
-    assert all(np.isfinite(c).all() for c in cycles.read(0, 51))
+    assert all(np.isfinite(c).all() for c in cycles.cut(store, 0, 51))
     rates = {r["recording"]: r["source_rate"] for r in manifest}
     assert rates["101_1b1_Al_sc_Meditron"] == "44100" and rates["104_1b1_Al_sc_Litt3200"] == "4000"
     # The real files are only read: none changed, nothing was written beside them.

@@ -1,33 +1,31 @@
-"""Respiratory cycles: cut from recordings, stored unpadded, fit to one length where used.
+"""Respiratory cycles: where each one lies in its recording, cut and fit to one length where used.
 
-The segment stage stores each cycle as it is in its recording, scaled by the recording's
-normalization gain (a cycles folder: every cycle's samples back to back, plus their
-boundaries); the fixed length the network takes is
-made later by `fit_cycles`, in the stft stage and in the predict chain alike, so that the
-stored cycles are about a third of the padded ones and `segment.duration` and `segment.pad`
-rerun only the stft stage.
+The segment stage stores a cycle table, not samples (data/cycles: for every cycle its
+recording in the resampled store, its sample range and its recording's normalization gain):
+a cycle's samples are a slice of the resampled recording times that gain (`CycleTable.cut`,
+bit for bit the slice of the normalized recording), so storing them would keep a third copy
+of the audio. The stft stage cuts them and `fit_cycles` makes the fixed length the network
+takes, as the predict chain does, so `segment.duration` and `segment.pad` rerun only stft.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from respiro.audio.arrays import npy_shape, read_npy_rows, write_npy_rows
 from respiro.audio.normalize import apply_gain
 from respiro.audio.store import AudioStore
 from respiro.core.config import PadMode
 from respiro.core.errors import DamagedArtifactError
 
-# A cycles folder (data/cycles): SAMPLES (S,) float32, every cycle back to back; OFFSETS
-# (N + 1,) int64, cycle i is samples[offsets[i]:offsets[i + 1]]; INFO the sample rate and
-# the counts; the stage's manifest.csv beside them, one row per cycle in the same order.
-SAMPLES, OFFSETS, INFO = "samples.npy", "offsets.npy", "cycles.json"
+# A cycles folder (data/cycles): TABLE, an .npz of four (N,) arrays in manifest order:
+# `recording` (int64, the row of the resampled store), `start` and `end` (int64, the sample
+# range, end exclusive) and `gain_db` (float64, the recording's gain); the stage's
+# manifest.csv beside it, one row per cycle; `rate` (the store's) in the table too.
+TABLE = "cycles.npz"
 
 
 @dataclass(frozen=True)
@@ -88,69 +86,59 @@ def fit_cycles(cycles: Sequence[np.ndarray], length: int, pad: PadMode) -> np.nd
     return out
 
 
-def write_cycles_info(folder: Path, rate: int, offsets: np.ndarray) -> None:
-    """The boundaries and the rate of a cycles folder whose samples are being written."""
-    np.save(folder / OFFSETS, np.asarray(offsets, dtype="<i8"))
-    counts = {"rate": rate, "cycles": len(offsets) - 1, "samples": int(offsets[-1])}
-    (folder / INFO).write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
-
-
 @dataclass(frozen=True)
-class CycleFolder:
-    """Read access to a cycles folder: `rate`, `offsets`, and `read(first, count)`."""
+class CycleTable:
+    """Where every cycle lies: `recording`, `start`, `end` (N,) int64 and `gain_db` (N,)
+    float64, at the resampled store's `rate`."""
 
-    folder: Path
     rate: int
-    offsets: np.ndarray  # (N + 1,) int64
-
-    @classmethod
-    def open(cls, folder: Path) -> CycleFolder:
-        info = json.loads((folder / INFO).read_text())
-        offsets = np.load(folder / OFFSETS)
-        (samples,) = npy_shape(folder / SAMPLES)
-        if len(offsets) != info["cycles"] + 1 or offsets[-1] != samples or (np.diff(offsets) <= 0).any():
-            raise DamagedArtifactError(
-                f"{folder}: cycle offsets do not match {SAMPLES}: damaged, rerun the segment stage"
-            )
-        return cls(folder, int(info["rate"]), offsets)
+    recording: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    gain_db: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return len(self.recording)
 
-    def read(self, first: int, count: int) -> list[np.ndarray]:
-        """Cycles [first, first + count) as they were cut, unpadded (views of one read)."""
-        bounds = self.offsets[first : first + count + 1]
-        samples = read_npy_rows(self.folder / SAMPLES, int(bounds[0]), int(bounds[-1] - bounds[0]))
-        return split_cycles(samples, bounds)
+    def write(self, folder: Path) -> None:
+        np.savez(
+            folder / TABLE,
+            rate=np.int64(self.rate),
+            recording=self.recording.astype("<i8"),
+            start=self.start.astype("<i8"),
+            end=self.end.astype("<i8"),
+            gain_db=self.gain_db.astype("<f8"),
+        )
 
+    @classmethod
+    def open(cls, folder: Path, store: AudioStore) -> CycleTable:
+        """The table of a cycles folder, checked against the `store` its ranges point into."""
+        path = folder / TABLE
+        try:
+            with np.load(path) as f:
+                table = cls(int(f["rate"]), f["recording"], f["start"], f["end"], f["gain_db"])
+        except (OSError, KeyError, ValueError) as err:
+            raise DamagedArtifactError(f"{path}: not a cycle table ({err}); rerun the segment stage") from err
+        lengths = np.array([int(r["length"]) for r in store.rows], dtype=np.int64)
+        rates = {int(r["rate"]) for r in store.rows}
+        n = len(table.recording)
+        if (
+            not len(table.start) == len(table.end) == len(table.gain_db) == n
+            or rates - {table.rate}
+            or ((table.recording < 0) | (table.recording >= len(lengths))).any()
+            or (table.start < 0).any()
+            or (table.end <= table.start).any()
+            or (n and (table.end > lengths[table.recording]).any())
+        ):
+            raise DamagedArtifactError(
+                f"{path}: its cycles do not lie in {store.folder}: damaged or from another run, rerun the segment stage"
+            )
+        return table
 
-def split_cycles(samples: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-    """`samples` holding cycles back to back from `offsets[0]` on -> one view per cycle."""
-    base = offsets - offsets[0]
-    return [samples[a:b] for a, b in zip(base[:-1], base[1:])]
-
-
-@functools.lru_cache(maxsize=2)
-def _store(folder: Path) -> AudioStore:
-    """The store a worker cuts from, opened (index read, samples mapped) once per process."""
-    return AudioStore(folder)
-
-
-@dataclass(frozen=True)
-class CycleBatch:
-    """Consecutive cycles to cut from a store folder, each scaled by its recording's gain,
-    into a cycles folder's samples .npy (made by `create_npy`), starting at sample `offset`:
-    one task of the segment stage."""
-
-    store: Path
-    out: Path
-    offset: int
-    spans: tuple[tuple[int, CycleSpan, float], ...]  # (recording's index in the store, its span, its gain in dB)
-
-
-def write_cycle_batch(batch: CycleBatch) -> int:
-    """Cut, scale and write the batch's cycles, unpadded and back to back; returns how many."""
-    store = _store(batch.store)
-    pieces = [apply_gain(store.samples(i)[span.start : span.end], gain_db) for i, span, gain_db in batch.spans]
-    write_npy_rows(batch.out, batch.offset, np.concatenate(pieces) if pieces else np.zeros(0, np.float32))
-    return len(pieces)
+    def cut(self, store: AudioStore, first: int, count: int) -> list[np.ndarray]:
+        """Cycles [first, first + count): each its recording's slice times its gain, unpadded."""
+        rows = range(first, min(first + count, len(self)))
+        return [
+            apply_gain(store.samples(int(self.recording[i]))[self.start[i] : self.end[i]], float(self.gain_db[i]))
+            for i in rows
+        ]

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from respiro.audio.arrays import write_npy_rows
-from respiro.audio.segment import CycleFolder, fit_cycles
+from respiro.audio.segment import CycleTable, fit_cycles
+from respiro.audio.store import AudioStore
 from respiro.core.config import PadMode
 
 LOG_FLOOR = 1e-6  # power floor of the log scale: ~ -60 dB below a unit-level frame
@@ -63,29 +64,33 @@ def _transform(n_fft: int, hop_length: int, window: str, scale: str, top_db: flo
 
 
 @functools.lru_cache(maxsize=2)
-def _cycles(folder: Path) -> CycleFolder:
-    """The cycles folder a worker reads, opened (offsets loaded) once per process."""
-    return CycleFolder.open(folder)
+def _cycles(store: Path, cycles: Path) -> tuple[AudioStore, CycleTable]:
+    """The store a worker cuts from (index read, samples mapped) and the cycle table, opened
+    once per process."""
+    audio = AudioStore(store)
+    return audio, CycleTable.open(cycles, audio)
 
 
 @dataclass(frozen=True)
 class SpectrogramBatch:
-    """Cycles [first, first + count) of a cycles folder to fit to `length` samples
-    (`fit_cycles`) and turn into the same rows of a spectrograms .npy made by `create_npy`:
-    one task of the stft stage's workers."""
+    """Cycles [first, first + count) of a cycle table, cut from their store (`CycleTable.cut`)
+    and fit to `length` samples (`fit_cycles`), to turn into the same rows of a spectrograms
+    .npy made by `create_npy`: one task of the stft stage's workers."""
 
+    store: Path
     cycles: Path
     out: Path
     first: int
     count: int
-    length: int  # samples of a fixed-length cycle (segment.duration at the cycles' rate)
+    length: int  # samples of a fixed-length cycle (segment.duration at the store's rate)
     pad: PadMode  # segment.pad
     settings: tuple[int, int, str, str, float]  # n_fft, hop_length, window, scale, top_db
 
 
 def write_spectrogram_batch(batch: SpectrogramBatch) -> int:
-    """Fit, compute and write the batch's spectrograms `(count, L)` -> `(count, F, T)`;
+    """Cut, fit, compute and write the batch's spectrograms `(count, L)` -> `(count, F, T)`;
     returns how many were written."""
-    cycles = fit_cycles(_cycles(batch.cycles).read(batch.first, batch.count), batch.length, batch.pad)
+    store, table = _cycles(batch.store, batch.cycles)
+    cycles = fit_cycles(table.cut(store, batch.first, batch.count), batch.length, batch.pad)
     write_npy_rows(batch.out, batch.first, _transform(*batch.settings)(cycles))
     return batch.count

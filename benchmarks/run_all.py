@@ -56,8 +56,9 @@ def table(audio: list[dict], training: list[dict], recordings: int, hours: float
         if "wall_s" not in r:
             continue
         speed = f"{r['audio_s_per_s']:,} audio s/s" if r.get("audio_s_per_s") else ""
+        peak = f"{r['peak_mb']:,}" if r["peak_mb"] is not None else ""
         lines.append(
-            f"| audio ({recordings} recordings, {hours:.1f} h) | {r['what']} | {r['wall_s']:.1f} | {r['vs_librosa']:.2f} x librosa | {r['peak_mb']:,} | {speed} |"
+            f"| audio ({recordings} recordings, {hours:.1f} h) | {r['what']} | {r['wall_s']:.1f} | {r['vs_librosa']:.2f} x librosa | {peak} | {speed} |"
         )
     fp32 = {(r["model"], r["device"]): r for r in training if r["precision"] == "fp32"}
     for r in training:

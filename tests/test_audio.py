@@ -176,8 +176,8 @@ def test_read_mono_rejects_bad_files(tmp_path):
         assert path.name in str(err.value)
 
 
-def test_npy_rows_written_in_place_give_numpys_file_and_a_short_file_is_damaged(tmp_path):
-    from respiro.audio.arrays import create_npy, npy_shape, read_npy_rows, write_npy_rows
+def test_npy_rows_written_in_place_give_numpys_file(tmp_path):
+    from respiro.audio.arrays import create_npy, write_npy_rows
 
     data = np.random.default_rng(0).standard_normal((7, 3, 5)).astype(np.float32)
     create_npy(tmp_path / "a.npy", data.shape)
@@ -185,10 +185,6 @@ def test_npy_rows_written_in_place_give_numpys_file_and_a_short_file_is_damaged(
     write_npy_rows(tmp_path / "a.npy", 0, data[:4])
     np.save(tmp_path / "b.npy", data)
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
-    assert npy_shape(tmp_path / "a.npy") == (7, 3, 5)
-    (tmp_path / "d.npy").write_bytes((tmp_path / "b.npy").read_bytes()[:-10])
-    with pytest.raises(DamagedArtifactError, match="ends early"):
-        read_npy_rows(tmp_path / "d.npy", 4, 3)
 
 
 @pytest.mark.parametrize("duration, pad", [(1.0, "repeat"), (1.0, "zero"), (0.3, "repeat")])

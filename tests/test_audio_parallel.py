@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from respiro.audio.arrays import create_npy, read_npy_rows, write_npy_rows
+from respiro.audio.arrays import create_npy, write_npy_rows
 from respiro.core.pool import IN_FLIGHT_PER_WORKER, ordered_map, worker_count
 from tests.conftest import ROOT
 
@@ -85,7 +85,6 @@ def test_rows_written_in_any_order_give_the_file_a_writer_in_order_gives(tmp_pat
     for start, stop in [(5, 7), (0, 2), (2, 5)]:
         write_npy_rows(tmp_path / "scattered.npy", start, rows[start:stop])
     assert (tmp_path / "scattered.npy").read_bytes() == (tmp_path / "ordered.npy").read_bytes()
-    np.testing.assert_array_equal(read_npy_rows(tmp_path / "scattered.npy", 2, 3), rows[2:5])
 
 
 def test_row_ranges_outside_the_file_are_refused(tmp_path):
@@ -94,9 +93,6 @@ def test_row_ranges_outside_the_file_are_refused(tmp_path):
         write_npy_rows(tmp_path / "a.npy", 3, np.zeros((2, 2), np.float32))
     with pytest.raises(ValueError, match=r"rows of shape \(3,\), expected \(2,\)"):
         write_npy_rows(tmp_path / "a.npy", 0, np.zeros((1, 3), np.float32))
-    write_npy_rows(tmp_path / "a.npy", 0, np.zeros((3, 2), np.float32))  # the last row never written
-    with pytest.raises(ValueError, match=r"a.npy: file ends early, before row 4 of 4"):
-        read_npy_rows(tmp_path / "a.npy", 0, 4)
 
 
 def run_stage(project: Path, stage: str) -> str:

@@ -1,9 +1,9 @@
-"""Streaming .npy files: write and read a large array in row batches.
+"""Streaming .npy files: write a large array in row batches, from any process.
 
-Memory-mapping a whole input and output keeps every page touched resident, so a stage's
-memory would grow with the corpus (about 1.4 GB of cycles and spectrograms at ICBHI scale,
-twice that with hop 128). Writing and reading through plain file I/O in batches keeps it at
-one batch, while the files stay ordinary .npy that training memory-maps.
+Memory-mapping a whole output keeps every page touched resident, so a stage's memory would
+grow with the corpus (0.46 GB of spectrograms at ICBHI scale, twice that with hop 128).
+Writing through plain file I/O in batches keeps it at one batch, while the file stays an
+ordinary .npy that training memory-maps.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import BinaryIO, Self
 
 import numpy as np
-
-from respiro.core.errors import DamagedArtifactError
 
 
 class StreamWriter:
@@ -41,11 +39,6 @@ def _read_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
     major, _ = np.lib.format.read_magic(f)
     read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
     return read(f)
-
-
-def npy_shape(path: Path) -> tuple[int, ...]:
-    with path.open("rb") as f:
-        return _read_header(f)[0]
 
 
 def create_npy(path: Path, shape: tuple[int, ...], dtype: np.dtype = np.dtype("<f4")) -> None:
@@ -77,14 +70,3 @@ def write_npy_rows(path: Path, start: int, rows: np.ndarray) -> None:
         if rows.shape[1:] != shape[1:]:
             raise ValueError(f"{path}: rows of shape {rows.shape[1:]}, expected {shape[1:]}")
         f.write(memoryview(np.ascontiguousarray(rows, dtype=dtype)).cast("B"))  # type: ignore[arg-type]  # no copy through bytes
-
-
-def read_npy_rows(path: Path, start: int, count: int) -> np.ndarray:
-    """Rows [start, start + count) of a C-order .npy file, read without mapping the rest."""
-    with path.open("rb") as f:
-        shape, dtype = _row_range(f, path, start, count)
-        want = count * int(np.prod(shape[1:], dtype=np.int64))
-        data = np.fromfile(f, dtype=dtype, count=want)
-    if data.size != want:
-        raise DamagedArtifactError(f"{path}: file ends early, before row {start + count} of {shape[0]}")
-    return data.reshape((count, *shape[1:]))

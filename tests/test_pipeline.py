@@ -133,3 +133,28 @@ def test_exp_run_in_the_workspace_then_metrics_diff(tmp_path):
     assert "loss.gamma" in dvc(project, "params", "diff")
     shown = dvc(project, "exp", "show", "--csv")
     assert "icbhi_score" in shown and "loss.gamma" in shown
+
+
+def test_a_local_folder_is_read_in_place_and_a_changed_recording_reruns_its_stages(tmp_path, icbhi_sample):
+    """data.source local with a folder: DVC hashes the folder once, data/raw only names it,
+    the user's files stay as they were (writable, outside DVC's cache), and editing one
+    recording reruns the stages that read recordings."""
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    folder = tmp_path / "mine"
+    shutil.copytree(icbhi_sample, folder, ignore=shutil.ignore_patterns("README.md"))
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    before = {p: (p.stat().st_mode, p.stat().st_nlink) for p in files}
+    project = make_project_copy(
+        tmp_path / "project", {**TINY_PARAMS, "data": {"source": "local", "local_path": str(folder)}}
+    )
+    assert ran(dvc(project, "repro", "stft")) == ["download", "resample", "normalize", "segment", "stft"]
+    assert [p.name for p in (project / "data" / "raw").iterdir()] == ["in_place.json"]
+    assert {p: (p.stat().st_mode, p.stat().st_nlink) for p in files} == before  # not linked, not made read-only
+    wav = next(p for p in files if p.suffix == ".wav")
+    samples, rate = sf.read(wav, dtype="float32")
+    sf.write(wav, (0.5 * samples).astype(np.float32), rate, subtype=sf.info(wav).subtype)
+    assert ran(dvc(project, "repro", "stft")) == ["download", "resample", "normalize", "segment", "stft"]

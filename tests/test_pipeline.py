@@ -107,7 +107,7 @@ def test_two_clean_runs_give_the_same_bytes(first_run, tmp_path):
         (["-S", "split.method=patient"], ["train", "evaluate"]),
         (["-S", "stft.hop_length=128"], ["stft", "train", "evaluate"]),
         (["-S", "normalize.method=peak"], ["normalize", "segment", "stft", "train", "evaluate"]),
-        (["-S", "segment.pad=zero"], ["stft", "train", "evaluate"]),  # cycles are stored unpadded
+        (["-S", "segment.pad=zero"], ["stft", "train", "evaluate"]),  # segment stores where cycles lie
         (["-S", "resample.rate=3000"], ["resample", "normalize", "segment", "stft", "train", "evaluate"]),
         (["-S", "resample.method=torchaudio"], ["resample", "normalize", "segment", "stft", "train", "evaluate"]),
         (["-S", "evaluate.batch_size=8"], ["evaluate"]),

@@ -31,22 +31,30 @@ ARCHIVE_NAME = "ICBHI_final_database.zip"
 METADATA_FILES = (SPLIT_FILE, DIAGNOSIS_FILE, DEMOGRAPHIC_FILE, ERRATUM_FILE)
 
 
-def _local_inputs(path: Path) -> tuple[list[Path], dict[Path, Path]]:
-    """The zip archives to extract and the loose files to add ({relative path: file})."""
+def _local_archive(path: Path) -> Path | None:
+    """The zip to extract: `path` itself, or the one zip at the top of the folder `path`;
+    None for a folder without one, which is read in place."""
     if path.is_file():
         if path.suffix.lower() != ".zip":
             raise ParamsError(
                 f"data.local_path={path} is a file but not a .zip; point it at your ICBHI folder or {ARCHIVE_NAME}"
             )
-        beside = {Path(name): path.parent / name for name in METADATA_FILES if (path.parent / name).is_file()}
-        return [path], beside
+        return path
     archives = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".zip")
     if len(archives) > 1:
         raise ParamsError(
             f"data.local_path={path} holds {len(archives)} zip archives ({', '.join(p.name for p in archives)}); "
             "keep one there, or point data.local_path at the one to use"
         )
-    loose = {
+    return archives[0] if archives else None
+
+
+def _files_beside_archive(path: Path) -> dict[Path, Path]:
+    """What to add to an extracted archive ({relative path: file}): the metadata files lying
+    next to a zip given directly, or every .wav/.txt of the folder holding the zip."""
+    if path.is_file():
+        return {Path(name): path.parent / name for name in METADATA_FILES if (path.parent / name).is_file()}
+    return {
         p.relative_to(path): p
         for p in sorted(path.rglob("*"))
         if p.is_file()
@@ -54,36 +62,35 @@ def _local_inputs(path: Path) -> tuple[list[Path], dict[Path, Path]]:
         # Hidden files and folders (editor, OS and VCS droppings) are never data.
         and not any(part.startswith(".") for part in p.relative_to(path).parts)
     }
-    return archives, loose
 
 
 def materialize_local(local_path: str, out_dir: Path) -> None:
     """Fill `out_dir` from an ICBHI folder or zip at `local_path` (data.local_path).
 
-    A zip (given directly, or the one zip at the top of the folder) is extracted, and the
-    folder's other .wav/.txt files are copied beside its contents with their relative paths
-    (a file the archive already holds is taken from the archive). A folder without a zip is
-    read in place (respiro.data.raw_folder): `out_dir` gets only the record naming it, and
-    nothing in the folder is copied, linked or changed.
+    A folder without a zip is read in place (respiro.data.raw_folder): `out_dir` gets only
+    the record naming it, and nothing in the folder is copied, linked or changed. A zip
+    (given directly, or the one zip at the top of the folder) is extracted, and the files
+    beside it are copied in with their relative paths (a file the archive already holds is
+    taken from the archive).
     """
     setting = f"data.local_path={local_path}"
     path = Path(local_path)
     if not path.exists():
         raise MissingInputError(f"{setting} does not exist; point it at your ICBHI folder or {ARCHIVE_NAME}")
-    archives, loose = _local_inputs(path)
-    if archives:
-        extract_zip(archives[0], out_dir)
-        for rel, src in loose.items():
+    archive = _local_archive(path)
+    if archive is not None:
+        extract_zip(archive, out_dir)
+        for rel, src in _files_beside_archive(path).items():
             if not (out_dir / rel).exists():
                 (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, out_dir / rel)
-    if not scan_folder(out_dir if archives else path).recordings:
+    if not scan_folder(out_dir if archive else path).recordings:
         raise MissingInputError(
             f"{setting} holds no ICBHI recordings; put {ARCHIVE_NAME} or its .wav/.txt files "
             f"(with {SPLIT_FILE}) there, or point data.local_path at them: "
             f"dvc exp run -S data.source=local -S data.local_path=/path/to/{ARCHIVE_NAME}"
         )
-    if not archives:
+    if archive is None:
         write_in_place(out_dir, local_path)
 
 

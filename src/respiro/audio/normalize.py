@@ -43,9 +43,8 @@ def apply_gain(samples: np.ndarray, gain_db: float) -> np.ndarray:
     """`samples` scaled by `gain_db`, as float32. Elementwise, so scaling a slice gives the
     slice of the scaled recording, bit for bit: the segment stage scales each cycle it cuts
     instead of storing a scaled copy of every recording. RMS normalization can take peaks
-    above 0 dBFS; the samples stay float32, so nothing is clipped."""
-    if gain_db == 0.0:
-        return np.asarray(samples, dtype=np.float32)
+    above 0 dBFS; the samples stay float32, so nothing is clipped. A gain of 0 dB multiplies
+    by exactly 1: the samples come back unchanged."""
     return (np.asarray(samples, dtype=np.float64) * 10 ** (gain_db / 20)).astype(np.float32)
 
 

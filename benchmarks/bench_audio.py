@@ -14,8 +14,8 @@ spectrograms:
   - md5 of every file of the folder on one thread: the least DVC's first hash of a new
     input folder costs;
   - the five stage scripts alone, without DVC, in that copy (`audio.workers` 0: every
-    core; with --workers-one also 1), and each stage's start-up: `python -m stages.<name>
-    --help`, which runs the script's imports and exits;
+    core; with --workers-one also 1), and each stage's start-up: `python -c "import
+    stages.<name>"`, the process and the script's imports (`--help` answers before them);
   - with --baseline REF, `dvc repro stft` of the project as committed at REF (e.g. the
     commit before a change), in a fresh copy of its own.
 
@@ -259,9 +259,7 @@ def audio_rows(
             )
             keep(f"stage scripts (workers {workers})", total, ref)
             if workers == 0:
-                startup = {
-                    stage: measure([python, "-m", f"stages.{stage}", "--help"], project).wall for stage in STAGES
-                }
+                startup = {stage: measure([python, "-c", f"import stages.{stage}"], project).wall for stage in STAGES}
                 for stage in STAGES:
                     runs.setdefault(f"{stage} start-up", []).append(Measured(startup[stage], 0, 0, ""))
                 work = sum(stage_seconds_all(repro.output))
@@ -372,8 +370,8 @@ def print_table(rows: list[dict]) -> None:
             ):
                 print(f"| {label} | {r[key]:.1f} | {r[key] / r['dvc']:.0%} |")
             print(
-                "\nStart-up alone, `python -m stages.<name> --help`: "
-                + ", ".join(f"{s} {v:.1f} s" for s, v in r["startup_per_stage"].items())
+                "\nStart-up alone (process and imports), `python -c 'import stages.<name>'`: "
+                + ", ".join(f"{s} {v:.2f} s" for s, v in r["startup_per_stage"].items())
             )
     for r in rows:
         if "on_disk_gb" in r:

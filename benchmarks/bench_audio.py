@@ -12,7 +12,7 @@ spectrograms:
   - a no-op `dvc repro stft` right after it, then `dvc repro -f stft` (every stage again,
     with DVC's hashes of the unchanged input already known, as in a second run);
   - md5 of every file of the folder on one thread: the least DVC's first hash of a new
-    input folder costs;
+    input folder costs with one hashing thread (`core.checksum_jobs`; .dvc/config sets 4);
   - the five stage scripts alone, without DVC, in that copy (`audio.workers` 0: every
     core; with --workers-one also 1), and each stage's start-up: `python -c "import
     stages.<name>"`, the process and the script's imports (`--help` answers before them);
@@ -307,7 +307,7 @@ def audio_rows(
         **({"stage scripts (workers 1)": "stage scripts alone, download -> stft, 1 worker"} if workers_one else {}),
         "no-op dvc repro": "no-op `dvc repro stft` (all up to date)",
         "forced dvc repro": "`dvc repro -f stft` on the same clone: every stage again, DVC's hashes of unchanged files known",
-        "md5 of the input": "md5 of every file of the input folder, one thread (DVC's first hash of it costs at least this)",
+        "md5 of the input": "md5 of every file of the input folder, one thread (the least DVC's first hash of it costs on one hashing thread)",
     }
     rows = []
     for key, label in labels.items():

@@ -13,6 +13,9 @@ spectrograms:
     with DVC's hashes of the unchanged input already known, as in a second run);
   - md5 of every file of the folder on one thread: the least DVC's first hash of a new
     input folder costs with one hashing thread (`core.checksum_jobs`; .dvc/config sets 4);
+  - DVC's first hash of the folder alone: `dvc status` in a new repository whose one stage
+    depends on it, with 1 and with 4 hashing threads, and once more with its hashes known
+    (DVC's own start);
   - the five stage scripts alone, without DVC, in that copy (`audio.workers` 0: every
     core; with --workers-one also 1), and each stage's start-up: `python -c "import
     stages.<name>"`, the process and the script's imports (`--help` answers before them);
@@ -177,6 +180,19 @@ def baseline_copy(ref: str, dest: Path, overrides: dict[str, dict]) -> Path:
     return dest
 
 
+def dvc_status_of(folder: Path, repo: Path, jobs: int) -> tuple[Measured, Measured]:
+    """`dvc status` twice in `repo`, a new repository (a path DVC has never seen, so its state
+    holds no hashes) whose one stage depends on `folder`, hashing on `jobs` threads: DVC's
+    start plus its first hash of the folder, then its start with the hashes known."""
+    repo.mkdir()
+    (repo / "dvc.yaml").write_text(f"stages:\n  probe:\n    cmd: 'true'\n    deps:\n      - {folder}\n")
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.checksum_jobs", str(jobs)]):
+        subprocess.run(cmd, cwd=repo, env=DVC_ENV, check=True, capture_output=True)
+    first, again = measure(["dvc", "status"], repo), measure(["dvc", "status"], repo)
+    shutil.rmtree(repo)
+    return first, again
+
+
 def stored_bytes(*folders: Path) -> tuple[int, int]:
     """(bytes of every file in `folders`, bytes on disk counting each hard-linked file once)."""
     apparent, inodes = 0, {}
@@ -242,6 +258,10 @@ def audio_rows(
         # the input is not hashed again, as when a researcher reruns the audio stages.
         keep("forced dvc repro", measure(["dvc", "repro", "-f", "stft"], project), ref)
         keep("md5 of the input", measure([python, "-c", MD5_OF_FOLDER, str(corpus)], ROOT), ref)
+        for jobs in (1, 4):
+            first, again = dvc_status_of(corpus, scratch / f"status-{run}-{jobs}", jobs)
+            keep(f"first hash on {jobs}", first, ref)
+        keep("dvc start", again, ref)
         for workers in (0, 1) if workers_one else (0,):
             set_params(project, {"audio": {"workers": workers}})
             alone = {stage: measure([python, "-m", f"stages.{stage}"], project) for stage in STAGES}
@@ -308,6 +328,9 @@ def audio_rows(
         "no-op dvc repro": "no-op `dvc repro stft` (all up to date)",
         "forced dvc repro": "`dvc repro -f stft` on the same clone: every stage again, DVC's hashes of unchanged files known",
         "md5 of the input": "md5 of every file of the input folder, one thread (the least DVC's first hash of it costs on one hashing thread)",
+        "first hash on 1": "`dvc status`, a new repository depending on the folder, 1 hashing thread (DVC's default on 2 cores)",
+        "first hash on 4": "the same with 4 hashing threads (`core.checksum_jobs`, as .dvc/config sets)",
+        "dvc start": "the same again, the folder's hashes known: DVC's start and its state lookup",
     }
     rows = []
     for key, label in labels.items():

@@ -149,14 +149,28 @@ def test_store_round_trip(tmp_path):
         AudioStore(tmp_path)
 
 
-@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "FLOAT"])
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "FLOAT", "PCM_U8"])
 def test_read_mono_reads_every_width_and_mixes_channels(tmp_path, subtype):
     stereo = np.stack([tone(440, 4000, 0.5, 0.4), tone(440, 4000, 0.5, 0.2)], axis=1)
+    stereo[:4] = [[-1.0, 1.0], [0.999, -0.999], [1e-7, -3e-5], [0.5, 0.25]]  # full scale and the smallest steps
     path = tmp_path / "x.wav"
     sf.write(path, stereo, 4000, subtype=subtype)
     samples, rate = read_mono(path)
     assert rate == 4000 and samples.dtype == np.float32 and samples.ndim == 1
-    np.testing.assert_allclose(samples, stereo.mean(axis=1), atol=1e-4)
+    np.testing.assert_allclose(samples, stereo.mean(axis=1), atol=1e-2 if subtype == "PCM_U8" else 1e-4)
+    # Integer PCM is read as integers and scaled here: the same float32 bits as libsndfile's.
+    as_float, _ = sf.read(path, dtype="float32", always_2d=True)
+    assert np.array_equal(samples, as_float.mean(axis=1, dtype=np.float32))
+    mono = tmp_path / "mono.wav"
+    sf.write(mono, stereo[:, 0], 4000, subtype=subtype)
+    assert np.array_equal(read_mono(mono)[0], sf.read(mono, dtype="float32")[0])
+
+
+def test_read_mono_gives_libsndfiles_floats_on_real_recordings(icbhi_sample):
+    wavs = sorted(icbhi_sample.glob("*.wav"))
+    assert wavs
+    for wav in wavs:
+        assert np.array_equal(read_mono(wav)[0], sf.read(wav, dtype="float32")[0]), wav.name
 
 
 def test_read_mono_rejects_bad_files(tmp_path):

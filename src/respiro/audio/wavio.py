@@ -14,6 +14,16 @@ import soundfile as sf
 
 from respiro.core.errors import AudioReadError
 
+# Integer PCM read as integers and scaled here: libsndfile's own float conversion is the
+# same cast and the same power-of-two scale (24-bit samples come left-aligned in int32), so
+# the float32 values are bit for bit libsndfile's, and the read takes about a quarter less
+# CPU (the resample stage reads every recording). Other subtypes read as float32 directly.
+INTEGER_READS: dict[str, tuple[str, float | None]] = {
+    "PCM_16": ("int16", 2.0**-15),
+    "PCM_24": ("int32", 2.0**-31),
+    "PCM_32": ("int32", 2.0**-31),
+}
+
 
 def _riff_data_shortfall(path: Path) -> int:
     """Bytes missing from a WAV's data chunk (declared size minus bytes present), or 0.
@@ -44,15 +54,20 @@ def read_mono(path: Path) -> tuple[np.ndarray, int]:
     AudioReadError for an unreadable, truncated or empty file, or one with NaN/Inf samples.
     """
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            dtype, scale = INTEGER_READS.get(f.subtype, ("float32", None))
+            data, rate = f.read(dtype=dtype, always_2d=True), f.samplerate
     except (sf.LibsndfileError, RuntimeError) as err:
         raise AudioReadError(f"{path}: not a readable audio file ({err})") from err
+    if scale is not None:
+        data = data.astype(np.float32)
+        data *= np.float32(scale)
     missing = _riff_data_shortfall(path)
     if missing:
         raise AudioReadError(f"{path}: truncated WAV, {missing} bytes of audio data missing")
     if data.shape[0] == 0:
         raise AudioReadError(f"{path}: no audio samples")
     samples = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    if not np.isfinite(samples).all():
+    if scale is None and not np.isfinite(samples).all():  # integers are always finite
         raise AudioReadError(f"{path}: contains NaN or infinite samples")
     return np.ascontiguousarray(samples), int(rate)

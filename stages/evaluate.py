@@ -9,7 +9,7 @@ row per test cycle with its probabilities).
 from respiro.core.cli import parse_stage_args
 
 if __name__ == "__main__":
-    parse_stage_args("evaluate", __doc__)  # --help answers before the heavy imports below
+    parse_stage_args("evaluate", __doc__, kernels=True)  # --help answers, the kernels are set, before torch loads
 
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from respiro.core.tracking import EVAL_DIR, log_test_results, open_live
 from respiro.data.dataset import cycle_loader, load_spectrograms
 from respiro.evaluation.reports import DETAILS, PREDICTIONS, evaluation_details, headline_metrics, prediction_rows
 from respiro.training.checkpoint import load_checkpoint
-from respiro.training.device import resolve_device
+from respiro.training.device import resolve_device, use_model_kernels
 from respiro.training.loop import predict
 
 SPECS, MODEL, SPLIT = Path("data/spectrograms"), Path("models/model.pt"), Path("models/split.csv")
@@ -37,6 +37,7 @@ def main() -> None:
     # a checkpoint is data, never code to run; a foreign one stops with one line naming it.
     loaded = load_checkpoint(MODEL, device)
     checkpoint = loaded.checkpoint
+    kernels = use_model_kernels(loaded.kernels) if device.type == "cpu" else {"kernels": "cuda"}
 
     specs, rows = load_spectrograms(SPECS)
     split = read_csv(SPLIT)
@@ -51,7 +52,7 @@ def main() -> None:
     devices = np.array([rows[i]["device_corrected"] for i in test])
     patients = np.array([int(r["patient"]) for r in rows])
     details = evaluation_details(true, pred, devices, patients, parts, checkpoint["epoch"], loaded.provenance)
-    write_json(DETAILS, details)
+    write_json(DETAILS, {**details, **kernels})
     live = open_live(EVAL_DIR)
     log_test_results(
         live,

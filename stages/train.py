@@ -9,7 +9,7 @@ validation scores, cycles and patients per part, device).
 from respiro.core.cli import parse_stage_args
 
 if __name__ == "__main__":
-    parse_stage_args("train", __doc__)  # --help answers before the heavy imports below
+    parse_stage_args("train", __doc__, kernels=True)  # --help answers, the kernels are set, before torch loads
 
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from respiro.model.resnet import build_model
 from respiro.training import distributed
 from respiro.training.batches import TrainBatches
 from respiro.training.checkpoint import VAL_SCORES, save_checkpoint
-from respiro.training.device import resolve_device, seed_everything, to_device
+from respiro.training.device import seed_everything, set_precision_kernels, to_device, training_device
 from respiro.training.fit import EpochResult, fit
 from respiro.training.loop import make_optimizer
 from respiro.training.precision import precision_name, resolve_precision
@@ -55,9 +55,11 @@ def main() -> None:
     if tp.processes > 1 and not distributed.launched_by_torchrun():
         # train.processes asks for N processes on this machine: run this stage under torchrun.
         raise SystemExit(distributed.relaunch(tp.processes, "stages.train"))
-    shard, device = distributed.start(resolve_device(tp.device))
+    shard, device = distributed.start(training_device(tp.device, tp.precision))
     main_process = shard.rank == 0  # the only process that validates and writes
+    kernels = set_precision_kernels(tp.precision) if device.type == "cpu" else {"kernels": "cuda"}
     precision = resolve_precision(tp.precision, device)
+    arithmetic = "strict" if tp.precision == "strict" else precision_name(precision)
     specs, rows = load_spectrograms(IN)
     labels = np.array([int(r["label"]) for r in rows])
     patients = np.array([int(r["patient"]) for r in rows])
@@ -131,13 +133,15 @@ def main() -> None:
             # No wall time here: outputs must be the same bytes on every run (README,
             # "Reproducibility"); the stage's summary line reports the time.
             "device": device.type,
-            "precision": precision_name(precision),
+            "precision": arithmetic,
             "processes": shard.world,
+            # What else decides the bytes (training/device.py): the CPU kernels and threads.
+            **kernels,
         },
     )
     timer.done(
         f"ResNet-{params.model.depth}{' + CBAM' if params.model.cbam else ''}, {params.loss.name} loss, {tp.epochs} epochs on "
-        f"{counts['train']} cycles ({device.type}, {precision_name(precision)}, {shard.world} process{'es' if shard.world > 1 else ''}); "
+        f"{counts['train']} cycles ({device.type}, {arithmetic}, {kernels.get('threads', 1)} threads, {shard.world} process{'es' if shard.world > 1 else ''}); "
         f"best val score {_fmt(best.val['icbhi_score'])} at epoch {best.epoch}"
     )
 

@@ -260,16 +260,22 @@ def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike
 
 def test_a_checkpoints_params_without_resample_method_mean_torchaudio():
     # Models trained before resample.method existed were fed torchaudio-resampled audio:
-    # predict must keep giving them that, while params.yaml's default is soxr.
+    # predict must keep giving them that (the checkpoint reader upgrades them), while
+    # params.yaml itself must name the method: a missing key is an error, never a default.
     import yaml
 
     from respiro.audio.chain import AudioChain
+    from respiro.core.errors import ParamsError
+    from respiro.training.checkpoint import upgrade_params
     from tests.conftest import ROOT
 
     groups = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert AudioChain.from_params(groups).resample.method == groups["resample"]["method"] == "soxr"
     del groups["resample"]["method"]
-    assert AudioChain.from_params(groups).resample.method == "torchaudio"
+    with pytest.raises(ParamsError, match=r"^missing key resample\.method$"):
+        AudioChain.from_params(groups)
+    assert AudioChain.from_params(upgrade_params(groups)).resample.method == "torchaudio"
+    assert "method" not in groups["resample"]  # upgraded as a copy
 
 
 def test_gains_are_stored_exactly_and_must_be_the_stores_recordings(tmp_path):

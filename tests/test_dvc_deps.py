@@ -82,17 +82,23 @@ def has_code(path: Path) -> bool:
     return not (len(body) <= 1 and all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body))
 
 
+def run_by(script: Path) -> frozenset[Path]:
+    """What `python -m stages.<name>` runs: the script, the stages package's __init__.py
+    (Python runs it first) and every project module the two reach."""
+    return reached_from(script) | reached_from(ROOT / "stages" / "__init__.py")
+
+
 def uncovered(script: Path, deps: list[Path]) -> list[str]:
     return sorted(
         str(f.relative_to(ROOT))
-        for f in reached_from(script)
+        for f in run_by(script)
         if has_code(f) and not any(f == d or d in f.parents for d in deps)
     )
 
 
 def unreached(script: Path, deps: list[Path]) -> list[str]:
     """Listed module files no import of the stage reaches: a stale dep reruns it for nothing."""
-    reached = reached_from(script)
+    reached = run_by(script)
     return sorted(str(d.relative_to(ROOT)) for d in deps if d.suffix == ".py" and d != script and d not in reached)
 
 

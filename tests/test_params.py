@@ -76,11 +76,39 @@ def test_alpha_list_becomes_a_tuple():
 
 
 def test_a_checkpoints_stored_params_go_through_the_same_schema():
-    assert validate_group("model", {"depth": 18, "cbam": False, "cbam_reduction": 8}).depth == 18
+    model = {"depth": 18, "cbam": False, "cbam_reduction": 8, "pretrained": "none"}
+    assert validate_group("model", model).depth == 18
     with pytest.raises(ParamsError, match=r"model.depth: input should be 18 or 34; got 50"):
-        validate_group("model", {"depth": 50, "cbam": False, "cbam_reduction": 8})
+        validate_group("model", {**model, "depth": 50})
     with pytest.raises(ParamsError, match=r"unknown key stft.nfft; stft takes n_fft, hop_length"):
         validate_group("stft", {"nfft": 256})
+
+
+def _every_key() -> list[tuple[str, str]]:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return [(group, key) for group, values in raw.items() for key in values]
+
+
+@pytest.mark.parametrize("group,key", _every_key(), ids=lambda v: v)
+def test_deleting_any_key_stops_with_one_line_naming_it(tmp_path, group, key):
+    """No defaults in the schema: a key missing from params.yaml is an error, never a value
+    chosen silently (what older checkpoints lack is upgraded where they are read)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw[group][key]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == f"missing key {group}.{key}"
+
+
+def test_strict_is_a_precision_of_one_cpu_process():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert parse_params({**raw, "train": {**raw["train"], "precision": "strict"}}).train.precision == "strict"
+    with pytest.raises(ParamsError, match=r"^train.precision: strict runs on the CPU; set train.device to auto or cpu$"):
+        parse_params({**raw, "train": {**raw["train"], "precision": "strict", "device": "cuda"}})
+    with pytest.raises(ParamsError, match=r"^train.precision: strict runs in one process"):
+        parse_params({**raw, "train": {**raw["train"], "precision": "strict", "processes": 2}})
 
 
 def test_a_missing_params_file_names_it(tmp_path):

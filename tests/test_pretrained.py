@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from respiro.core.config import load_params, validate_group
-from respiro.core.errors import DamagedArtifactError, PretrainedWeightsError
+from respiro.core.errors import DamagedArtifactError, ParamsError, PretrainedWeightsError
 from respiro.data.acquire.hub import find_hub_file, hash_prefix, hub_checkpoint
 from respiro.evaluation.table3 import (
     ALL_CONFIGS,
@@ -42,6 +42,7 @@ from respiro.model.pretrained import (
     read_init,
 )
 from respiro.model.resnet import DEPTHS, build_model
+from respiro.training.checkpoint import upgrade_params
 from respiro.training.loop import make_optimizer, set_epoch_lr
 from tests.conftest import DVC_ENV, ROOT, TINY_PARAMS, make_project_copy, run
 from tests.test_acquire import FileServer
@@ -302,12 +303,16 @@ def test_backbone_factor_and_freezing_move_exactly_the_layers_they_name(name):
 
 
 def test_an_older_checkpoints_params_read_as_from_scratch_at_one_rate():
-    """Checkpoints written before these keys existed store none of them: the schema's defaults
-    read them as what they are."""
-    assert validate_group("model", {"depth": 34, "cbam": True, "cbam_reduction": 16}).pretrained == "none"
-    train = dict(load_params(ROOT / "params.yaml").train.model_dump())
-    del train["backbone_lr_factor"], train["freeze_epochs"]
-    assert (validate_group("train", train).backbone_lr_factor, validate_group("train", train).freeze_epochs) == (1.0, 0)
+    """Checkpoints written before these keys existed store none of them: the checkpoint
+    reader upgrades them to what they ran with; params.yaml without them is an error."""
+    params = load_params(ROOT / "params.yaml").as_dict()
+    del params["model"]["pretrained"], params["train"]["backbone_lr_factor"], params["train"]["freeze_epochs"]
+    with pytest.raises(ParamsError, match=r"^missing key model\.pretrained$"):
+        validate_group("model", params["model"])
+    upgraded = upgrade_params(params)
+    assert validate_group("model", upgraded["model"]).pretrained == "none"
+    train = validate_group("train", upgraded["train"])
+    assert (train.backbone_lr_factor, train.freeze_epochs) == (1.0, 0)
 
 
 # --- Table 3 with the pretrained rows ----------------------------------------------------------

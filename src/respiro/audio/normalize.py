@@ -8,26 +8,33 @@ segment stage applies to each cycle it cuts (`apply_gain`, bit for bit the same 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, assert_never
 
 import numpy as np
 
+from respiro.core.config import NormalizeMethod
 from respiro.core.errors import DamagedArtifactError
 from respiro.core.outputs import read_csv, write_csv
 
 GAINS_FILE = "gains.csv"  # one row per recording of the resampled store, in its order: stem, gain_db
 
 
-def level_dbfs(samples: np.ndarray, method: str) -> float:
+def level_dbfs(samples: np.ndarray, method: Literal["rms", "peak"]) -> float:
     """Level of a signal in dB full scale: its RMS (`rms`) or its largest |sample| (`peak`).
 
     Returns -inf for a silent signal.
     """
     x = np.asarray(samples, dtype=np.float64)
-    value = np.sqrt(np.mean(x * x)) if method == "rms" else np.max(np.abs(x))
+    if method == "rms":
+        value = np.sqrt(np.mean(x * x))
+    elif method == "peak":
+        value = np.max(np.abs(x))
+    else:
+        assert_never(method)
     return float(20 * np.log10(value)) if value > 0 else float("-inf")
 
 
-def gain_db_for(samples: np.ndarray, method: str, target_dbfs: float) -> float:
+def gain_db_for(samples: np.ndarray, method: NormalizeMethod, target_dbfs: float) -> float:
     """The gain in dB that brings the `method` level of `samples` to `target_dbfs`.
 
     `method` is `rms`, `peak` or `none`. `none` and a silent signal (no level to scale to,
@@ -48,7 +55,7 @@ def apply_gain(samples: np.ndarray, gain_db: float) -> np.ndarray:
     return (np.asarray(samples, dtype=np.float64) * 10 ** (gain_db / 20)).astype(np.float32)
 
 
-def normalize(samples: np.ndarray, method: str, target_dbfs: float) -> tuple[np.ndarray, float]:
+def normalize(samples: np.ndarray, method: NormalizeMethod, target_dbfs: float) -> tuple[np.ndarray, float]:
     """Scale `samples` (time,) so that their `method` level is `target_dbfs` (`gain_db_for`,
     then `apply_gain`). Returns the scaled float32 signal and the gain in dB applied."""
     gain_db = gain_db_for(samples, method, target_dbfs)

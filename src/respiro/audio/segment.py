@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import assert_never
 
 import numpy as np
 
@@ -71,9 +72,11 @@ def fit_length(cycle: np.ndarray, length: int, pad: PadMode) -> np.ndarray:
         return np.asarray(cycle[:length], dtype=np.float32)
     if pad == "repeat":
         return np.resize(np.asarray(cycle, dtype=np.float32), length)
-    out = np.zeros(length, dtype=np.float32)  # zero
-    out[:n] = cycle
-    return out
+    if pad == "zero":
+        out = np.zeros(length, dtype=np.float32)
+        out[:n] = cycle
+        return out
+    assert_never(pad)
 
 
 def fit_cycles(cycles: Sequence[np.ndarray], length: int, pad: PadMode) -> np.ndarray:

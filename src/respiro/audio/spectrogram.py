@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import assert_never
 
 import numpy as np
 
 from respiro.audio.arrays import write_npy_rows
 from respiro.audio.segment import CycleTable, fit_cycles
 from respiro.audio.store import AudioStore
-from respiro.core.config import PadMode
+from respiro.core.config import PadMode, Scale, Window
 
 LOG_FLOOR = 1e-6  # power floor of the log scale: ~ -60 dB below a unit-level frame
 # Periodic windows (the DFT-even form, as torch.hann_window(periodic=True)): cos terms.
@@ -33,7 +34,7 @@ class Spectrogram:
     """
 
     def __init__(
-        self, n_fft: int, hop_length: int, window: str = "hann", scale: str = "log", top_db: float = 80.0
+        self, n_fft: int, hop_length: int, window: Window = "hann", scale: Scale = "log", top_db: float = 80.0
     ) -> None:
         a, b = WINDOWS[window]
         self.window = (a - b * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
@@ -52,13 +53,15 @@ class Spectrogram:
         elif self.scale == "db":
             db = np.float32(10) * np.log10(np.maximum(power, np.float32(1e-10)))
             out = np.maximum(db, db.max(axis=(-2, -1), keepdims=True) - np.float32(self.top_db))
-        else:
+        elif self.scale == "linear":
             out = power
+        else:
+            assert_never(self.scale)
         return np.ascontiguousarray(out, dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=2)
-def _transform(n_fft: int, hop_length: int, window: str, scale: str, top_db: float) -> Spectrogram:
+def _transform(n_fft: int, hop_length: int, window: Window, scale: Scale, top_db: float) -> Spectrogram:
     """One Spectrogram per process and settings: its window is built once per worker."""
     return Spectrogram(n_fft, hop_length, window, scale, top_db)
 

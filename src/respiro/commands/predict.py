@@ -29,7 +29,7 @@ from respiro.core.outputs import StageTimer, atomic_file, check_output_file
 from respiro.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
 from respiro.inference.windows import check_windows, default_window
 from respiro.training.checkpoint import TrainedModel, load_checkpoint
-from respiro.training.device import resolve_device
+from respiro.training.device import resolve_device, use_model_kernels
 
 AUDIO_SUFFIXES = (".wav",)  # what a FOLDER argument is searched for (any file may be named directly)
 COLUMNS = [
@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     inputs = [*files, args.model] + ([] if args.annotations in ("auto", "none") else [Path(args.annotations)])
     check_output_file(args.out, OUT_SUFFIXES, inputs)
     trained: TrainedModel = load_checkpoint(args.model, resolve_device(args.device, "--device"))
+    if trained.device.type == "cpu":
+        use_model_kernels(trained.kernels)  # a strict model predicts on strict kernels (may restart the command)
     trained_on = trained.provenance["data_source"]
     window, hop = default_window(trained.cycle_seconds, args.window, args.hop)
     check_windows(trained.chain, window, hop, args.allow_gaps)

@@ -30,8 +30,17 @@ CLASS_NAMES: tuple[str, ...] = ("Normal", "Crackle", "Wheeze", "Both")
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 # Allowed values the library also names in its signatures (the schema checks them, it trusts them).
 ResampleMethod = Literal["soxr", "torchaudio"]
+NormalizeMethod = Literal["rms", "peak", "none"]
 PadMode = Literal["repeat", "zero"]
+Window = Literal["hann", "hamming"]
+Scale = Literal["log", "db", "linear"]
 SplitMethod = Literal["official", "patient", "folds", "random"]
+LossName = Literal["focal", "ce"]
+Optimizer = Literal["adam", "sgd"]
+Schedule = Literal["cosine", "step", "constant"]
+Device = Literal["auto", "cpu", "cuda"]
+# strict: float32 on kernels that give the same bytes on any thread count (core/kernels.py).
+Precision = Literal["auto", "fp32", "bf16", "strict"]
 Path_ = Annotated[str, Field(min_length=1)]
 
 
@@ -68,12 +77,11 @@ class SyntheticParams(Group):
 
 class ResampleParams(Group):
     rate: Annotated[int, Field(ge=1000, le=192000)]
-    # Added after checkpoints existed: one saved before it was resampled with torchaudio.
-    method: ResampleMethod = "torchaudio"
+    method: ResampleMethod
 
 
 class NormalizeParams(Group):
-    method: Literal["rms", "peak", "none"]
+    method: NormalizeMethod
     target_dbfs: Annotated[Finite, Field(ge=-100.0, le=0.0)]
 
 
@@ -85,8 +93,8 @@ class SegmentParams(Group):
 class StftParams(Group):
     n_fft: Annotated[int, Field(ge=16, le=8192)]
     hop_length: Annotated[int, Field(ge=1)]
-    window: Literal["hann", "hamming"]
-    scale: Literal["log", "db", "linear"]
+    window: Window
+    scale: Scale
     top_db: Annotated[Finite, Field(gt=0.0)]
 
     @model_validator(mode="after")
@@ -119,8 +127,7 @@ class ModelParams(Group):
     depth: Literal[18, 34]
     cbam: bool
     cbam_reduction: Annotated[int, Field(ge=1)]
-    # Added after checkpoints existed: the default reads an older one as what it is.
-    pretrained: Literal["none", "imagenet"] = "none"
+    pretrained: Literal["none", "imagenet"]
 
 
 class PretrainedParams(Group):
@@ -135,7 +142,7 @@ class LossParams(Group):
     """alpha: None (no weighting), one number in (0, 1] scaling every class alike, or one
     non-negative weight per class in CLASS_NAMES order, not all 0."""
 
-    name: Literal["focal", "ce"]
+    name: LossName
     gamma: Annotated[Finite, Field(ge=0.0)]
     alpha: Annotated[Finite, Field(gt=0.0, le=1.0)] | Annotated[tuple[Weight, ...], Field(strict=False)] | None
 
@@ -154,22 +161,31 @@ class LossParams(Group):
 class TrainParams(Group):
     epochs: Annotated[int, Field(ge=1)]
     batch_size: Annotated[int, Field(ge=1)]
-    optimizer: Literal["adam", "sgd"]
+    optimizer: Optimizer
     lr: Annotated[Finite, Field(gt=0.0)]
-    schedule: Literal["cosine", "step", "constant"]
+    schedule: Schedule
     weight_decay: Annotated[Finite, Field(ge=0.0)]
     val_fraction: Annotated[Finite, Field(gt=0.0, lt=1.0)]
     time_mask: Annotated[int, Field(ge=0)]
     freq_mask: Annotated[int, Field(ge=0)]
     seed: Annotated[int, Field(ge=0)]
-    device: Literal["auto", "cpu", "cuda"]
-    precision: Literal["auto", "fp32", "bf16"]
+    device: Device
+    precision: Precision
     processes: Annotated[int, Field(ge=1)]
     workers: Annotated[int, Field(ge=0)]
-    # Fine-tuning controls, ignored with model.pretrained: none (so a grid can mix both);
-    # defaults so that older checkpoints read as one rate, nothing frozen.
-    backbone_lr_factor: Annotated[Finite, Field(gt=0.0)] = 1.0
-    freeze_epochs: Annotated[int, Field(ge=0)] = 0
+    # Fine-tuning controls, ignored with model.pretrained: none (so a grid can mix both).
+    backbone_lr_factor: Annotated[Finite, Field(gt=0.0)]
+    freeze_epochs: Annotated[int, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _strict_on_one_cpu_process(self) -> TrainParams:
+        # Strict kernels are CPU kernels, and gloo's all-reduce of several processes sums in
+        # an order of its own.
+        if self.precision == "strict" and self.device == "cuda":
+            raise ValueError("precision: strict runs on the CPU; set train.device to auto or cpu")
+        if self.precision == "strict" and self.processes != 1:
+            raise ValueError(f"precision: strict runs in one process; set train.processes to 1 (got {self.processes})")
+        return self
 
 
 class EvaluateParams(Group):

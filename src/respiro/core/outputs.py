@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
 import shutil
@@ -43,6 +44,22 @@ def _clear_stale(path: Path, *, folders: bool) -> None:
                 stale.unlink()
             elif folders and stale.is_dir():
                 shutil.rmtree(stale)
+
+
+# Below this much free space, a write that failed is taken for a full disk: some writers
+# (libsndfile's "System error.") do not pass ENOSPC on.
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def _full_disk_error(err: BaseException, path: Path) -> OSError | None:
+    """ENOSPC naming the output `path` for a write of it that failed because its disk is full."""
+    full = isinstance(err, OSError) and err.errno == errno.ENOSPC
+    if not full and isinstance(err, Exception):
+        try:
+            full = shutil.disk_usage(path.parent).free < NEARLY_FULL_BYTES
+        except OSError:
+            return None
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) if full else None
 
 
 def check_output_file(path: Path | str, suffixes: tuple[str, ...] = (), inputs: Iterable[Path | str] = ()) -> Path:
@@ -83,8 +100,11 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent))
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
+        full = _full_disk_error(err, path)
         shutil.rmtree(tmp, ignore_errors=True)
+        if full is not None:
+            raise full from err
         raise
     os.chmod(tmp, 0o777 & ~_umask())
     if path.is_dir() and not path.is_symlink():
@@ -112,8 +132,11 @@ def atomic_file(path: Path | str, suffixes: tuple[str, ...] = (), inputs: Iterab
     try:
         yield tmp
         check_output_file(path, suffixes, inputs)  # nothing became a folder meanwhile
-    except BaseException:
+    except BaseException as err:
+        full = _full_disk_error(err, path)
         tmp.unlink(missing_ok=True)
+        if full is not None:
+            raise full from err
         raise
     os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)

@@ -11,6 +11,7 @@ a recording the official split file does not name; counted in the train metrics)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import assert_never
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -89,7 +90,8 @@ def held_out_masks(
         folds = read_patient_folds(folds_file) if folds_file else assign_folds(patients, labels, n_folds, seed)
         fold_of = np.array([folds.get(int(p), -1) for p in patients])
         return fold_of == fold, fold_of < 0
-    # random
+    if method != "random":
+        assert_never(method)
     _, test_index = train_test_split(
         np.arange(n), test_size=test_fraction, random_state=seed, stratify=_stratify(labels)
     )

@@ -19,7 +19,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import numpy as np
 import onnx
@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from respiro.audio.spectrogram import LOG_FLOOR
+from respiro.core.config import ResampleMethod
 from respiro.evaluation.reports import SYNTHETIC_NOTE
 from respiro.inference.windows import default_window
 from respiro.training.checkpoint import TrainedModel
@@ -54,7 +55,7 @@ class ProbabilityModel(nn.Module):
         return torch.softmax(self.network((spectrogram - self.mean) / self.std), dim=1)
 
 
-def _resample_recipe(method: str, rate: int) -> dict[str, Any]:
+def _resample_recipe(method: ResampleMethod, rate: int) -> dict[str, Any]:
     """How `resample.method` brings a recording to `rate`, precisely enough to redo it."""
     if method == "soxr":
         return {
@@ -65,6 +66,8 @@ def _resample_recipe(method: str, rate: int) -> dict[str, Any]:
             "one call for the whole recording, float32 in and out",
             "length": "round(n * rate / source_rate)",
         }
+    if method != "torchaudio":
+        assert_never(method)
     return {
         "rate": rate,
         "when": "the file's rate differs; g = gcd(source, rate), S = source / g, R = rate / g",

@@ -21,13 +21,13 @@ Conventions (the references disagree, so they are fixed here):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, assert_never
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from respiro.core.config import CLASS_NAMES
+from respiro.core.config import CLASS_NAMES, LossName
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
@@ -123,8 +123,12 @@ class FocalLoss(nn.Module):
         return f"gamma={self.gamma}, alpha={alpha}, reduction={self.reduction!r}"
 
 
-def build_loss(name: Literal["focal", "ce"], gamma: float, alpha: None | float | Sequence[float]) -> FocalLoss:
+def build_loss(name: LossName, gamma: float, alpha: None | float | Sequence[float]) -> FocalLoss:
     """The training loss named by the `loss.*` params (values checked by the params schema),
     with mean reduction. "ce" is focal loss with gamma = 0, i.e. cross-entropy weighted by
     alpha with the same mean as "focal", so the two differ only in gamma."""
-    return FocalLoss(gamma=gamma if name == "focal" else 0.0, alpha=alpha)
+    if name == "focal":
+        return FocalLoss(gamma=gamma, alpha=alpha)
+    if name == "ce":
+        return FocalLoss(gamma=0.0, alpha=alpha)
+    assert_never(name)

@@ -36,6 +36,7 @@ from torch import nn
 from respiro.audio.chain import AudioChain
 from respiro.core.config import CLASS_NAMES, ModelParams, validate_group
 from respiro.core.errors import CheckpointError, MissingInputError, ParamsError
+from respiro.core.kernels import KernelMode, kernel_mode
 from respiro.core.outputs import atomic_file
 from respiro.evaluation.reports import provenance
 from respiro.model.resnet import build_model
@@ -55,6 +56,27 @@ REQUIRED_KEYS = (
 # (model.pretrained: imagenet); absent for a network trained from scratch.
 PARAMS_GROUPS = ("data", "synthetic", "resample", "normalize", "segment", "stft", "split", "model", "loss", "train")
 VAL_SCORES = ("icbhi_score", "se", "sp")
+# Keys added to params.yaml after checkpoints existed, with the value a checkpoint saved
+# before them ran with. params.yaml has no defaults (a missing key is an error naming it):
+# an older checkpoint is upgraded here, in the one place checkpoints are read.
+ADDED_KEYS: dict[tuple[str, str], Any] = {
+    ("resample", "method"): "torchaudio",
+    ("model", "pretrained"): "none",
+    ("train", "backbone_lr_factor"): 1.0,
+    ("train", "freeze_epochs"): 0,
+}
+
+
+def upgrade_params(params: Any) -> Any:
+    """A checkpoint's params with every key of ADDED_KEYS it predates filled in (a copy;
+    anything that is not a mapping of groups is returned as it is, for the checks to name)."""
+    if not isinstance(params, Mapping):
+        return params
+    upgraded = {group: dict(values) if isinstance(values, Mapping) else values for group, values in params.items()}
+    for (group, key), value in ADDED_KEYS.items():
+        if isinstance(upgraded.get(group), dict):
+            upgraded[group].setdefault(key, value)
+    return upgraded
 
 
 def save_checkpoint(
@@ -107,6 +129,12 @@ class TrainedModel:
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.checkpoint["class_names"])
+
+    @property
+    def kernels(self) -> KernelMode:
+        """The CPU kernels it was trained on (core/kernels.py): a strict model is evaluated on
+        strict kernels too. A checkpoint from before train.precision: strict is not strict."""
+        return kernel_mode(str(self.params.get("train", {}).get("precision")))
 
     @property
     def cycle_seconds(self) -> float:
@@ -209,7 +237,7 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     names = checkpoint["class_names"]
     if not isinstance(names, (list, tuple)) or list(names) != list(CLASS_NAMES):
         raise CheckpointError(f"{path}: class_names are {names!r}; this project's classes are {list(CLASS_NAMES)}")
-    params = checkpoint["params"]
+    params = checkpoint["params"] = upgrade_params(checkpoint["params"])
     try:
         chain = AudioChain.from_params(params)
         m = validate_group("model", params["model"])

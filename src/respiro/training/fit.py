@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from respiro.core.config import Schedule
 from respiro.evaluation.metrics import scores_of
 from respiro.training.batches import TrainBatches
 from respiro.training.distributed import plain_state_dict, unwrap
@@ -66,7 +67,7 @@ def fit(
     precision: torch.dtype | None,
     *,
     epochs: int,
-    schedule: str,
+    schedule: Schedule,
     validates: bool = True,
     on_epoch: Callable[[EpochResult], None] | None = None,
     on_step: Callable[[], None] | None = None,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, assert_never
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from respiro.core.config import Optimizer, Schedule
 from respiro.core.errors import UserError
 from respiro.model.pretrained import is_early, is_new
 from respiro.training.batches import TrainBatches
@@ -52,7 +53,7 @@ def parameter_groups(
 
 def make_optimizer(
     model: nn.Module,
-    name: str,
+    name: Optimizer,
     lr: float,
     weight_decay: float,
     *,
@@ -71,7 +72,9 @@ def make_optimizer(
     )
     if name == "adam":
         return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    assert_never(name)
 
 
 def set_epoch_lr(optimizer: torch.optim.Optimizer, factor: float, epoch: int) -> float:
@@ -90,13 +93,15 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, factor: float, epoch: int) ->
     return max(group["lr"] for group in optimizer.param_groups)
 
 
-def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
+def lr_factor(schedule: Schedule, epoch: int, epochs: int) -> float:
     """Multiplier of the peak learning rate for 0-based `epoch` of `epochs`."""
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * epoch / epochs))
     if schedule == "step":
         return 0.1 if epoch >= (2 * epochs) // 3 else 1.0
-    return 1.0
+    if schedule == "constant":
+        return 1.0
+    assert_never(schedule)
 
 
 def train_one_epoch(

@@ -11,29 +11,16 @@ the precision it was trained in.
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import torch
 
+from respiro.core.config import Precision
 from respiro.core.errors import ParamsError
+from respiro.core.kernels import cpu_flags
 
 # /proc/cpuinfo flags of native bfloat16 arithmetic: x86 AVX512-BF16 and AMX-BF16; ARMv8.6
 # BF16 ("bf16" in the Features line).
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The CPU feature flags the kernel reports (empty where there is no /proc/cpuinfo)."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return frozenset()
-    flags: set[str] = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
-    return frozenset(flags)
 
 
 def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
@@ -58,13 +45,14 @@ def has_native_bf16(device: torch.device) -> bool:
     return cpu_has_native_bf16()
 
 
-def choose_precision(setting: str, device_type: str, native_bf16: bool) -> torch.dtype | None:
+def choose_precision(setting: Precision, device_type: str, native_bf16: bool) -> torch.dtype | None:
     """The autocast dtype for `train.precision` = `setting` (None: plain float32).
 
-    auto -> bfloat16 where native, else float32; bf16 on a GPU without it is an error naming
-    the key (it would be emulated or fail); bf16 on such a CPU is honoured (emulated, slower).
+    auto -> bfloat16 where native, else float32; strict -> float32 (core/kernels.py); bf16 on
+    a GPU without it is an error naming the key (it would be emulated or fail); bf16 on such a
+    CPU is honoured (emulated, slower).
     """
-    if setting == "fp32" or (setting == "auto" and not native_bf16):
+    if setting in ("fp32", "strict") or (setting == "auto" and not native_bf16):
         return None
     if setting == "bf16" and device_type == "cuda" and not native_bf16:
         raise ParamsError(
@@ -73,7 +61,7 @@ def choose_precision(setting: str, device_type: str, native_bf16: bool) -> torch
     return torch.bfloat16
 
 
-def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
+def resolve_precision(setting: Precision, device: torch.device) -> torch.dtype | None:
     return choose_precision(setting, device.type, has_native_bf16(device))
 
 

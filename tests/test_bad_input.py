@@ -221,3 +221,61 @@ def test_stage_help_describes_it_and_runs_nothing(tmp_path, name):
     )
     assert refused.returncode == 2 and "unrecognized arguments: --epochs 3" in refused.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_ends_the_stage_in_one_line_naming_the_output(project, tmp_path):
+    """The download stage writing the synthetic corpus onto a full disk (libsndfile says only
+    "System error."): one line naming the output, no traceback, nothing half-written. A
+    small tmpfs is the full disk; where this process may not mount one, the test says so."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        for part in ("src", "stages"):
+            shutil.copytree(project / part, disk / part, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(project / "params.yaml", disk)
+        result = stage(disk, "download")
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        [line] = [x for x in result.stderr.splitlines() if "error:" in x]
+        assert line.startswith("download: error: no space left on the disk writing data/raw;"), line
+        assert not (disk / "data" / "raw").exists() and not list((disk / "data").glob(".raw.tmp-*"))
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_enospc_from_any_stage_is_one_line(capsys):
+    import errno
+    import os
+
+    from respiro.core.cli import run_stage
+
+    def full() -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "data/resampled/audio.f32")
+
+    with pytest.raises(SystemExit) as code:
+        run_stage("resample", full)
+    assert code.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("resample: error: no space left on the disk writing data/resampled/audio.f32;")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_while_a_stage_starts_is_one_line(project):
+    """SIGINT during the train stage's imports (before it runs anything): one line, no
+    KeyboardInterrupt traceback, no output."""
+    import signal
+    import time
+
+    started = subprocess.Popen(
+        [sys.executable, "-m", "stages.train"], cwd=project, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    time.sleep(1.0)  # past the command line, inside the imports (torch takes seconds)
+    started.send_signal(signal.SIGINT)
+    _, err = started.communicate(timeout=120)
+    assert started.returncode != 0
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "train: interrupted" in err
+    assert not (project / "models" / "model.pt").exists()

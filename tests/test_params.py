@@ -105,7 +105,9 @@ def test_deleting_any_key_stops_with_one_line_naming_it(tmp_path, group, key):
 def test_strict_is_a_precision_of_one_cpu_process():
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert parse_params({**raw, "train": {**raw["train"], "precision": "strict"}}).train.precision == "strict"
-    with pytest.raises(ParamsError, match=r"^train.precision: strict runs on the CPU; set train.device to auto or cpu$"):
+    with pytest.raises(
+        ParamsError, match=r"^train.precision: strict runs on the CPU; set train.device to auto or cpu$"
+    ):
         parse_params({**raw, "train": {**raw["train"], "precision": "strict", "device": "cuda"}})
     with pytest.raises(ParamsError, match=r"^train.precision: strict runs in one process"):
         parse_params({**raw, "train": {**raw["train"], "precision": "strict", "processes": 2}})

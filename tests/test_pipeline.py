@@ -7,14 +7,16 @@ minute; these tests check what users rely on: which stages a change reruns, that
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import TINY_PARAMS, make_project_copy, run
+from tests.conftest import DVC_ENV, TINY_PARAMS, make_project_copy, run, set_params
 
 pytestmark = pytest.mark.slow
 STAGES = ["download", "resample", "normalize", "segment", "stft", "pretrained", "train", "evaluate"]
@@ -97,19 +99,43 @@ def test_two_clean_runs_give_the_same_bytes(first_run, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "change,expected",
+    "change,first",
     [
-        (["-S", "loss.gamma=2"], ["train", "evaluate"]),
-        (["-S", "model.cbam=false"], ["train", "evaluate"]),
+        ({"loss": {"gamma": 2}}, ["train"]),
+        ({"model": {"cbam": False}}, ["train"]),
         # The pretrained stage reads model.depth (which ImageNet file); with none its output
         # does not change, and it costs nothing.
-        (["-S", "model.depth=34"], ["pretrained", "train", "evaluate"]),
-        (["-S", "split.method=patient"], ["train", "evaluate"]),
-        (["-S", "stft.hop_length=128"], ["stft", "train", "evaluate"]),
-        (["-S", "normalize.method=peak"], ["normalize", "segment", "stft", "train", "evaluate"]),
-        (["-S", "segment.pad=zero"], ["stft", "train", "evaluate"]),  # segment stores where cycles lie
-        (["-S", "resample.rate=3000"], ["resample", "normalize", "segment", "stft", "train", "evaluate"]),
-        (["-S", "resample.method=torchaudio"], ["resample", "normalize", "segment", "stft", "train", "evaluate"]),
+        ({"model": {"depth": 34}}, ["pretrained", "train"]),
+        ({"split": {"method": "patient"}}, ["train"]),
+        # A strict model is also evaluated on strict kernels.
+        ({"train": {"precision": "strict"}}, ["train", "evaluate"]),
+        ({"stft": {"hop_length": 128}}, ["stft"]),
+        ({"normalize": {"method": "peak"}}, ["normalize"]),
+        ({"segment": {"pad": "zero"}}, ["stft"]),  # segment stores where cycles lie
+        ({"resample": {"rate": 3000}}, ["resample"]),
+        ({"resample": {"method": "torchaudio"}}, ["resample"]),
+        ({"evaluate": {"batch_size": 8}}, ["evaluate"]),
+        ({"audio": {"workers": 1}}, []),  # how the audio stages run, not what they compute
+    ],
+    ids=lambda v: str(v),
+)
+def test_a_params_change_reaches_exactly_the_stages_that_read_it(first_run, change, first):
+    """Which stages a params change makes DVC run first (`dvc repro --dry`: what reads the
+    changed keys); the stages after them rerun when their inputs change, as the real runs
+    below show. The params are put back afterwards."""
+    project, _, _ = first_run
+    original = (project / "params.yaml").read_text()
+    try:
+        set_params(project, change)
+        assert ran(dvc(project, "repro", "--dry")) == first
+    finally:
+        (project / "params.yaml").write_text(original)
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (["-S", "segment.pad=zero"], ["stft", "train", "evaluate"]),
         (["-S", "evaluate.batch_size=8"], ["evaluate"]),
     ],
 )
@@ -119,12 +145,52 @@ def test_exp_run_reruns_only_what_a_change_touches(first_run, change, expected):
     assert ran(output) == expected
 
 
-def test_exp_run_in_the_workspace_then_metrics_diff(tmp_path):
-    """The README's path: `dvc repro`, commit the baseline, `dvc exp run -S ...`, diff."""
-    project = make_project_copy(tmp_path / "exp", TINY_PARAMS)
-    dvc(project, "repro")
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-q", "-m", "baseline"], project)
+def test_a_queued_experiment_runs_the_code_it_was_queued_with(first_run):
+    """Editing code after queueing is the usual reason to queue: the experiment runs the
+    snapshot it was queued with, and its dvc.lock records that snapshot, whatever `import
+    respiro` finds first in the environment. Here the workspace's src/ is on the path, as
+    the README's editable install puts it for the workspace of the clone it was made in."""
+    project, _, _ = first_run
+    cli = project / "src" / "respiro" / "core" / "cli.py"
+    original = cli.read_text()
+    dvc(project, "exp", "run", "--queue", "-n", "snapshot", "-S", "evaluate.batch_size=4")
+    try:
+        cli.write_text(original + '\nprint("EDITED AFTER QUEUEING", file=sys.stderr)\n')
+        env = {**DVC_ENV, "PYTHONPATH": str(project / "src")}
+        queue = subprocess.run(
+            ["dvc", "exp", "run", "--run-all"], cwd=project, env=env, capture_output=True, text=True, timeout=900
+        )
+        output = queue.stdout + queue.stderr + run(["dvc", "queue", "logs", "snapshot"], project, check=False).stdout
+    finally:
+        cli.write_text(original)
+    assert ran(output) == ["evaluate"], output
+    assert "EDITED AFTER QUEUEING" not in output
+    rows = dvc_json(project, "exp", "show")
+    revs = {r["name"]: r["rev"] for b in rows for e in b.get("experiments") or [] for r in e["revs"]}
+    lock = yaml.safe_load(run(["git", "show", f"{revs['snapshot']}:dvc.lock"], project).stdout)
+    recorded = {d["path"]: d["md5"] for d in lock["stages"]["evaluate"]["deps"]}
+    assert recorded["src/respiro/core/cli.py"] == hashlib.md5(original.encode()).hexdigest()
+
+
+def test_going_back_to_earlier_params_restores_from_the_run_cache(first_run):
+    """`git checkout params.yaml && dvc repro` after an experiment in the workspace restores
+    the earlier run from DVC's run cache instead of retraining (README, "going back")."""
+    project, _, baseline = first_run
+    try:
+        assert ran(dvc(project, "exp", "run", "-S", "loss.gamma=3")) == ["train", "evaluate"]
+        run(["git", "checkout", "params.yaml"], project)
+        output = dvc(project, "repro")
+        assert ran(output) == [] and "Stage 'train' is cached - skipping run" in output
+        assert lock_outs(project) == baseline
+    finally:
+        run(["git", "checkout", "--", "."], project)
+        dvc(project, "checkout")
+
+
+def test_exp_run_in_the_workspace_then_metrics_diff(first_run):
+    """The README's path: `dvc repro`, commit the baseline (first_run), `dvc exp run -S ...`
+    in the workspace, diff. Last of the tests on first_run: it leaves the experiment there."""
+    project, _, _ = first_run
     output = dvc(project, "exp", "run", "-S", "loss.gamma=2", "-S", "train.seed=1")
     assert ran(output) == ["train", "evaluate"]
     diff = dvc_json(project, "metrics", "diff", "--all")["metrics/eval/metrics.json"]

@@ -8,6 +8,7 @@ evaluate stage cycle for cycle shows that predict takes every setting from the c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -305,6 +306,8 @@ def test_onnx_export_gives_pytorch_probabilities_on_real_spectrograms(tiny_run, 
     assert json.loads(meta["class_names"]) == list(CLASS_NAMES)
     assert json.loads(meta["audio_chain"])["stft"]["hop_length"] == 128
     assert meta["trained_on"].startswith("local(") and "not a diagnosis" in meta["intended_use"]
+    # Which checkpoint file it came from: an export outlives a retrained models/model.pt.
+    assert meta["checkpoint_sha256"] == hashlib.sha256((project / "models" / "model.pt").read_bytes()).hexdigest()
 
 
 def rebuild_input(recipe: dict, wav: Path, spans_s: list[tuple[float, float]]) -> np.ndarray:
@@ -397,3 +400,24 @@ def test_the_onnx_metadata_alone_rebuild_the_input_of_a_real_recording(tiny_run,
     )
     assert np.abs(specs[:, 0] - ours).max() <= ONNX_REBUILD_TOLERANCE["spectrogram"]
     assert np.abs(probs - written).max() <= ONNX_REBUILD_TOLERANCE["probability"]
+
+
+@pytest.mark.slow
+def test_a_strict_model_predicts_on_strict_kernels(tiny_run, tmp_path):
+    """A checkpoint trained with train.precision: strict is predicted on strict kernels: the
+    command starts again with them (they are read when torch loads) and says so; the
+    probabilities stay those of the same weights (float32 either way, other summation order)."""
+    project, sample = tiny_run
+    checkpoint = torch.load(project / "models" / "model.pt", weights_only=True)
+    checkpoint["params"]["train"]["precision"] = "strict"
+    torch.save(checkpoint, tmp_path / "strict.pt")
+    default_out, strict_out = tmp_path / "default.csv", tmp_path / "strict.csv"
+    default = predict_cli(str(sample), "--model", str(project / "models" / "model.pt"), "--out", str(default_out))
+    strict = predict_cli(str(sample), "--model", str(tmp_path / "strict.pt"), "--out", str(strict_out))
+    assert default.returncode == 0 and strict.returncode == 0, strict.stderr
+    assert "(strict kernels)" in strict.stderr and "(strict kernels)" not in default.stderr
+    p_default, p_strict = (
+        np.array([[float(r[f"p_{c}"]) for c in CLASS_NAMES] for r in read_csv(out)])
+        for out in (default_out, strict_out)
+    )
+    assert np.abs(p_default - p_strict).max() < 1e-4

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from importlib import metadata
 
 COMMANDS = {
     "predict": "classify recordings with a trained checkpoint (one CSV row per cycle or window)",
@@ -15,8 +16,15 @@ COMMANDS = {
 }
 
 
+def version() -> str:
+    """`respiro X (torch Y, dvc Z)`: what a paper citing a run names. From the installed
+    packages' metadata, so it answers without importing them."""
+    found = {name: metadata.version(name) for name in ("respiro", "torch", "dvc")}
+    return f"respiro {found['respiro']} (torch {found['torch']}, dvc {found['dvc']})"
+
+
 def usage() -> str:
-    lines = ["usage: respiro COMMAND [--help] ...", "", "commands:"]
+    lines = ["usage: respiro [--version] COMMAND [--help] ...", "", "commands:"]
     lines += [f"  {name:<9} {text}" for name, text in COMMANDS.items()]
     lines += ["", "The pipeline itself runs with `dvc repro` (stages in stages/, settings in params.yaml)."]
     return "\n".join(lines)
@@ -26,6 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
+        return
+    if argv[0] in ("-V", "--version"):
+        print(version())
         return
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

@@ -206,12 +206,17 @@ def main(argv: list[str] | None = None) -> None:
     inputs = [*files, args.model] + ([] if args.annotations in ("auto", "none") else [Path(args.annotations)])
     check_output_file(args.out, OUT_SUFFIXES, inputs)
     trained: TrainedModel = load_checkpoint(args.model, resolve_device(args.device, "--device"))
-    if trained.device.type == "cpu":
-        use_model_kernels(trained.kernels)  # a strict model predicts on strict kernels (may restart the command)
+    # A strict model predicts on strict kernels: the command may start again with them.
+    strict = trained.device.type == "cpu" and use_model_kernels(trained.kernels)["kernels"] == "strict"
     trained_on = trained.provenance["data_source"]
     window, hop = default_window(trained.cycle_seconds, args.window, args.hop)
     check_windows(trained.chain, window, hop, args.allow_gaps)
-    print(f"predict: model {args.model}: {trained.describe()}; output is {DISCLAIMER}", file=sys.stderr, flush=True)
+    kernels = " (strict kernels)" if strict else ""
+    print(
+        f"predict: model {args.model}: {trained.describe()}{kernels}; output is {DISCLAIMER}",
+        file=sys.stderr,
+        flush=True,
+    )
     units: Counter[str] = Counter()
     skipped: list[str] = []
     with atomic_file(args.out, OUT_SUFFIXES, inputs) as tmp, tmp.open("w", newline="") as f:

@@ -4,6 +4,7 @@
     respiro table3 --run --report --seeds 0 1  # other seeds
     respiro table3 --report                    # tabulate experiments already run
     respiro table3 --run --report --pretrained # and a "+ ImageNet init" row beside each
+    respiro table3 --run --dry-run             # list the experiments --run would queue
 
 --run   runs the audio stages (download .. stft) once with `dvc repro stft`, which also
         records them in DVC's run cache; queues one experiment per
@@ -116,9 +117,14 @@ def fetch_imagenet_weights(configs: Sequence[Config], pretrained: PretrainedPara
 
 
 def run_grid(
-    seeds: Sequence[int], jobs: int, configs: Sequence[Config] = CONFIGS, pretrained: PretrainedParams | None = None
+    seeds: Sequence[int],
+    jobs: int,
+    configs: Sequence[Config] = CONFIGS,
+    pretrained: PretrainedParams | None = None,
+    dry_run: bool = False,
 ) -> None:
-    """Run every configuration x seed not yet run for this commit as a queued DVC experiment."""
+    """Run every configuration x seed not yet run for this commit as a queued DVC experiment;
+    with `dry_run`, print what would be queued and run nothing."""
     untracked = command(
         ["git", "ls-files", "--others", "--exclude-standard", "--", *PIPELINE_PATHS], capture=True
     ).split()
@@ -127,10 +133,13 @@ def run_grid(
             "queued experiments only see files git knows, and these are untracked: "
             f"{', '.join(untracked)}. `git add` them (committing is not needed) and run again."
         )
-    if pretrained is not None:
+    if pretrained is not None and not dry_run:
         fetch_imagenet_weights(configs, pretrained)
-    print("table3: audio stages (download .. stft), once for the whole grid", flush=True)
-    command(["dvc", "repro", AUDIO_STAGES[-1]])
+    print(
+        f"table3: {'would run ' if dry_run else ''}audio stages (download .. stft), once for the whole grid", flush=True
+    )
+    if not dry_run:
+        command(["dvc", "repro", AUDIO_STAGES[-1]])
     existing = experiments()
     queued = []
     for config in configs:
@@ -140,8 +149,14 @@ def run_grid(
                 print(f"table3: keeping experiment {name} of this commit (`dvc exp remove {name}` to rerun it)")
                 continue
             overrides = [arg for key, value in config.overrides(seed).items() for arg in ("-S", f"{key}={value}")]
-            command(["dvc", "exp", "run", "--queue", "--quiet", "-n", name, *overrides])
+            if dry_run:
+                print(f"table3: would queue {name}: {' '.join(overrides)}")
+            else:
+                command(["dvc", "exp", "run", "--queue", "--quiet", "-n", name, *overrides])
             queued.append(name)
+    if dry_run:
+        print(f"table3: dry run: {len(queued)} experiments would run, {jobs} at a time; nothing was queued")
+        return
     if not queued:
         return
     print(f"table3: running {len(queued)} experiments, {jobs} at a time", flush=True)
@@ -235,9 +250,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     # One at a time by default: training already uses both cores of a small machine, and
     # parallel workers would only compete for them (and each holds its own copy of the data).
     parser.add_argument("--jobs", type=int, default=1, help="experiments run in parallel (default 1)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="with --run: list the experiments it would queue, run nothing"
+    )
     args = parser.parse_args(argv)
     if not (args.run or args.report):
         parser.error("nothing to do: give --run, --report or both")
+    if args.dry_run and (args.report or not args.run):
+        parser.error("--dry-run goes with --run alone (it lists what --run would queue)")
     params = load_params(ROOT / "params.yaml")
     table3 = params.table3
     configs = ALL_CONFIGS if args.pretrained else CONFIGS
@@ -245,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         parser.error(f"--seeds must be distinct integers >= 0; got {seeds}")
     if args.run:
-        run_grid(seeds, args.jobs, configs, params.pretrained)
+        run_grid(seeds, args.jobs, configs, params.pretrained, dry_run=args.dry_run)
     if args.report:
         report(seeds, table3.bootstrap, table3.bootstrap_seed, configs)
 

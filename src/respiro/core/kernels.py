@@ -11,9 +11,9 @@ What repeats byte for byte where (docs/reproducibility-bad-input.md has the tabl
   on a CPU with AMX, oneDNN is capped at AVX512_CORE_BF16, the kernels an AVX512-BF16 CPU
   without AMX runs, which repeat. A user's own ONEDNN_MAX_CPU_ISA is kept.
 - `strict` (train.precision strict): oneDNN and NNPACK off, ATen's AVX2 kernels, MKL's
-  COMPATIBLE branch (SSE2 code on any x86-64 vendor), deterministic algorithms. The bytes do
-  not move with the thread count or the instruction sets of one CPU; `training.device`
-  applies the torch-side half and checks all of it at run time.
+  COMPATIBLE branch (SSE2 code on any x86-64 vendor), deterministic algorithms, one thread.
+  The bytes do not move with the machine's core count or the instruction sets of one CPU;
+  `training.device` applies the torch-side half and checks all of it at run time.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The paper's Table 3 over several seeds: mean ± std, the paper beside it, a patient bootstrap.
 
-Pure functions: `scripts/table3.py` runs the eight configurations as DVC experiments and
+Pure functions: `respiro table3` runs the eight configurations as DVC experiments and
 hands each one's data/reports/evaluation.json and test_predictions.csv to `run_from_files`; the rest
 happens here, testable without DVC.
 

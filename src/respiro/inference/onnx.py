@@ -141,6 +141,8 @@ def metadata(trained: TrainedModel) -> dict[str, str]:
         "input": f"spectrogram (batch, 1, {trained.chain.shape[0]}, {trained.chain.shape[1]}) float32, made as input_recipe says",
         "trained_on": origin["data_source"],
         "model": trained.describe(),
+        # Which checkpoint file this is: an export outlives a retrained models/model.pt.
+        "checkpoint_sha256": trained.sha256,
         "intended_use": "research tool's screening aid, not a diagnosis",
         **({"note": SYNTHETIC_NOTE} if origin["synthetic_data"] else {}),
     }

@@ -4,8 +4,9 @@ What repeats byte for byte where (docs/reproducibility-bad-input.md has the tabl
 - CPU, default kernels: the same CPU type and thread count. Each oneDNN or MKL kernel is
   deterministic on one CPU and thread count, except oneDNN's AMX bf16 kernels, which
   core/kernels.py keeps off (on an AMX CPU, oneDNN is capped at AVX512-BF16).
-- CPU, strict kernels (train.precision: strict): any thread count and instruction set of
-  one CPU vendor; `set_kernels` checks at run time that they are in place.
+- CPU, strict kernels (train.precision: strict): any instruction set of one CPU vendor, on
+  one thread whatever the machine has; `set_kernels` checks at run time that they are in
+  place.
 - CUDA: the same GPU model, driver and library versions, with deterministic algorithms
   (cuDNN's choice fixed below).
 """
@@ -25,6 +26,9 @@ from respiro.core.config import Device, Precision
 from respiro.core.errors import StageError
 from respiro.core.kernels import STRICT_ENV, KernelMode, kernel_mode, use_kernels
 
+# Strict kernels still split their sums by thread: one thread everywhere (measured: a strict
+# run on 1 and on 2 threads gave other model bytes).
+STRICT_THREADS = 1
 # mkl_cbwr_get(MKL_CBWR_BRANCH)'s answers (mkl_service.h); COMPATIBLE is the strict one.
 MKL_BRANCHES = {0: "OFF", 1: "OFF", 2: "AUTO", 3: "COMPATIBLE"}
 
@@ -93,6 +97,7 @@ def set_kernels(mode: KernelMode) -> dict[str, Any]:
         # NNPACK's blocking follows the CPU's cache sizes (other bytes on another CPU model).
         torch.backends.nnpack.set_flags(False)
         torch.use_deterministic_algorithms(True)
+        torch.set_num_threads(STRICT_THREADS)
         problems = strict_problems()
         if problems:
             raise StageError(f"train.precision is strict but this process cannot be: {'; '.join(problems)}")

@@ -1,4 +1,5 @@
-"""Stage evaluate: the trained model on the test cycles, scored as the ICBHI challenge does.
+"""Stage evaluate: the trained model on the test cycles, scored as its class scheme's challenge
+does (ICBHI score; SPRSound's SE, SP, AS, HS), each official test part also on its own.
 
 models/model.pt + models/split.csv + data/spectrograms -> metrics/eval/ (DVCLive: the scores
 a user compares, and the confusion matrix as a plot), data/reports/evaluation.json (every
@@ -16,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from respiro.core.cli import run_stage
-from respiro.core.config import CLASS_NAMES, load_params
+from respiro.core.config import load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, read_csv, write_csv, write_json
+from respiro.core.schemes import get_scheme
 from respiro.core.tracking import EVAL_DIR, log_test_results, open_live
 from respiro.data.dataset import cycle_loader, load_spectrograms
 from respiro.evaluation.reports import DETAILS, PREDICTIONS, evaluation_details, headline_metrics, prediction_rows
@@ -37,6 +39,12 @@ def main() -> None:
     # a checkpoint is data, never code to run; a foreign one stops with one line naming it.
     loaded = load_checkpoint(MODEL, device)
     checkpoint = loaded.checkpoint
+    scheme = get_scheme(params.classes.scheme)
+    if loaded.class_names != scheme.classes:
+        raise StageError(
+            f"{MODEL} predicts {', '.join(loaded.class_names)}, not classes.scheme {scheme.name} "
+            f"({', '.join(scheme.classes)}): rerun the train stage"
+        )
 
     specs, rows = load_spectrograms(SPECS)
     split = read_csv(SPLIT)
@@ -50,21 +58,27 @@ def main() -> None:
     pred = probs.argmax(1)
     devices = np.array([rows[i]["device_corrected"] for i in test])
     patients = np.array([int(r["patient"]) for r in rows])
-    details = evaluation_details(true, pred, devices, patients, parts, checkpoint["epoch"], loaded.provenance)
+    official = np.array([rows[i]["official_split"] for i in test])
+    details = evaluation_details(
+        true, pred, devices, patients, parts, checkpoint["epoch"], loaded.provenance, scheme, official
+    )
     write_json(DETAILS, details)
     live = open_live(EVAL_DIR)
     log_test_results(
         live,
         headline_metrics(details, checkpoint["val_scores"]["icbhi_score"]),
-        [CLASS_NAMES[c] for c in true],
-        [CLASS_NAMES[c] for c in pred],
+        [scheme.classes[c] for c in true],
+        [scheme.classes[c] for c in pred],
     )
     live.end()
-    write_csv(PREDICTIONS, prediction_rows(rows, test, true, pred, probs))
+    write_csv(PREDICTIONS, prediction_rows(rows, test, true, pred, probs, scheme.classes))
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     timer.done(
         f"{len(test)} test cycles: accuracy {fmt(details['accuracy'])}, SE {fmt(details['se'])}, SP {fmt(details['sp'])}, "
-        f"ICBHI score {fmt(details['icbhi_score'])} ({details['data_source']})"
+        f"ICBHI score {fmt(details['icbhi_score'])}"
+        + (f", HS {fmt(details['hs'])}" if "hs" in details else "")
+        + "".join(f"; {part} score {fmt(s['icbhi_score'])}" for part, s in details.get("per_official_part", {}).items())
+        + f" ({details['database']}, {scheme.name} classes, {details['data_source']})"
     )
 
 

@@ -23,16 +23,23 @@ from tqdm import tqdm
 
 from respiro.commands.options import add_model_option, add_output_option
 from respiro.core.cli import run_stage
-from respiro.core.config import CLASS_NAMES
 from respiro.core.errors import AudioReadError, IcbhiFormatError, MissingInputError, OptionError, StageError
 from respiro.core.outputs import StageTimer, atomic_file, check_output_file
+from respiro.core.schemes import ICBHI_LABELS
 from respiro.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
 from respiro.inference.windows import check_windows, default_window
 from respiro.training.checkpoint import TrainedModel, load_checkpoint
 from respiro.training.device import resolve_device
 
 AUDIO_SUFFIXES = (".wav",)  # what a FOLDER argument is searched for (any file may be named directly)
-COLUMNS = [
+
+
+def columns(class_names: tuple[str, ...]) -> list[str]:
+    """The output's columns for a model of `class_names` (its checkpoint's)."""
+    return [*COLUMNS_BEFORE, *(f"p_{name}" for name in class_names), "model_trained_on"]
+
+
+COLUMNS_BEFORE = [
     "file",
     "recording",
     "unit",
@@ -41,8 +48,6 @@ COLUMNS = [
     "end",
     "annotated_label",
     "predicted_label",
-    *(f"p_{name}" for name in CLASS_NAMES),
-    "model_trained_on",
 ]
 OUT_SUFFIXES = (".csv",)
 DISCLAIMER = "a research tool's screening aid, not a diagnosis"
@@ -160,7 +165,9 @@ def annotation_for(wav: Path, setting: str) -> Path | None:
     return path
 
 
-def rows_of(result: RecordingPrediction, trained_on: str) -> Iterator[dict[str, str]]:
+def rows_of(result: RecordingPrediction, trained_on: str, class_names: tuple[str, ...]) -> Iterator[dict[str, str]]:
+    """One row per cycle or window; `class_names` are the model's (annotated labels are the
+    annotation file's own: ICBHI's four)."""
     for n, (start, end, annotated, probs) in enumerate(
         zip(result.starts, result.ends, result.annotated, result.probabilities), start=1
     ):
@@ -171,18 +178,18 @@ def rows_of(result: RecordingPrediction, trained_on: str) -> Iterator[dict[str, 
             "index": str(n),
             "start": f"{start:g}" if result.unit == "cycle" else f"{start:.3f}",
             "end": f"{end:g}" if result.unit == "cycle" else f"{end:.3f}",
-            "annotated_label": "" if annotated is None else CLASS_NAMES[annotated],
-            "predicted_label": CLASS_NAMES[int(probs.argmax())],
-            **{f"p_{name}": f"{probs[c]:.6f}" for c, name in enumerate(CLASS_NAMES)},
+            "annotated_label": "" if annotated is None else ICBHI_LABELS[annotated],
+            "predicted_label": class_names[int(probs.argmax())],
+            **{f"p_{name}": f"{probs[c]:.6f}" for c, name in enumerate(class_names)},
             "model_trained_on": trained_on,
         }
 
 
-def summary_of(result: RecordingPrediction, window: float, hop: float) -> str:
+def summary_of(result: RecordingPrediction, window: float, hop: float, class_names: tuple[str, ...]) -> str:
     """`file: 12 cycles: Normal 10, Crackle 2, Wheeze 0, Both 0; abnormal 17 %`."""
-    counts = np.bincount(result.predicted, minlength=len(CLASS_NAMES))
+    counts = np.bincount(result.predicted, minlength=len(class_names))
     total = int(counts.sum())
-    mix = ", ".join(f"{name} {c}" for name, c in zip(CLASS_NAMES, counts))
+    mix = ", ".join(f"{name} {c}" for name, c in zip(class_names, counts))
     unit = (
         f"{total} cycles"
         if result.unit == "cycle"
@@ -213,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     units: Counter[str] = Counter()
     skipped: list[str] = []
     with atomic_file(args.out, OUT_SUFFIXES, inputs) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=columns(trained.class_names), lineterminator="\n")
         writer.writeheader()
         bar = tqdm(files, desc="predict", unit="file", leave=False, disable=len(files) < 2)
         for wav in bar:
@@ -226,9 +233,9 @@ def main(argv: list[str] | None = None) -> None:
                 skipped.append(str(wav))
                 bar.write(f"predict: skipped {' '.join(str(err).splitlines())}", file=sys.stderr)
                 continue
-            writer.writerows(rows_of(result, trained_on))
+            writer.writerows(rows_of(result, trained_on, trained.class_names))
             units[result.unit] += len(result.starts)
-            bar.write(summary_of(result, window, hop))
+            bar.write(summary_of(result, window, hop, trained.class_names))
         bar.close()
         if len(skipped) == len(files):
             raise StageError(f"none of the {len(files)} files could be classified (each reason above); nothing written")

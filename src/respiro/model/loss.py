@@ -27,8 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from respiro.core.config import CLASS_NAMES
-
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 Alpha = None | float | Sequence[float] | Tensor
@@ -106,7 +104,7 @@ class FocalLoss(nn.Module):
         gamma: float = 2.0,
         alpha: Alpha = None,
         reduction: Reduction = "mean",
-        num_classes: int = len(CLASS_NAMES),
+        num_classes: int = 4,  # the paper's four; train passes its scheme's count
     ) -> None:
         super().__init__()
         if reduction not in REDUCTIONS:
@@ -123,8 +121,11 @@ class FocalLoss(nn.Module):
         return f"gamma={self.gamma}, alpha={alpha}, reduction={self.reduction!r}"
 
 
-def build_loss(name: Literal["focal", "ce"], gamma: float, alpha: None | float | Sequence[float]) -> FocalLoss:
+def build_loss(
+    name: Literal["focal", "ce"], gamma: float, alpha: None | float | Sequence[float], num_classes: int
+) -> FocalLoss:
     """The training loss named by the `loss.*` params (values checked by the params schema),
     with mean reduction. "ce" is focal loss with gamma = 0, i.e. cross-entropy weighted by
-    alpha with the same mean as "focal", so the two differ only in gamma."""
-    return FocalLoss(gamma=gamma if name == "focal" else 0.0, alpha=alpha)
+    alpha with the same mean as "focal", so the two differ only in gamma. `num_classes`: the
+    class scheme's (classes.scheme), which a list alpha has one weight for."""
+    return FocalLoss(gamma=gamma if name == "focal" else 0.0, alpha=alpha, num_classes=num_classes)

@@ -240,3 +240,33 @@ def test_dvc_repro_on_the_synthetic_sprsound_corpus(tmp_path):
     assert (metrics["database"], metrics["scheme"]) == ("sprsound", "event_binary")
     assert set(metrics["part_score"]) == {"test_inter", "test_intra"} and "hs" in metrics
     shutil.rmtree(project)
+
+
+def test_a_scheme_without_a_mapping_for_the_database_is_refused_naming_the_key():
+    from respiro.core.config import load_params, parse_params
+    from respiro.core.errors import ParamsError
+    from tests.conftest import ROOT
+
+    raw = load_params(ROOT / "params.yaml").as_dict()
+    with pytest.raises(ParamsError, match=r"^classes.scheme: event_types has no mapping for data.database icbhi"):
+        parse_params({**raw, "classes": {"scheme": "event_types"}})
+    with pytest.raises(ParamsError, match=r"^loss.alpha: a list needs 2 weights .*\[Normal, Adventitious\]; got 4"):
+        parse_params({**raw, "classes": {"scheme": "event_binary"}, "loss": {**raw["loss"], "alpha": [1, 1, 1, 1]}})
+
+
+def test_crossdb_scores_every_test_part_and_each_alone():
+    from respiro.commands.crossdb import cross_scores, is_test_part
+
+    assert [is_test_part(s) for s in ("train", "test", "test_inter", "test_intra", "")] == [
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
+    four = SCHEMES["four"].classes
+    true, pred = np.array([0, 1, 2, 0]), np.array([0, 1, 0, 1])
+    scores = cross_scores(true, pred, np.array(["test_inter", "test_inter", "test_intra", "test_intra"]), four)
+    assert list(scores) == ["all", "test_inter", "test_intra"]
+    assert scores["test_inter"]["icbhi_score"] == 1.0 and scores["test_intra"]["icbhi_score"] == 0.0
+    assert scores["all"]["cycles"] == 4 and "hs" not in scores["all"]  # the four classes: the ICBHI score

@@ -270,3 +270,17 @@ def test_crossdb_scores_every_test_part_and_each_alone():
     assert list(scores) == ["all", "test_inter", "test_intra"]
     assert scores["test_inter"]["icbhi_score"] == 1.0 and scores["test_intra"]["icbhi_score"] == 0.0
     assert scores["all"]["cycles"] == 4 and "hs" not in scores["all"]  # the four classes: the ICBHI score
+
+
+def test_predict_finds_an_icbhi_txt_or_a_sprsound_json_beside_a_recording(tmp_path):
+    from respiro.commands.predict import annotation_for
+    from respiro.data.databases import database_of_annotation
+
+    wav = tmp_path / "41000101_3.3_0_p1_1.wav"
+    assert annotation_for(wav, "auto") is None
+    path = write_json(tmp_path / "41000101_3.3_0_p1_1.json", {"record_annotation": "Normal", "event_annotation": []})
+    assert annotation_for(wav, "auto") == path and annotation_for(wav, str(tmp_path)) == path
+    assert database_of_annotation(path).name == "sprsound"
+    assert database_of_annotation(tmp_path / "101_1b1_Al_sc_Meditron.txt").name == "icbhi"
+    with pytest.raises(DatabaseFormatError, match=r"x.csv: not an annotation file of a known database"):
+        database_of_annotation(tmp_path / "x.csv")

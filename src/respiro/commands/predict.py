@@ -23,9 +23,16 @@ from tqdm import tqdm
 
 from respiro.commands.options import add_model_option, add_output_option
 from respiro.core.cli import run_stage
-from respiro.core.errors import AudioReadError, IcbhiFormatError, MissingInputError, OptionError, StageError
+from respiro.core.errors import (
+    AudioReadError,
+    DatabaseFormatError,
+    IcbhiFormatError,
+    MissingInputError,
+    OptionError,
+    StageError,
+)
 from respiro.core.outputs import StageTimer, atomic_file, check_output_file
-from respiro.core.schemes import ICBHI_LABELS
+from respiro.data.databases import ANNOTATION_SUFFIXES
 from respiro.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
 from respiro.inference.windows import check_windows, default_window
 from respiro.training.checkpoint import TrainedModel, load_checkpoint
@@ -57,8 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="respiro predict",
         description=(
-            "Classify respiratory sound recordings (Normal, Crackle, Wheeze, Both) with a trained "
-            "checkpoint, using exactly the audio chain it was trained with (read from the checkpoint). "
+            "Classify respiratory sound recordings into the classes of a trained checkpoint (its class scheme's: "
+            "by default the paper's Normal, Crackle, Wheeze, Both) "
+            "using exactly the audio chain it was trained with (read from the checkpoint). "
             f"The output is {DISCLAIMER}; a model trained on the synthetic corpus knows nothing about "
             "real patients (the model_trained_on column and the summary say which data it saw)."
         ),
@@ -76,10 +84,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         metavar="auto|none|PATH",
         help=(
-            "where the ICBHI cycle annotations (start end crackles wheezes) come from: auto (default) uses "
-            "RECORDING.txt beside each recording when present; none classifies windows; a .txt file "
-            "(with one recording) or a folder holding <recording stem>.txt files. A recording without "
-            "annotation is cut into windows"
+            "where the cycle annotations come from (ICBHI .txt: start end crackles wheezes; SPRSound .json): "
+            "auto (default) uses RECORDING.txt or RECORDING.json beside each recording when present; none "
+            "classifies windows; an annotation file (with one recording) or a folder holding <recording stem>.txt "
+            "or .json files. A recording without annotation is cut into windows"
         ),
     )
     parser.add_argument(
@@ -155,19 +163,17 @@ def annotation_for(wav: Path, setting: str) -> Path | None:
     """The annotation file of `wav` under `--annotations` (see parse_args), or None for windows."""
     if setting == "none":
         return None
-    if setting == "auto":
-        beside = wav.with_suffix(".txt")
-        return beside if beside.is_file() else None
-    path = Path(setting)
-    if path.is_dir():
-        candidate = path / f"{wav.stem}.txt"
-        return candidate if candidate.is_file() else None
-    return path
+    folder = wav.parent if setting == "auto" else Path(setting)
+    if setting == "auto" or folder.is_dir():
+        # ICBHI's <stem>.txt or SPRSound's <stem>.json, whichever is there.
+        found = [folder / f"{wav.stem}{suffix}" for suffix in ANNOTATION_SUFFIXES]
+        return next((p for p in found if p.is_file()), None)
+    return Path(setting)
 
 
 def rows_of(result: RecordingPrediction, trained_on: str, class_names: tuple[str, ...]) -> Iterator[dict[str, str]]:
     """One row per cycle or window; `class_names` are the model's (annotated labels are the
-    annotation file's own: ICBHI's four)."""
+    annotation file's own: ICBHI's four, SPRSound's seven types)."""
     for n, (start, end, annotated, probs) in enumerate(
         zip(result.starts, result.ends, result.annotated, result.probabilities), start=1
     ):
@@ -178,7 +184,7 @@ def rows_of(result: RecordingPrediction, trained_on: str, class_names: tuple[str
             "index": str(n),
             "start": f"{start:g}" if result.unit == "cycle" else f"{start:.3f}",
             "end": f"{end:g}" if result.unit == "cycle" else f"{end:.3f}",
-            "annotated_label": "" if annotated is None else ICBHI_LABELS[annotated],
+            "annotated_label": annotated or "",
             "predicted_label": class_names[int(probs.argmax())],
             **{f"p_{name}": f"{probs[c]:.6f}" for c, name in enumerate(class_names)},
             "model_trained_on": trained_on,
@@ -229,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
                     raise SkippedRecording(f"{wav}: no such file")
                 annotation = annotation_for(wav, args.annotations)
                 result = classify_recording(trained, wav, annotation, window, hop, args.batch_size)
-            except (AudioReadError, IcbhiFormatError, SkippedRecording) as err:
+            except (AudioReadError, IcbhiFormatError, DatabaseFormatError, SkippedRecording) as err:
                 skipped.append(str(wav))
                 bar.write(f"predict: skipped {' '.join(str(err).splitlines())}", file=sys.stderr)
                 continue

@@ -110,6 +110,8 @@ class Database(ABC):
     # Columns of `recording_row` that every event row of the manifest carries; at least
     # patient, device_corrected and official_split (training and evaluation read them).
     recording_columns: ClassVar[tuple[str, ...]]
+    # The suffix of its annotation files (`respiro predict` reads one beside a recording).
+    annotation_suffix: ClassVar[str]
 
     @abstractmethod
     def build_catalog(self, root: Path, erratum_file: Path | None = None) -> Catalog:

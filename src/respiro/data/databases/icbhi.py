@@ -53,6 +53,7 @@ class Icbhi(Database):
         "official_split",
         "diagnosis",
     )
+    annotation_suffix = ".txt"
     layout_hint = f"ICBHI_final_database.zip or its .wav/.txt files (with {SPLIT_FILE})"
 
     def build_catalog(self, root: Path, erratum_file: Path | None = None) -> Catalog:

@@ -118,6 +118,7 @@ class Sprsound(Database):
         "official_split",
         "record_label",
     )
+    annotation_suffix = ".json"
     layout_hint = "the SPRSound 2022 release's folders " + ", ".join(
         sorted({f for pair in PARTS.values() for f in pair})
     )

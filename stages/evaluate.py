@@ -73,11 +73,16 @@ def main() -> None:
     live.end()
     write_csv(PREDICTIONS, prediction_rows(rows, test, true, pred, probs, scheme.classes))
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    # The scheme's challenge names the mean of SE and SP: the ICBHI score, or SPRSound's AS (with HS).
+    score = "AS" if scheme.scores == "sprsound" else "ICBHI score"
+
+    def scores(s: dict) -> str:
+        return f"{score} {fmt(s['icbhi_score'])}" + (f", HS {fmt(s['hs'])}" if "hs" in s else "")
+
     timer.done(
         f"{len(test)} test cycles: accuracy {fmt(details['accuracy'])}, SE {fmt(details['se'])}, SP {fmt(details['sp'])}, "
-        f"ICBHI score {fmt(details['icbhi_score'])}"
-        + (f", HS {fmt(details['hs'])}" if "hs" in details else "")
-        + "".join(f"; {part} score {fmt(s['icbhi_score'])}" for part, s in details.get("per_official_part", {}).items())
+        + scores(details)
+        + "".join(f"; {part}: {scores(s)}" for part, s in details.get("per_official_part", {}).items())
         + f" ({details['database']}, {scheme.name} classes, {details['data_source']})"
     )
 

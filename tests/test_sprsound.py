@@ -284,3 +284,42 @@ def test_predict_finds_an_icbhi_txt_or_a_sprsound_json_beside_a_recording(tmp_pa
     assert database_of_annotation(tmp_path / "101_1b1_Al_sc_Meditron.txt").name == "icbhi"
     with pytest.raises(DatabaseFormatError, match=r"x.csv: not an annotation file of a known database"):
         database_of_annotation(tmp_path / "x.csv")
+
+
+def test_the_download_stage_stops_on_a_bad_sprsound_file_in_one_line(tmp_path):
+    """A local SPRSound folder with one event whose end precedes its start: the stage ends
+    with one line naming the file and the event, and writes no summary."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    release = tmp_path / "BioCAS2022"
+    good = {"record_annotation": "Normal", "event_annotation": [event("100", "900", "Normal")]}
+    recording(release, "train", "41000101_3.3_0_p1_1", good)
+    bad = {
+        "record_annotation": "Normal",
+        "event_annotation": [event("100", "900", "Normal"), event("1500", "1200", "Normal")],
+    }
+    recording(release, "test_inter", "41000102_5.1_1_p3_2", bad)
+    repo = tmp_path / "repo"
+    for folder in ("src", "stages"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(database="sprsound", source="local", local_path=str(release))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.download"],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": f"{repo / 'src'}:{repo}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    bad_file = release / "test2022_json" / "inter_test_json" / "41000102_5.1_1_p3_2.json"
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"download: error: {bad_file}: event 2: end 1200 ms is before start 1500 ms"
+    assert not (repo / "data" / "reports" / "raw.json").exists()

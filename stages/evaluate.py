@@ -58,7 +58,8 @@ def main() -> None:
     pred = probs.argmax(1)
     devices = np.array([rows[i]["device_corrected"] for i in test])
     patients = np.array([int(r["patient"]) for r in rows])
-    official = np.array([rows[i]["official_split"] for i in test])
+    # Each official test part scored alone (SPRSound: test_inter, test_intra), where the split is the official one.
+    official = np.array([rows[i]["official_split"] for i in test]) if params.split.method == "official" else None
     details = evaluation_details(
         true, pred, devices, patients, parts, checkpoint["epoch"], loaded.provenance, scheme, official
     )

@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from respiro.core.config import CLASS_NAMES
+from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
 from respiro.model.resnet import build_model
 from respiro.training.checkpoint import save_checkpoint
 
@@ -52,6 +52,7 @@ def untrained_checkpoint(path: Path, depth: int | None, cbam: bool | None, durat
     save_checkpoint(  # the train stage's writer: the format stays the one place's
         path,
         state_dict=build_model(m["depth"], m["cbam"], m["cbam_reduction"], len(CLASS_NAMES)).state_dict(),
+        class_names=CLASS_NAMES,
         params=params,
         input_mean=np.full(bins, -8.0, dtype=np.float32),
         input_std=np.full(bins, 3.0, dtype=np.float32),

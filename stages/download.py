@@ -1,8 +1,8 @@
-"""Stage download: the raw ICBHI folder of `data.source`, and its summary.
+"""Stage download: the raw folder of `data.database` from `data.source`, and its summary.
 
-params data, synthetic -> data/raw (ICBHI folder: recordings, annotations, split file; for a
-local folder only in_place.json naming it, as it is read in place),
-data/reports/raw.json (what was loaded: recordings, patients, devices, cycles per class/split).
+params data, synthetic -> data/raw (the database's layout: recordings, annotations, split
+files; for a local folder only in_place.json naming it, as it is read in place),
+data/reports/raw.json (what was loaded: recordings, patients, devices, events per label/part).
 """
 
 from respiro.core.cli import parse_stage_args
@@ -17,7 +17,7 @@ from respiro.core.config import load_params
 from respiro.core.errors import MissingInputError
 from respiro.core.outputs import StageTimer, atomic_dir, write_json
 from respiro.data.acquire.source import materialize_raw
-from respiro.data.catalog import build_catalog
+from respiro.data.databases import get_database
 from respiro.data.raw_folder import raw_root
 from respiro.data.raw_summary import summarize_raw
 
@@ -33,7 +33,8 @@ def main() -> None:
         raise MissingInputError(f"data.erratum_file={erratum} does not exist")
     with atomic_dir(RAW) as tmp:
         source = materialize_raw(params, tmp)
-    summary = summarize_raw(build_catalog(raw_root(RAW), erratum_file=erratum), source)
+    database = get_database(params.data.database)
+    summary = summarize_raw(database.build_catalog(raw_root(RAW), erratum_file=erratum), source, database)
     write_json(METRICS, summary)
     left_out = summary["skipped_files"] + summary["unreadable_files"]
     timer.done(

@@ -1,6 +1,6 @@
 """Stage resample: every raw recording -> mono float32 at `resample.rate` Hz.
 
-data/raw (ICBHI folder, or the local folder it names) -> data/resampled (samples.f32 + recordings.csv),
+data/raw (the database's folder, or the local folder it names) -> data/resampled (samples.f32 + recordings.csv),
 data/reports/resample.json (what was skipped and why).
 """
 
@@ -21,7 +21,7 @@ from respiro.core.config import load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import SkipReport, StageTimer, atomic_dir
 from respiro.core.pool import ordered_map, worker_count
-from respiro.data.catalog import build_catalog, recording_row
+from respiro.data.databases import get_database
 from respiro.data.raw_folder import raw_root
 
 RAW, OUT, REPORT = Path("data/raw"), Path("data/resampled"), Path("data/reports/resample.json")
@@ -32,9 +32,10 @@ def main() -> None:
     params = load_params()
     erratum = Path(params.data.erratum_file) if params.data.erratum_file else None
     raw = raw_root(RAW)
-    catalog = build_catalog(raw, erratum_file=erratum)
+    database = get_database(params.data.database)
+    catalog = database.build_catalog(raw, erratum_file=erratum)
     report = SkipReport("resample")
-    for file, reason in catalog.scan.skipped + catalog.unreadable:
+    for file, reason in catalog.skipped + catalog.unreadable:
         report.skip(file, reason)
     report.note("split_file_names_unknown_recordings", len(catalog.split_unknown))
     workers = worker_count(params.audio.workers)
@@ -53,7 +54,7 @@ def main() -> None:
                 report.skip(str(entry.wav.relative_to(raw)), recording.problem)
                 continue
             seconds += recording.seconds
-            store.append(recording_row(entry, raw, recording.source_rate), recording.samples)
+            store.append(database.recording_row(entry, raw, recording.source_rate), recording.samples)
         if not store.rows:
             raise StageError(f"no usable recordings in {raw} ({len(report)} skipped, see {REPORT})")
     report.write(REPORT)

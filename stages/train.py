@@ -17,9 +17,10 @@ import numpy as np
 from tqdm import tqdm
 
 from respiro.core.cli import run_stage
-from respiro.core.config import CLASS_NAMES, load_params
+from respiro.core.config import load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, write_csv, write_json
+from respiro.core.schemes import get_scheme
 from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
 from respiro.data.dataset import cycle_loader, frequency_stats, load_spectrograms
 from respiro.data.splits import PARTS, assign_parts, held_out_masks, split_rows
@@ -60,6 +61,7 @@ def main() -> None:
     kernels = set_precision_kernels(tp.precision) if device.type == "cpu" else {"kernels": "cuda"}
     precision = resolve_precision(tp.precision, device)
     arithmetic = "strict" if tp.precision == "strict" else precision_name(precision)
+    classes = get_scheme(params.classes.scheme).classes
     specs, rows = load_spectrograms(IN)
     labels = np.array([int(r["label"]) for r in rows])
     patients = np.array([int(r["patient"]) for r in rows])
@@ -81,11 +83,11 @@ def main() -> None:
         batch_size=tp.batch_size, time_mask=tp.time_mask, freq_mask=tp.freq_mask, seed=tp.seed, shard=shard,
     )  # fmt: skip
     val_loader = cycle_loader(specs, labels, index["val"], mean, std, tp.batch_size, workers=tp.workers, device=device)
-    network = build_model(params.model.depth, params.model.cbam, params.model.cbam_reduction, len(CLASS_NAMES))
+    network = build_model(params.model.depth, params.model.cbam, params.model.cbam_reduction, len(classes))
     if init is not None:
         load_imagenet(network, init[0])  # after the usual init, which CBAM and the head keep
     model = distributed.wrap(to_device(network, device), device)
-    loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha).to(device)
+    loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha, len(classes)).to(device)
     optimizer = make_optimizer(
         model, tp.optimizer, tp.lr, tp.weight_decay,
         pretrained=init is not None, backbone_lr_factor=tp.backbone_lr_factor, freeze_epochs=tp.freeze_epochs,
@@ -106,7 +108,7 @@ def main() -> None:
 
     best = fit(
         model, batches, val_loader, loss_fn, optimizer, precision,
-        epochs=tp.epochs, schedule=tp.schedule, validates=main_process, on_epoch=log, on_step=lambda: bar.update(1),
+        epochs=tp.epochs, schedule=tp.schedule, class_names=classes, validates=main_process, on_epoch=log, on_step=lambda: bar.update(1),
     )  # fmt: skip
     bar.close()
     distributed.stop()
@@ -115,7 +117,7 @@ def main() -> None:
     assert live is not None  # the main process validated, so it logged
 
     save_checkpoint(
-        MODEL, state_dict=best.state_dict, params=params.as_dict(), input_mean=mean, input_std=std, epoch=best.epoch, val_scores=best.val,
+        MODEL, state_dict=best.state_dict, class_names=classes, params=params.as_dict(), input_mean=mean, input_std=std, epoch=best.epoch, val_scores=best.val,
         cycle_seconds_median=float(np.median([float(rows[i]["seconds"]) for i in index["train"]])),
         init_weights=None if init is None else init[1],
     )  # fmt: skip

@@ -27,8 +27,9 @@ import yaml
 
 from respiro.commands import export as export_command
 from respiro.commands import predict as predict_command
-from respiro.core.config import CLASS_NAMES, parse_params
+from respiro.core.config import parse_params
 from respiro.core.errors import ParamsError
+from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
 from respiro.model.resnet import build_model
 from respiro.training.checkpoint import save_checkpoint
 from tests.conftest import DVC_ENV, ROOT, TINY_PARAMS, make_project_copy
@@ -66,6 +67,7 @@ def models(tmp_path_factory) -> Path:
     save_checkpoint(  # the train stage's writer
         folder / "model.pt",
         state_dict=build_model(18, False, 16, len(CLASS_NAMES)).state_dict(),
+        class_names=CLASS_NAMES,
         params=params,
         input_mean=np.full(bins, -8.0, dtype=np.float32),
         input_std=np.full(bins, 3.0, dtype=np.float32),

@@ -145,13 +145,13 @@ def test_runs_on_cuda() -> None:
 
 def test_build_loss_focal_and_ce() -> None:
     logits, target = torch.tensor(LOGITS), torch.tensor(TARGET)
-    focal = build_loss("focal", 2.0, ALPHA)
+    focal = build_loss("focal", 2.0, ALPHA, 4)
     assert focal.gamma == 2.0 and focal.reduction == "mean"
     assert focal(logits, target).item() == pytest.approx(sum(hand_focal(2.0, ALPHA)) / 3, rel=1e-5)
     # "ce" ignores gamma and keeps alpha and the mean over samples.
-    ce = build_loss("ce", 2.0, None)
+    ce = build_loss("ce", 2.0, None, 4)
     torch.testing.assert_close(ce(logits, target), F.cross_entropy(logits, target))
-    assert build_loss("ce", 2.0, ALPHA)(logits, target).item() == pytest.approx(
+    assert build_loss("ce", 2.0, ALPHA, 4)(logits, target).item() == pytest.approx(
         sum(hand_focal(0.0, ALPHA)) / 3, rel=1e-5
     )
 

@@ -3,11 +3,14 @@
 import numpy as np
 import pytest
 
-from respiro.evaluation.metrics import confusion_matrix, icbhi_scores, scores_of
+from respiro.core.schemes import SCHEMES
+from respiro.evaluation.metrics import challenge_scores, confusion_matrix, icbhi_scores, scores_of
+
+FOUR = SCHEMES["four"].classes
 
 
 def test_confusion_matrix_rows_are_true_columns_predicted():
-    cm = confusion_matrix([0, 0, 1, 2, 3, 3], [0, 1, 1, 0, 3, 2])
+    cm = confusion_matrix([0, 0, 1, 2, 3, 3], [0, 1, 1, 0, 3, 2], 4)
     expected = np.zeros((4, 4), int)
     for t, p in [(0, 0), (0, 1), (1, 1), (2, 0), (3, 3), (3, 2)]:
         expected[t, p] += 1
@@ -23,7 +26,7 @@ def test_scores_of_a_hand_worked_matrix():
             [1, 1, 1, 2],  # Both: 5, 2 right
         ]
     )
-    s = icbhi_scores(cm)
+    s = icbhi_scores(cm, FOUR)
     assert s["sp"] == pytest.approx(40 / 50)
     assert s["se"] == pytest.approx((12 + 6 + 2) / (20 + 10 + 5))
     assert s["icbhi_score"] == pytest.approx((40 / 50 + 20 / 35) / 2)
@@ -36,7 +39,7 @@ def test_scores_of_a_hand_worked_matrix():
 
 def test_a_model_that_predicts_normal_for_everything():
     true = [0] * 30 + [1] * 10 + [2] * 5 + [3] * 5
-    s = scores_of(true, [0] * len(true))
+    s = scores_of(true, [0] * len(true), FOUR)
     assert (s["se"], s["sp"], s["icbhi_score"]) == (0.0, 1.0, 0.5)
     assert s["accuracy"] == pytest.approx(30 / 50)
     assert s["binary"]["se"] == 0.0
@@ -46,20 +49,20 @@ def test_a_class_absent_from_the_test_set():
     # No Both cycles: its recall is undefined (None), SE counts the other abnormal classes.
     true = [0, 0, 1, 1, 2]
     pred = [0, 3, 1, 0, 2]
-    s = scores_of(true, pred)
+    s = scores_of(true, pred, FOUR)
     assert s["recall"]["Both"] is None
     assert s["se"] == pytest.approx(2 / 3) and s["sp"] == pytest.approx(1 / 2)
     assert s["support"]["Both"] == 0
 
 
 def test_no_abnormal_cycles_leaves_se_and_score_undefined():
-    s = scores_of([0, 0, 0], [0, 1, 0])
+    s = scores_of([0, 0, 0], [0, 1, 0], FOUR)
     assert s["se"] is None and s["icbhi_score"] is None and s["sp"] == pytest.approx(2 / 3)
 
 
 def test_labels_out_of_range_are_rejected():
     with pytest.raises(ValueError, match="0..3"):
-        confusion_matrix([0, 4], [0, 1])
+        confusion_matrix([0, 4], [0, 1], 4)
 
 
 def test_evaluation_reports_of_a_small_test_set():
@@ -70,8 +73,8 @@ def test_evaluation_reports_of_a_small_test_set():
     patients = np.array([101, 101, 102, 103, 104, 104])  # per cycle of the corpus: 4 test, 2 not
     parts = np.array(["test", "test", "test", "test", "train", "val"])
     patients[4] = 102  # patient 102 on both sides
-    origin = {"data_source": "icbhi(official archive)", "synthetic_data": False}
-    details = evaluation_details(true, pred, devices, patients, parts, 7, origin)
+    origin = {"database": "icbhi", "data_source": "icbhi(official archive)", "synthetic_data": False}
+    details = evaluation_details(true, pred, devices, patients, parts, 7, origin, SCHEMES["four"])
     assert details["confusion_matrix"]["counts"][0] == [1, 1, 0, 0] and details["cycles"] == 4
     assert list(details["per_device"]) == ["AKGC417L", "Litt3200"]  # sorted
     assert details["per_device"]["Litt3200"]["sp"] == 1.0 and details["per_device"]["Litt3200"]["se"] == 0.0
@@ -83,15 +86,46 @@ def test_evaluation_reports_of_a_small_test_set():
     assert (
         headline["device_score"] == {"AKGC417L": 0.5, "Litt3200": 0.5} and headline["data"] == "icbhi(official archive)"
     )
+    # The metrics name the database and the class scheme; the paper's scheme has no AS or HS.
+    assert (headline["database"], headline["scheme"]) == ("icbhi", "four") and "hs" not in headline
     cycles = [
         {"recording": f"r{i}", "patient": "1", "start": "0", "end": "1", "device_corrected": "Meditron"}
         for i in range(6)
     ]
     probs = np.full((2, 4), 0.25)
-    rows = prediction_rows(cycles, np.array([5, 2]), np.array([3, 0]), np.array([0, 0]), probs)
+    rows = prediction_rows(cycles, np.array([5, 2]), np.array([3, 0]), np.array([0, 0]), probs, FOUR)
     assert [r["recording"] for r in rows] == ["r5", "r2"] and rows[0]["true_label"] == "Both"
     assert rows[1]["p_Wheeze"] == "0.250000" and rows[0]["device"] == "Meditron"
 
 
 def test_no_cycles_give_a_matrix_of_zeros():
-    assert np.array_equal(confusion_matrix([], []), np.zeros((4, 4), int))
+    assert np.array_equal(confusion_matrix([], [], 4), np.zeros((4, 4), int))
+
+
+def test_sprsound_scores_add_the_average_and_harmonic_mean_of_se_and_sp():
+    # SPRSound's challenge: AS = (SE + SP) / 2, HS = 2 SE SP / (SE + SP), SE over the abnormal
+    # classes predicted as their own class (event task 1-1: two classes).
+    cm = np.array([[30, 10], [5, 15]])
+    s = challenge_scores(cm, SCHEMES["event_binary"].classes, "sprsound")
+    se, sp = 15 / 20, 30 / 40
+    assert (s["se"], s["sp"]) == (pytest.approx(se), pytest.approx(sp))
+    assert s["as"] == pytest.approx((se + sp) / 2) and s["hs"] == pytest.approx(2 * se * sp / (se + sp))
+    assert "hs" not in challenge_scores(np.eye(4, dtype=int), FOUR, "icbhi")
+
+
+def test_evaluation_scores_each_official_test_part_on_its_own():
+    from respiro.evaluation.reports import evaluation_details, headline_metrics
+
+    # SPRSound's inter- and intra-patient test parts are reported apart, and together.
+    true, pred = np.array([0, 1, 0, 1]), np.array([0, 1, 1, 1])
+    official = np.array(["test_inter", "test_inter", "test_intra", "test_intra"])
+    origin = {"database": "sprsound", "data_source": "local(x)", "synthetic_data": False}
+    parts = np.array(["test"] * 4)
+    details = evaluation_details(
+        true, pred, np.array(["d"] * 4), np.arange(4), parts, 1, origin, SCHEMES["event_binary"], official
+    )
+    assert details["per_official_part"]["test_inter"]["hs"] == 1.0
+    assert details["per_official_part"]["test_intra"]["sp"] == 0.0 and details["cycles"] == 4
+    headline = headline_metrics(details, None)
+    assert headline["part_score"] == {"test_inter": 1.0, "test_intra": 0.5}
+    assert (headline["database"], headline["scheme"]) == ("sprsound", "event_binary") and "hs" in headline

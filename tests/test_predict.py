@@ -23,9 +23,9 @@ import torch
 import yaml
 
 from respiro.audio.chain import AudioChain
-from respiro.core.config import CLASS_NAMES
 from respiro.core.errors import CheckpointError, ParamsError
 from respiro.core.outputs import read_csv
+from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
 from respiro.data.dataset import load_spectrograms
 from respiro.evaluation.reports import PREDICTIONS
 from respiro.inference.onnx import onnx_probabilities
@@ -269,8 +269,12 @@ def test_a_checkpoint_with_other_classes_or_weights_is_refused(tiny_run, tmp_pat
     project, _ = tiny_run
     checkpoint = torch.load(project / "models" / "model.pt", weights_only=True)
     renamed = tmp_path / "renamed.pt"
-    torch.save({**checkpoint, "class_names": ["normal", "abnormal"]}, renamed)
-    with pytest.raises(CheckpointError, match=r"class_names are \['normal', 'abnormal'\]; this project's classes are"):
+    torch.save({**checkpoint, "class_names": ["normal", "normal", "x", "y"]}, renamed)
+    with pytest.raises(CheckpointError, match=r"class_names must be two or more distinct names"):
+        load_checkpoint(renamed)
+    # Another scheme's names are a checkpoint of that scheme: its head must have as many outputs.
+    torch.save({**checkpoint, "class_names": ["Normal", "Adventitious"]}, renamed)
+    with pytest.raises(CheckpointError, match=r"weights of the wrong shape .* fc.bias \(4,\), expected \(2,\)"):
         load_checkpoint(renamed)
     deeper = tmp_path / "deeper.pt"
     torch.save(

@@ -321,7 +321,7 @@ def test_an_older_checkpoints_params_read_as_from_scratch_at_one_rate():
 def evaluation_json(config: Config, seed: int, true: list[int], pred: list[int], init: dict | None) -> dict:
     from respiro.evaluation.metrics import scores_of
 
-    s = scores_of(np.array(true), np.array(pred))
+    s = scores_of(np.array(true), np.array(pred), ("Normal", "Crackle", "Wheeze", "Both"))
     return {
         **{k: s[k] for k in ("accuracy", "se", "sp", "icbhi_score")},
         "binary": s["binary"],

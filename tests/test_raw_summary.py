@@ -1,5 +1,5 @@
 """data/reports/raw.json on five real ICBHI recordings, through the same path as the real data:
-materialize_raw(source=local) -> build_catalog -> summarize_raw, and the download stage."""
+materialize_raw(source=local) -> the ICBHI database's catalog -> summarize_raw, and the download stage."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import yaml
 from respiro.core.config import load_params, parse_params
 from respiro.core.errors import IcbhiFormatError
 from respiro.data.acquire.source import materialize_raw
-from respiro.data.catalog import UNKNOWN_44K_DEVICE, build_catalog
+from respiro.data.databases import get_database
+from respiro.data.databases.icbhi import UNKNOWN_44K_DEVICE
 from respiro.data.icbhi import ERRATUM_FILE, SPLIT_FILE
 from respiro.data.raw_folder import IN_PLACE_FILE, raw_root
 from respiro.data.raw_summary import summarize_raw
@@ -43,7 +44,8 @@ def summary_of(local_path: Path, out_dir: Path, erratum: Path | None) -> dict:
     )
     out_dir.mkdir()
     source = materialize_raw(params, out_dir, progress=False)
-    return summarize_raw(build_catalog(raw_root(out_dir), erratum_file=erratum), source)
+    icbhi = get_database("icbhi")
+    return summarize_raw(icbhi.build_catalog(raw_root(out_dir), erratum_file=erratum), source, icbhi)
 
 
 def copy_sample(to: Path) -> Path:

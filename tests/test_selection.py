@@ -18,11 +18,14 @@ import numpy as np
 import pytest
 import yaml
 
+from respiro.core.schemes import SCHEMES
 from respiro.data.dataset import MANIFEST, SPECTROGRAMS, frequency_stats
 from respiro.data.splits import assign_parts, held_out_masks
 from respiro.evaluation.metrics import scores_of
 from respiro.evaluation.reports import per_group_scores
 from tests.conftest import ROOT
+
+FOUR = SCHEMES["four"].classes
 
 
 def official_corpus(n_patients: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,10 +67,10 @@ def test_per_device_scores_are_each_devices_cycles_alone() -> None:
     true = np.array([0, 0, 1, 2, 0, 3, 3, 0, 1])
     pred = np.array([0, 1, 1, 0, 0, 3, 0, 0, 1])
     devices = np.array(["A", "A", "A", "A", "B", "B", "B", "C", "C"])
-    per_device = per_group_scores(true, pred, devices)
+    per_device = per_group_scores(true, pred, devices, FOUR)
     assert list(per_device) == ["A", "B", "C"]
     for device, scores in per_device.items():
-        alone = scores_of(true[devices == device], pred[devices == device])
+        alone = scores_of(true[devices == device], pred[devices == device], FOUR)
         assert scores["cycles"] == int((devices == device).sum())
         for key in ("accuracy", "se", "sp", "icbhi_score"):
             assert scores[key] == alone[key], (device, key)
@@ -120,7 +123,7 @@ def test_train_stage_keeps_the_best_validation_epoch_and_never_sees_test(tmp_pat
     # Validation scores scripted per epoch: epoch 2 is the best, and the last is not.
     scripted = iter([0.55, 0.80, 0.70])
 
-    def fake_scores(true, pred):
+    def fake_scores(true, pred, class_names):
         scored.append(np.array(true))
         score = next(scripted)
         return {"accuracy": score, "se": score, "sp": score, "icbhi_score": score}

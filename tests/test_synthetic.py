@@ -24,8 +24,9 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from respiro.core.config import CLASS_NAMES, SyntheticParams, validate_group
+from respiro.core.config import SyntheticParams, validate_group
 from respiro.core.errors import ParamsError
+from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
 from respiro.data.icbhi import (
     DEMOGRAPHIC_FILE,
     DIAGNOSIS_FILE,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from respiro.core.config import CLASS_NAMES
+from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
 from respiro.evaluation.metrics import scores_of
 from respiro.evaluation.table3 import (
     CONFIGS,
@@ -50,7 +50,7 @@ def make_run(
 ) -> Run:
     """A run whose eval.json scores are what the stage would compute from its predictions."""
     patients, true, pred = data
-    s = scores_of(true, pred)
+    s = scores_of(true, pred, CLASS_NAMES)
     scores = {k: s[k] for k in ("accuracy", "se", "sp", "icbhi_score")} | {
         "binary_icbhi_score": s["binary"]["icbhi_score"]
     }
@@ -69,7 +69,7 @@ def naive_patient_bootstrap(runs: list[Run], replicates: int, seed: int) -> tupl
                 mask = r.patients == patients[k]
                 true.append(r.true[mask])
                 pred.append(r.pred[mask])
-        score = scores_of(np.concatenate(true), np.concatenate(pred))["icbhi_score"]
+        score = scores_of(np.concatenate(true), np.concatenate(pred), CLASS_NAMES)["icbhi_score"]
         if score is not None:
             scores.append(score)
     low, high = np.percentile(scores, [2.5, 97.5])
@@ -160,7 +160,10 @@ def test_resampling_is_by_patient() -> None:
     low, high, undefined = bootstrap_icbhi(runs, replicates=1000, seed=0)
     rng = np.random.default_rng(0)
     _, true, pred = data
-    by_cycle = [scores_of(true[i], pred[i])["icbhi_score"] for i in rng.integers(0, len(true), size=(1000, len(true)))]
+    by_cycle = [
+        scores_of(true[i], pred[i], CLASS_NAMES)["icbhi_score"]
+        for i in rng.integers(0, len(true), size=(1000, len(true)))
+    ]
     cycle_low, cycle_high = np.percentile(by_cycle, [2.5, 97.5])
     assert high - low > 0.3
     assert high - low > 3 * (cycle_high - cycle_low)
@@ -170,7 +173,7 @@ def test_resampling_is_by_patient() -> None:
 
 def test_run_from_files_reads_the_stage_outputs_and_rejects_a_mismatch() -> None:
     patients, true, pred = THREE_SEEDS[1]
-    s = scores_of(true, pred)
+    s = scores_of(true, pred, CLASS_NAMES)
     eval_json = {
         **{k: s[k] for k in ("accuracy", "se", "sp", "icbhi_score")},
         "binary": s["binary"],

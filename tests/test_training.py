@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from respiro.core.errors import ParamsError, StageError
+from respiro.core.schemes import SCHEMES
 from respiro.training.batches import (
     Shard,
     TrainBatches,
@@ -17,6 +18,8 @@ from respiro.training.device import resolve_device
 from respiro.training.fit import EpochResult, fit
 from respiro.training.loop import NonFiniteLossError, lr_factor, make_optimizer, train_one_epoch
 from respiro.training.precision import choose_precision, cpu_flags, cpu_has_native_bf16
+
+FOUR = SCHEMES["four"].classes
 
 
 def batches_of(
@@ -73,7 +76,16 @@ def test_fit_keeps_the_best_validation_epoch_and_logs_the_loss_of_the_logits():
         seen.append((e, {k: v.clone() for k, v in model.state_dict().items()}, loss))
 
     best = fit(
-        model, batches_of(32, 8), val_loader, loss_fn, optimizer, None, epochs=6, schedule="cosine", on_epoch=on_epoch
+        model,
+        batches_of(32, 8),
+        val_loader,
+        loss_fn,
+        optimizer,
+        None,
+        epochs=6,
+        schedule="cosine",
+        class_names=FOUR,
+        on_epoch=on_epoch,
     )
     assert [e.epoch for e, _, _ in seen] == list(range(1, 7))
     assert [e.lr for e, _, _ in seen] == pytest.approx([0.5 * lr_factor("cosine", i, 6) for i in range(6)])
@@ -97,6 +109,7 @@ def test_fit_keeps_the_best_validation_epoch_and_logs_the_loss_of_the_logits():
             None,
             epochs=1,
             schedule="constant",
+            class_names=FOUR,
             validates=False,
             on_epoch=on_epoch,
         )

@@ -13,6 +13,7 @@ COMMANDS = {
     "predict": "classify recordings with a trained checkpoint (one CSV row per cycle or window)",
     "export": "export a checkpoint to ONNX, checked against PyTorch",
     "table3": "the paper's Table 3 grid as DVC experiments, and its report",
+    "crossdb": "score a model trained on one database on another's test parts (docs/sprsound.md)",
 }
 
 

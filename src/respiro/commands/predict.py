@@ -23,16 +23,30 @@ from tqdm import tqdm
 
 from respiro.commands.options import add_model_option, add_output_option
 from respiro.core.cli import run_stage
-from respiro.core.config import CLASS_NAMES
-from respiro.core.errors import AudioReadError, IcbhiFormatError, MissingInputError, OptionError, StageError
+from respiro.core.errors import (
+    AudioReadError,
+    DatabaseFormatError,
+    IcbhiFormatError,
+    MissingInputError,
+    OptionError,
+    StageError,
+)
 from respiro.core.outputs import StageTimer, atomic_file, check_output_file
+from respiro.data.databases import ANNOTATION_SUFFIXES
 from respiro.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
 from respiro.inference.windows import check_windows, default_window
 from respiro.training.checkpoint import TrainedModel, load_checkpoint
 from respiro.training.device import resolve_device, use_model_kernels
 
 AUDIO_SUFFIXES = (".wav",)  # what a FOLDER argument is searched for (any file may be named directly)
-COLUMNS = [
+
+
+def columns(class_names: tuple[str, ...]) -> list[str]:
+    """The output's columns for a model of `class_names` (its checkpoint's)."""
+    return [*COLUMNS_BEFORE, *(f"p_{name}" for name in class_names), "model_trained_on"]
+
+
+COLUMNS_BEFORE = [
     "file",
     "recording",
     "unit",
@@ -41,8 +55,6 @@ COLUMNS = [
     "end",
     "annotated_label",
     "predicted_label",
-    *(f"p_{name}" for name in CLASS_NAMES),
-    "model_trained_on",
 ]
 OUT_SUFFIXES = (".csv",)
 DISCLAIMER = "a research tool's screening aid, not a diagnosis"
@@ -52,8 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="respiro predict",
         description=(
-            "Classify respiratory sound recordings (Normal, Crackle, Wheeze, Both) with a trained "
-            "checkpoint, using exactly the audio chain it was trained with (read from the checkpoint). "
+            "Classify respiratory sound recordings into the classes of a trained checkpoint (its class scheme's: "
+            "by default the paper's Normal, Crackle, Wheeze, Both) "
+            "using exactly the audio chain it was trained with (read from the checkpoint). "
             f"The output is {DISCLAIMER}; a model trained on the synthetic corpus knows nothing about "
             "real patients (the model_trained_on column and the summary say which data it saw)."
         ),
@@ -71,10 +84,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         metavar="auto|none|PATH",
         help=(
-            "where the ICBHI cycle annotations (start end crackles wheezes) come from: auto (default) uses "
-            "RECORDING.txt beside each recording when present; none classifies windows; a .txt file "
-            "(with one recording) or a folder holding <recording stem>.txt files. A recording without "
-            "annotation is cut into windows"
+            "where the cycle annotations come from (ICBHI .txt: start end crackles wheezes; SPRSound .json): "
+            "auto (default) uses RECORDING.txt or RECORDING.json beside each recording when present; none "
+            "classifies windows; an annotation file (with one recording) or a folder holding <recording stem>.txt "
+            "or .json files. A recording without annotation is cut into windows"
         ),
     )
     parser.add_argument(
@@ -150,17 +163,17 @@ def annotation_for(wav: Path, setting: str) -> Path | None:
     """The annotation file of `wav` under `--annotations` (see parse_args), or None for windows."""
     if setting == "none":
         return None
-    if setting == "auto":
-        beside = wav.with_suffix(".txt")
-        return beside if beside.is_file() else None
-    path = Path(setting)
-    if path.is_dir():
-        candidate = path / f"{wav.stem}.txt"
-        return candidate if candidate.is_file() else None
-    return path
+    folder = wav.parent if setting == "auto" else Path(setting)
+    if setting == "auto" or folder.is_dir():
+        # ICBHI's <stem>.txt or SPRSound's <stem>.json, whichever is there.
+        found = [folder / f"{wav.stem}{suffix}" for suffix in ANNOTATION_SUFFIXES]
+        return next((p for p in found if p.is_file()), None)
+    return Path(setting)
 
 
-def rows_of(result: RecordingPrediction, trained_on: str) -> Iterator[dict[str, str]]:
+def rows_of(result: RecordingPrediction, trained_on: str, class_names: tuple[str, ...]) -> Iterator[dict[str, str]]:
+    """One row per cycle or window; `class_names` are the model's (annotated labels are the
+    annotation file's own: ICBHI's four, SPRSound's seven types)."""
     for n, (start, end, annotated, probs) in enumerate(
         zip(result.starts, result.ends, result.annotated, result.probabilities), start=1
     ):
@@ -171,18 +184,18 @@ def rows_of(result: RecordingPrediction, trained_on: str) -> Iterator[dict[str, 
             "index": str(n),
             "start": f"{start:g}" if result.unit == "cycle" else f"{start:.3f}",
             "end": f"{end:g}" if result.unit == "cycle" else f"{end:.3f}",
-            "annotated_label": "" if annotated is None else CLASS_NAMES[annotated],
-            "predicted_label": CLASS_NAMES[int(probs.argmax())],
-            **{f"p_{name}": f"{probs[c]:.6f}" for c, name in enumerate(CLASS_NAMES)},
+            "annotated_label": annotated or "",
+            "predicted_label": class_names[int(probs.argmax())],
+            **{f"p_{name}": f"{probs[c]:.6f}" for c, name in enumerate(class_names)},
             "model_trained_on": trained_on,
         }
 
 
-def summary_of(result: RecordingPrediction, window: float, hop: float) -> str:
+def summary_of(result: RecordingPrediction, window: float, hop: float, class_names: tuple[str, ...]) -> str:
     """`file: 12 cycles: Normal 10, Crackle 2, Wheeze 0, Both 0; abnormal 17 %`."""
-    counts = np.bincount(result.predicted, minlength=len(CLASS_NAMES))
+    counts = np.bincount(result.predicted, minlength=len(class_names))
     total = int(counts.sum())
-    mix = ", ".join(f"{name} {c}" for name, c in zip(CLASS_NAMES, counts))
+    mix = ", ".join(f"{name} {c}" for name, c in zip(class_names, counts))
     unit = (
         f"{total} cycles"
         if result.unit == "cycle"
@@ -220,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     units: Counter[str] = Counter()
     skipped: list[str] = []
     with atomic_file(args.out, OUT_SUFFIXES, inputs) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=columns(trained.class_names), lineterminator="\n")
         writer.writeheader()
         bar = tqdm(files, desc="predict", unit="file", leave=False, disable=len(files) < 2)
         for wav in bar:
@@ -229,13 +242,13 @@ def main(argv: list[str] | None = None) -> None:
                     raise SkippedRecording(f"{wav}: no such file")
                 annotation = annotation_for(wav, args.annotations)
                 result = classify_recording(trained, wav, annotation, window, hop, args.batch_size)
-            except (AudioReadError, IcbhiFormatError, SkippedRecording) as err:
+            except (AudioReadError, IcbhiFormatError, DatabaseFormatError, SkippedRecording) as err:
                 skipped.append(str(wav))
                 bar.write(f"predict: skipped {' '.join(str(err).splitlines())}", file=sys.stderr)
                 continue
-            writer.writerows(rows_of(result, trained_on))
+            writer.writerows(rows_of(result, trained_on, trained.class_names))
             units[result.unit] += len(result.starts)
-            bar.write(summary_of(result, window, hop))
+            bar.write(summary_of(result, window, hop, trained.class_names))
         bar.close()
         if len(skipped) == len(files):
             raise StageError(f"none of the {len(files)} files could be classified (each reason above); nothing written")

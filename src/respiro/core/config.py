@@ -22,10 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from respiro.core.errors import MissingInputError, ParamsError
-
-# The task's classes in label order: an ICBHI cycle's (crackles, wheezes) flags (0, 0), (1, 0),
-# (0, 1), (1, 1) map to labels 0..3 (data/icbhi.py). Here because loss.alpha is one weight each.
-CLASS_NAMES: tuple[str, ...] = ("Normal", "Crackle", "Wheeze", "Both")
+from respiro.core.schemes import SCHEMES, SchemeName
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 # Allowed values the library also names in its signatures (the schema checks them, it trusts them).
@@ -48,7 +45,12 @@ class Group(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+# The databases the pipeline reads (respiro.data.databases registers one module for each).
+DatabaseName = Literal["icbhi", "sprsound"]
+
+
 class DataParams(Group):
+    database: DatabaseName
     source: Literal["synthetic", "icbhi", "local"]
     local_path: Path_
     url: Path_
@@ -73,6 +75,12 @@ class SyntheticParams(Group):
         if self.recordings < self.patients:
             raise ValueError(f"recordings: must be >= synthetic.patients ({self.patients}); got {self.recordings}")
         return self
+
+
+class ClassesParams(Group):
+    """The class scheme (respiro.core.schemes): the classes the model learns."""
+
+    scheme: SchemeName
 
 
 class ResampleParams(Group):
@@ -140,7 +148,8 @@ Weight = Annotated[Finite, Field(ge=0.0)]
 
 class LossParams(Group):
     """alpha: None (no weighting), one number in (0, 1] scaling every class alike, or one
-    non-negative weight per class in CLASS_NAMES order, not all 0."""
+    non-negative weight per class of `classes.scheme` in its order, not all 0 (the count is
+    checked against the scheme in Params)."""
 
     name: LossName
     gamma: Annotated[Finite, Field(ge=0.0)]
@@ -149,10 +158,6 @@ class LossParams(Group):
     @model_validator(mode="after")
     def _alpha_per_class(self) -> LossParams:
         if isinstance(self.alpha, tuple):
-            if len(self.alpha) != len(CLASS_NAMES):
-                raise ValueError(
-                    f"alpha: a list needs {len(CLASS_NAMES)} weights in class order [{', '.join(CLASS_NAMES)}]; got {len(self.alpha)}"
-                )
             if sum(self.alpha) <= 0:
                 raise ValueError("alpha: the weights must not all be 0")
         return self
@@ -206,6 +211,7 @@ class Table3Params(Group):
 
 class Params(Group):
     data: DataParams
+    classes: ClassesParams
     synthetic: SyntheticParams
     resample: ResampleParams
     normalize: NormalizeParams
@@ -228,6 +234,22 @@ class Params(Group):
             raise ValueError(
                 f"segment.duration: {self.segment.duration} s is {samples} samples at resample.rate "
                 f"{self.resample.rate} Hz, shorter than one STFT window (stft.n_fft = {self.stft.n_fft})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _scheme_fits(self) -> Params:
+        scheme = SCHEMES[self.classes.scheme]
+        if self.data.database not in scheme.mapping:
+            raise ValueError(
+                f"classes.scheme: {scheme.name} has no mapping for data.database {self.data.database} "
+                f"(it maps {', '.join(scheme.mapping)})"
+            )
+        alpha = self.loss.alpha
+        if isinstance(alpha, tuple) and len(alpha) != len(scheme.classes):
+            raise ValueError(
+                f"loss.alpha: a list needs {len(scheme.classes)} weights in the order of classes.scheme "
+                f"{scheme.name} [{', '.join(scheme.classes)}]; got {len(alpha)}"
             )
         return self
 

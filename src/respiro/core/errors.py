@@ -29,6 +29,10 @@ class IcbhiFormatError(UserError, ValueError):
     """A file that breaks the ICBHI format; the message names the file (and line)."""
 
 
+class DatabaseFormatError(UserError, ValueError):
+    """A file that breaks its database's format (SPRSound's JSON, ...); names the file and entry."""
+
+
 class AudioReadError(UserError, ValueError):
     """A recording that cannot be decoded or is unusable; names the file."""
 

@@ -6,6 +6,9 @@ audio work. Every function is deterministic given its seed.
 Parts: `train`, `val` (held out of the training portion to choose the checkpoint), `test`
 (never used for training or choosing), and `excluded` (a cycle the method cannot place, e.g.
 a recording the official split file does not name; counted in the train metrics).
+
+Labels are class indices of any class scheme (0..C-1); a database's official parts are
+`train` and `test` or `test_<part>` (SPRSound: test_inter, test_intra), all tested on.
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ from typing import assert_never
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from respiro.core.config import CLASS_NAMES, SplitMethod
+from respiro.core.config import SplitMethod
 from respiro.data.icbhi import read_patient_folds
 
 PARTS = ("train", "val", "test", "excluded")
 
 
+def _n_classes(labels: np.ndarray) -> int:
+    return int(labels.max()) + 1 if len(labels) else 1
+
+
 def _class_counts(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return np.bincount(labels[mask], minlength=len(CLASS_NAMES)).astype(float)
+    return np.bincount(labels[mask], minlength=_n_classes(labels)).astype(float)
 
 
 def group_split(patients: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -37,7 +44,7 @@ def group_split(patients: np.ndarray, labels: np.ndarray, fraction: float, seed:
     rng = np.random.default_rng(seed)
     target = fraction * _class_counts(labels, np.ones(len(labels), bool))
     held = np.zeros(len(labels), dtype=bool)
-    counts = np.zeros(len(CLASS_NAMES))
+    counts = np.zeros(_n_classes(labels))
     for patient in rng.permutation(np.unique(patients)):
         mask = patients == patient
         extra = _class_counts(labels, mask)
@@ -50,7 +57,7 @@ def group_split(patients: np.ndarray, labels: np.ndarray, fraction: float, seed:
 def assign_folds(patients: np.ndarray, labels: np.ndarray, n_folds: int, seed: int) -> dict[int, int]:
     """Seeded patient folds of about equal size per class: {patient: fold}."""
     rng = np.random.default_rng(seed)
-    fold_counts = np.zeros((n_folds, len(CLASS_NAMES)))
+    fold_counts = np.zeros((n_folds, _n_classes(labels)))
     folds: dict[int, int] = {}
     unique = np.unique(patients)
     # Largest patients first, each to the fold that is currently smallest in its classes.
@@ -77,13 +84,14 @@ def held_out_masks(
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(test, excluded) boolean masks over cycles for `split.method` = `method`:
-    `official` (the official split side of each cycle's recording), `patient` and `random`
+    `official` (the official part of each cycle's recording: `train`, `test` or `test_<part>`;
+    anything else, e.g. "" for a recording the split file does not name, is excluded), `patient` and `random`
     (`test_fraction` of the cycles), `folds` (fold `fold` of `n_folds`, or of `folds_file`)."""
     n = len(labels)
     excluded = np.zeros(n, dtype=bool)
     if method == "official":
-        excluded = ~np.isin(official, ("train", "test"))
-        return official == "test", excluded
+        test = np.array([side == "test" or side.startswith("test_") for side in official.tolist()], dtype=bool)
+        return test, ~test & (official != "train")
     if method == "patient":
         return group_split(patients, labels, test_fraction, seed), excluded
     if method == "folds":

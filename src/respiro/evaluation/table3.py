@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from respiro.core.config import CLASS_NAMES
+from respiro.core.schemes import SCHEMES
 from respiro.evaluation.metrics import confusion_matrix, icbhi_scores, scores_of
 
 PAPER_CITATION = (
@@ -47,7 +47,9 @@ PAPER_CITATION = (
 
 # Scores of a run or of the paper, in the paper's column order.
 SCORE_KEYS: tuple[str, ...] = ("accuracy", "se", "sp", "icbhi_score")
-N_CLASSES = len(CLASS_NAMES)
+# Table 3 is the paper's: its four classes.
+CLASSES = SCHEMES["four"].classes
+N_CLASSES = len(CLASSES)
 
 
 @dataclass(frozen=True)
@@ -142,12 +144,12 @@ def run_from_files(eval_json: Mapping[str, Any], predictions_csv: str) -> Run:
     existed are from scratch). The ICBHI score recomputed from the predictions must
     match evaluation.json's: a mismatch means the two files come from different runs.
     """
-    index = {name: i for i, name in enumerate(CLASS_NAMES)}
+    index = {name: i for i, name in enumerate(CLASSES)}
     rows = list(csv.DictReader(io.StringIO(predictions_csv)))
     patients = np.array([int(r["patient"]) for r in rows], dtype=np.int64)
     true = np.array([index[r["true_label"]] for r in rows], dtype=np.int64)
     pred = np.array([index[r["predicted_label"]] for r in rows], dtype=np.int64)
-    recomputed = scores_of(true, pred)["icbhi_score"]
+    recomputed = scores_of(true, pred, CLASSES)["icbhi_score"]
     stated = eval_json["icbhi_score"]
     if (recomputed is None) != (stated is None) or (stated is not None and abs(recomputed - stated) > 1e-9):
         raise ValueError(
@@ -211,7 +213,7 @@ def bootstrap_icbhi(runs: Sequence[Run], replicates: int, seed: int) -> tuple[fl
     # weighted sum of the patients' matrices (the same as concatenating the drawn cycles).
     times = np.stack([np.bincount(row, minlength=n_patients) for row in draws])
     pooled = np.einsum("bp,pij->bij", times, cms)
-    scores = [icbhi_scores(cm)["icbhi_score"] for cm in pooled]
+    scores = [icbhi_scores(cm, CLASSES)["icbhi_score"] for cm in pooled]
     defined = np.array([s for s in scores if s is not None], dtype=np.float64)
     if defined.size == 0:
         return None, None, replicates

@@ -18,8 +18,8 @@ import numpy as np
 
 from respiro.audio.segment import CycleSpan, cycle_span
 from respiro.audio.wavio import read_mono
+from respiro.data.databases import database_of_annotation
 from respiro.data.dataset import cycle_loader
-from respiro.data.icbhi import read_annotations
 from respiro.inference.windows import batched, iter_window_spans
 from respiro.training.checkpoint import TrainedModel
 from respiro.training.loop import predict
@@ -37,7 +37,7 @@ class RecordingPrediction:
     unit: str  # "cycle" or "window"
     starts: list[float]  # seconds; for cycles as written in the annotation
     ends: list[float]
-    annotated: list[int | None]  # the annotation's class of each cycle; None for windows
+    annotated: list[str | None]  # the annotation's own label of each cycle; None for windows
     probabilities: np.ndarray  # (n, C) float64
     cycles_without_audio: int  # annotated cycles left out: zero length or after the audio's end
 
@@ -53,7 +53,7 @@ class RecordingInput:
     unit: str
     starts: list[float]
     ends: list[float]
-    annotated: list[int | None]
+    annotated: list[str | None]
     spectrograms: np.ndarray
     cycles_without_audio: int
 
@@ -64,7 +64,7 @@ class Piece:
 
     start: float
     end: float
-    annotated: int | None
+    annotated: str | None  # the annotation's own label (its database's)
     span: CycleSpan
 
 
@@ -91,19 +91,25 @@ def pieces_of(
     trained: TrainedModel, wav: Path, length: int, annotation: Path | None, window_s: float, hop_s: float
 ) -> tuple[str, Iterator[Piece], int]:
     """`(unit, pieces, cycles without audio)` of a prepared recording of `length` samples: its
-    annotated cycles (read and checked now), or, when `annotation` is None, its windows,
-    made lazily. Raises IcbhiFormatError or SkippedRecording (no cycle with audio)."""
+    annotated cycles (read and checked now, by the database its suffix names: `.txt` ICBHI,
+    `.json` SPRSound), or, when `annotation` is None, its windows, made lazily. Raises the
+    database's format error or SkippedRecording (no cycle with audio, a record left out)."""
     rate = trained.chain.rate
     if annotation is None:
         windows = (
             Piece(s.start / rate, s.end / rate, None, s) for s in iter_window_spans(length, rate, window_s, hop_s)
         )
         return "window", windows, 0
-    cycles = read_annotations(annotation)
+    found = database_of_annotation(annotation).read_annotation(annotation)
+    if found.excluded:
+        raise SkippedRecording(f"{annotation}: {found.excluded}")
+    cycles = found.events
     if not cycles:
         raise SkippedRecording(f"{annotation}: annotation file has no cycles")
     kept = [
-        Piece(c.start, c.end, c.label, s) for c in cycles if (s := cycle_span(c.start, c.end, rate, length)) is not None
+        Piece(c.start, c.end, c.source_label, s)
+        for c in cycles
+        if (s := cycle_span(c.start, c.end, rate, length)) is not None
     ]
     if not kept:
         raise SkippedRecording(f"{annotation}: none of its {len(cycles)} cycles has audio in {wav.name}")
@@ -126,7 +132,7 @@ def prepare_recording(
     annotated cycle of `annotation`, or, when it is None, one per window (for tests and
     tools that need them all; classify_recording holds one batch at a time).
 
-    Raises AudioReadError, IcbhiFormatError or SkippedRecording (see read_recording, pieces_of).
+    Raises AudioReadError, a database's format error or SkippedRecording (see read_recording, pieces_of).
     """
     audio = read_recording(trained, wav)
     unit, pieces, without_audio = pieces_of(trained, wav, len(audio), annotation, window_s, hop_s)
@@ -159,7 +165,7 @@ def classify_recording(
     unit, pieces, without_audio = pieces_of(trained, wav, len(audio), annotation, window_s, hop_s)
     starts: list[float] = []
     ends: list[float] = []
-    annotated: list[int | None] = []
+    annotated: list[str | None] = []
     probs: list[np.ndarray] = []
     for group, specs in spectrogram_batches(trained, audio, pieces, batch_size):
         probs.append(classify_spectrograms(trained, specs, batch_size))

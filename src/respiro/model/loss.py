@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from respiro.core.config import CLASS_NAMES, LossName
+from respiro.core.config import LossName
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
@@ -106,7 +106,7 @@ class FocalLoss(nn.Module):
         gamma: float = 2.0,
         alpha: Alpha = None,
         reduction: Reduction = "mean",
-        num_classes: int = len(CLASS_NAMES),
+        num_classes: int = 4,  # the paper's four; train passes its scheme's count
     ) -> None:
         super().__init__()
         if reduction not in REDUCTIONS:
@@ -123,12 +123,13 @@ class FocalLoss(nn.Module):
         return f"gamma={self.gamma}, alpha={alpha}, reduction={self.reduction!r}"
 
 
-def build_loss(name: LossName, gamma: float, alpha: None | float | Sequence[float]) -> FocalLoss:
+def build_loss(name: LossName, gamma: float, alpha: None | float | Sequence[float], num_classes: int) -> FocalLoss:
     """The training loss named by the `loss.*` params (values checked by the params schema),
     with mean reduction. "ce" is focal loss with gamma = 0, i.e. cross-entropy weighted by
-    alpha with the same mean as "focal", so the two differ only in gamma."""
+    alpha with the same mean as "focal", so the two differ only in gamma. `num_classes`: the
+    class scheme's (classes.scheme), which a list alpha has one weight for."""
     if name == "focal":
-        return FocalLoss(gamma=gamma, alpha=alpha)
+        return FocalLoss(gamma=gamma, alpha=alpha, num_classes=num_classes)
     if name == "ce":
-        return FocalLoss(gamma=0.0, alpha=alpha)
+        return FocalLoss(gamma=0.0, alpha=alpha, num_classes=num_classes)
     assert_never(name)

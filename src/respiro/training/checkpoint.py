@@ -4,7 +4,7 @@ that uses a trained model (the evaluate stage, predict, export), in this one mod
 A checkpoint is a dict, saved with torch.save, whose keys are (REQUIRED_KEYS):
 
     state_dict            the network's weights: {plain module key: tensor} (no `module.`)
-    class_names           the classes in output order: data.icbhi.CLASS_NAMES
+    class_names           the classes in output order: the class scheme's (classes.scheme)
     params                {group: {key: value}} of params.yaml for PARAMS_GROUPS: the audio
                           chain's groups (so a recording is prepared as in training), the
                           model's (to rebuild the network) and what describes the run
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from respiro.audio.chain import AudioChain
-from respiro.core.config import CLASS_NAMES, ModelParams, validate_group
+from respiro.core.config import ModelParams, validate_group
 from respiro.core.errors import CheckpointError, MissingInputError, ParamsError
 from respiro.core.kernels import KernelMode, kernel_mode
 from respiro.core.outputs import atomic_file
@@ -61,6 +61,7 @@ VAL_SCORES = ("icbhi_score", "se", "sp")
 # before them ran with. params.yaml has no defaults (a missing key is an error naming it):
 # an older checkpoint is upgraded here, in the one place checkpoints are read.
 ADDED_KEYS: dict[tuple[str, str], Any] = {
+    ("data", "database"): "icbhi",
     ("resample", "method"): "torchaudio",
     ("model", "pretrained"): "none",
     ("train", "backbone_lr_factor"): 1.0,
@@ -84,6 +85,7 @@ def save_checkpoint(
     path: Path,
     *,
     state_dict: dict[str, torch.Tensor],
+    class_names: tuple[str, ...],
     params: Mapping[str, Mapping[str, Any]],
     input_mean: np.ndarray,
     input_std: np.ndarray,
@@ -98,7 +100,7 @@ def save_checkpoint(
     (model.pretrained: imagenet), stored only then."""
     checkpoint = {  # the keys in this order: the same run gives the same bytes
         "state_dict": state_dict,
-        "class_names": list(CLASS_NAMES),
+        "class_names": list(class_names),
         "params": {group: dict(params[group]) for group in PARAMS_GROUPS},
         "input_mean": torch.from_numpy(input_mean),
         "input_std": torch.from_numpy(input_std),
@@ -237,8 +239,13 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     if missing:
         raise CheckpointError(f"{path}: not a checkpoint of this project: missing {', '.join(missing)}")
     names = checkpoint["class_names"]
-    if not isinstance(names, (list, tuple)) or list(names) != list(CLASS_NAMES):
-        raise CheckpointError(f"{path}: class_names are {names!r}; this project's classes are {list(CLASS_NAMES)}")
+    if (
+        not isinstance(names, (list, tuple))
+        or len(names) < 2
+        or not all(isinstance(n, str) and n for n in names)
+        or len(set(names)) != len(names)
+    ):
+        raise CheckpointError(f"{path}: class_names must be two or more distinct names (its scheme's); got {names!r}")
     params = checkpoint["params"] = upgrade_params(checkpoint["params"])
     try:
         chain = AudioChain.from_params(params)
@@ -262,7 +269,7 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < 1e4:
         raise CheckpointError(f"{path}: cycle_seconds_median must be a positive number of seconds; got {seconds!r}")
     mean, std = _check_stats(path, checkpoint, chain.shape[0])
-    model = build_model(m.depth, m.cbam, m.cbam_reduction, len(CLASS_NAMES))
+    model = build_model(m.depth, m.cbam, m.cbam_reduction, len(names))
     name = f"ResNet-{m.depth}{' + CBAM' if m.cbam else ''} (its params.model)"
     _check_state_dict(path, model, checkpoint["state_dict"], name)
     model.load_state_dict(checkpoint["state_dict"])

@@ -68,13 +68,15 @@ def fit(
     *,
     epochs: int,
     schedule: Schedule,
+    class_names: tuple[str, ...],
     validates: bool = True,
     on_epoch: Callable[[EpochResult], None] | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> FitResult | None:
     """Train `model` for `epochs` epochs, validating after each when `validates`; `on_epoch`
     gets each epoch's result there. Every parameter group's learning rate follows `schedule`
-    (loop.lr_factor) from the rate the optimizer was made with, its peak. Returns the best epoch (the first of equal scores; an undefined score
+    (loop.lr_factor) from the rate the optimizer was made with, its peak; validation is
+    scored in `class_names` (the class scheme's, class 0 normal). Returns the best epoch (the first of equal scores; an undefined score
     counts as -1), or None where this process does not validate.
 
     Raises NonFiniteLossError when the training loss stops being finite.
@@ -89,7 +91,7 @@ def fit(
         if not validates:
             continue
         val_loss, probs, true = validate(unwrap(model), val_loader, loss_fn, device)
-        val = scores_of(true, probs.argmax(1))
+        val = scores_of(true, probs.argmax(1), class_names)
         score = val["icbhi_score"] if val["icbhi_score"] is not None else -1.0
         improved = best is None or score > best_score
         if improved:

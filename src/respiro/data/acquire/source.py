@@ -1,8 +1,8 @@
-"""Fill the raw ICBHI folder from the source that `data.source` names.
+"""Fill the raw folder of `data.database` from the source that `data.source` names.
 
-  synthetic: a corpus in the ICBHI file format, generated from `synthetic:` (offline);
-  local:     the user's ICBHI folder or official zip at `data.local_path`;
-  icbhi:     the official archive, downloaded (resumable, verified) and extracted.
+  synthetic: a corpus in the database's layout, generated from `synthetic:` (offline);
+  local:     the user's folder (or, for ICBHI, the official zip) at `data.local_path`;
+  icbhi:     the official ICBHI archive, downloaded (resumable, verified) and extracted.
 
 Whatever the source, the stages read one layout (recordings, annotations and metadata
 files); a local folder already has it and is read where it is (respiro.data.raw_folder).
@@ -13,10 +13,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from respiro.core.config import DataParams, Params
+from respiro.core.config import DataParams, Params, SyntheticParams
 from respiro.core.errors import MissingInputError, ParamsError
 from respiro.data.acquire.archive import extract_zip
 from respiro.data.acquire.http import download
+from respiro.data.databases import get_database
+from respiro.data.databases.base import Database
 from respiro.data.icbhi import (
     DEMOGRAPHIC_FILE,
     DIAGNOSIS_FILE,
@@ -64,8 +66,9 @@ def _files_beside_archive(path: Path) -> dict[Path, Path]:
     }
 
 
-def materialize_local(local_path: str, out_dir: Path) -> None:
-    """Fill `out_dir` from an ICBHI folder or zip at `local_path` (data.local_path).
+def materialize_local(local_path: str, out_dir: Path, database: Database | None = None) -> None:
+    """Fill `out_dir` from a folder of `database` (default ICBHI) or an ICBHI zip at
+    `local_path` (data.local_path).
 
     A folder without a zip is read in place (respiro.data.raw_folder): `out_dir` gets only
     the record naming it, and nothing in the folder is copied, linked or changed. A zip
@@ -75,6 +78,17 @@ def materialize_local(local_path: str, out_dir: Path) -> None:
     """
     setting = f"data.local_path={local_path}"
     path = Path(local_path)
+    database = database or get_database("icbhi")
+    if database.name != "icbhi":
+        # Another database's folder is read in place, in its release's layout.
+        if not path.is_dir():
+            raise MissingInputError(f"{setting} is not a folder; point it at {database.layout_hint}")
+        if not database.count_recordings(path):
+            raise MissingInputError(
+                f"{setting} holds no {database.name} recordings; it should hold {database.layout_hint}"
+            )
+        write_in_place(out_dir, local_path)
+        return
     if not path.exists():
         raise MissingInputError(f"{setting} does not exist; point it at your ICBHI folder or {ARCHIVE_NAME}")
     archive = _local_archive(path)
@@ -109,6 +123,22 @@ def materialize_icbhi(data: DataParams, out_dir: Path, progress: bool = True) ->
         download(data.split_url, out_dir / SPLIT_FILE, expected_size=None, sha256=None, progress=progress)
 
 
+def write_synthetic(database: str, out_dir: Path, config: SyntheticParams, progress: bool = True) -> None:
+    """The synthetic corpus of `config` in the layout of `database` (data.database). Imported
+    here: the generator pulls in scipy (0.3 s of the stage's start-up), which a local or
+    downloaded database never needs."""
+    if database == "icbhi":
+        from respiro.data.synthetic.corpus import generate_corpus
+
+        generate_corpus(out_dir, config, progress=progress)
+    elif database == "sprsound":
+        from respiro.data.synthetic.sprsound_layout import write_synthetic_sprsound
+
+        write_synthetic_sprsound(out_dir, config, progress)
+    else:
+        raise ParamsError(f"data.source: no synthetic corpus in the layout of {database}; use data.source: local")
+
+
 def materialize_raw(params: Params, out_dir: Path, progress: bool = True) -> str:
     """Fill the empty folder `out_dir` with the raw ICBHI folder of `params.data.source`.
 
@@ -116,15 +146,17 @@ def materialize_raw(params: Params, out_dir: Path, progress: bool = True) -> str
     `synthetic(seed=2017)`, `local(<data.local_path>)` or `icbhi(<data.url>)`.
     """
     data = params.data
+    database = get_database(data.database)
     if data.source == "synthetic":
-        # Imported here: the generator pulls in scipy (0.3 s of the stage's start-up), which
-        # a local or downloaded database never needs.
-        from respiro.data.synthetic.corpus import generate_corpus
-
-        generate_corpus(out_dir, params.synthetic, progress=progress)
+        write_synthetic(database.name, out_dir, params.synthetic, progress)
         return f"synthetic(seed={params.synthetic.seed})"
     if data.source == "local":
-        materialize_local(data.local_path, out_dir)
+        materialize_local(data.local_path, out_dir, database)
         return f"local({data.local_path})"
+    if database.name != "icbhi":
+        raise ParamsError(
+            f"data.source: icbhi downloads the ICBHI archive, not {database.name}: bring it as a folder "
+            f"with data.source: local and data.local_path (docs/{database.name}.md)"
+        )
     materialize_icbhi(data, out_dir, progress)
     return f"icbhi({data.url})"

@@ -13,7 +13,8 @@ from statistics import NormalDist
 
 import numpy as np
 
-from respiro.core.config import CLASS_NAMES, SyntheticParams
+from respiro.core.config import SyntheticParams
+from respiro.core.schemes import ICBHI_LABELS
 from respiro.data.icbhi import DEVICE_RATES, label_of
 from respiro.data.synthetic.population import (
     DEVICE_LEVEL_DBFS,
@@ -248,7 +249,7 @@ def _split(rng: np.random.Generator, recordings: list[Recording]) -> dict[int, s
     """
     counts: dict[int, np.ndarray] = {}
     for r in recordings:
-        row = counts.setdefault(r.patient, np.zeros(1 + len(CLASS_NAMES)))
+        row = counts.setdefault(r.patient, np.zeros(1 + len(ICBHI_LABELS)))
         row[0] += 1
         for _, _, crackle, wheeze in r.cycles:
             row[1 + label_of(crackle, wheeze)] += 1

@@ -15,7 +15,14 @@ import pytest
 import torch
 from torch import nn
 
-from respiro.inference.maps import FEATURE_STRIDE, grad_cam, last_spatial_attention, spatial_attention, upsample
+from respiro.inference.maps import (
+    FEATURE_STRIDE,
+    attention_and_grad_cam,
+    grad_cam,
+    last_spatial_attention,
+    spatial_attention,
+    upsample,
+)
 from respiro.model.resnet import build_model
 
 F, T = 129, 251  # stft.n_fft 256, hop 128, 8 s at 4 kHz: a 5 x 8 grid after layer4
@@ -85,6 +92,16 @@ def test_grad_cam_takes_one_class_per_input(energy_detector):
     x = torch.cat([bright_region(32, 64), bright_region(96, 160)])
     cam = grad_cam(energy_detector, x, torch.tensor([1, 2]), energy_detector.layer4)
     assert peak(cam[:1]) == (32, 64) and not cam[1].any()
+
+
+def test_one_pass_gives_both_maps_as_the_separate_calls_do(energy_detector):
+    x = torch.cat([bright_region(32, 64), bright_region(96, 160)])
+    scale_last_gate(energy_detector, x[:1])
+    classes = torch.tensor([1, 3])
+    attention, cam = attention_and_grad_cam(energy_detector, x, classes, energy_detector.layer4)
+    assert attention is not None
+    np.testing.assert_allclose(attention, spatial_attention(energy_detector, x), rtol=1e-5)
+    np.testing.assert_allclose(cam, grad_cam(energy_detector, x, classes, energy_detector.layer4), rtol=1e-5)
 
 
 def test_a_network_without_cbam_has_no_attention_map():

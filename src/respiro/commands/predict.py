@@ -124,7 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--report-maps",
         type=int,
-        default=8,
+        default=4,
         metavar="N",
         help="per recording, draw the maps of at most N units predicted abnormal, the most confident first (default: %(default)s)",
     )

@@ -59,6 +59,26 @@ def spatial_attention(model: nn.Module, x: Tensor) -> np.ndarray | None:
     return torch.sigmoid(logits[-1][:, 0]).float().cpu().numpy()  # (B, h, w)
 
 
+def attention_and_grad_cam(
+    model: nn.Module, x: Tensor, classes: Tensor, layer: nn.Module
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """`spatial_attention` and `grad_cam` of one forward pass (half the work of calling both)."""
+    gate = last_spatial_attention(model)
+    acts: list[Tensor] = []
+    gate_logits: list[Tensor] = []
+    with torch.enable_grad(), _hook(layer, acts), _hook(gate.conv if gate else nn.Identity(), gate_logits):
+        inputs = x.detach().clone().requires_grad_(True)  # a graph even where the weights are frozen
+        logits = model(inputs)
+        chosen = logits.gather(1, classes.view(-1, 1).to(logits.device)).sum()
+        (grads,) = torch.autograd.grad(chosen, acts[-1])
+    weights = grads.mean(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
+    cam = torch.relu((weights * acts[-1]).sum(dim=1)).detach().float().cpu()  # (B, h, w)
+    peak = cam.amax(dim=(1, 2), keepdim=True)
+    cam = torch.where(peak > 0, cam / peak.clamp_min(1e-12), cam)
+    attention = torch.sigmoid(gate_logits[-1][:, 0]).detach().float().cpu().numpy() if gate_logits else None
+    return attention, cam.numpy()
+
+
 def grad_cam(model: nn.Module, x: Tensor, classes: Tensor, layer: nn.Module) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017) of `classes (B,)` on the output of `layer`:
     `relu(sum_k mean_ij(d logit / d A_k) * A_k)`, `(B, h, w)` float32, each map scaled to a
@@ -67,16 +87,7 @@ def grad_cam(model: nn.Module, x: Tensor, classes: Tensor, layer: nn.Module) -> 
     The logit, not the probability, is differentiated (as the paper does): a confident
     prediction's softmax saturates and its gradient vanishes.
     """
-    acts: list[Tensor] = []
-    with torch.enable_grad(), _hook(layer, acts):
-        inputs = x.detach().clone().requires_grad_(True)  # a graph even where the weights are frozen
-        logits = model(inputs)
-        chosen = logits.gather(1, classes.view(-1, 1).to(logits.device)).sum()
-        (grads,) = torch.autograd.grad(chosen, acts[-1])
-    weights = grads.mean(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
-    cam = torch.relu((weights * acts[-1]).sum(dim=1)).detach().float().cpu()  # (B, h, w)
-    peak = cam.amax(dim=(1, 2), keepdim=True)
-    return torch.where(peak > 0, cam / peak.clamp_min(1e-12), cam).numpy()
+    return attention_and_grad_cam(model, x, classes, layer)[1]
 
 
 def _interpolation_matrix(size: int, cells: int, stride: int) -> np.ndarray:

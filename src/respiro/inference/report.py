@@ -20,7 +20,7 @@ import torch
 from respiro.data.dataset import cycle_loader
 from respiro.evaluation.metrics import confusion_matrix, scores_of
 from respiro.inference.figures import Spectrum, TimelineFigure, maps_figure, timeline_figure
-from respiro.inference.maps import grad_cam, spatial_attention, upsample
+from respiro.inference.maps import attention_and_grad_cam, upsample
 from respiro.inference.recording import Piece, RecordingPrediction, pieces_of, read_recording
 from respiro.training.checkpoint import TrainedModel
 
@@ -97,10 +97,10 @@ def unit_maps(trained: TrainedModel, specs: np.ndarray, classes: np.ndarray) -> 
     cams: list[np.ndarray] = []
     for x, y in loader:
         x = x.to(trained.device).contiguous(memory_format=torch.channels_last)
-        a = spatial_attention(trained.model, x)
+        a, cam = attention_and_grad_cam(trained.model, x, y, layer)
         if a is not None:
             attention.append(upsample(a, specs.shape[1:]))
-        cams.append(upsample(grad_cam(trained.model, x, y, layer), specs.shape[1:]))
+        cams.append(upsample(cam, specs.shape[1:]))
     return (np.concatenate(attention) if attention else None), np.concatenate(cams)
 
 

@@ -133,8 +133,8 @@ def timeline_figure(
             ax_strip.add_patch(
                 Rectangle((start, bottom), end - start, height, color=class_colour(int(cls)), ec="white", lw=0.5)
             )
-    ax_strip.set_ylim(0, 1.55)
     has_annotation = any(a is not None for a in annotated)
+    ax_strip.set_ylim(0 if has_annotation else 0.95, 1.55)
     ax_strip.set_yticks([0.25, 1.25] if has_annotation else [1.25], ["annotated", "predicted"][not has_annotation :])
     middles = (np.asarray(starts) + np.asarray(ends)) / 2
     for c, name in enumerate(class_names):

@@ -203,8 +203,9 @@ def group_scores_figure(scores: Mapping[str, Mapping[str, float | None]], title:
     a score with an empty denominator is left out (not drawn as 0), its group says `n/a`."""
     names = list(scores)
     keys = (("se", "SE"), ("sp", "SP"), ("icbhi_score", "ICBHI score"))
-    fig, ax = plt.subplots(figsize=(min(2 + 0.45 * len(names), 14), 3.2))
-    fig.subplots_adjust(left=0.08, right=0.84, bottom=0.28, top=0.88)
+    # At least 5 inches, so that a few groups leave room for the legend on the right.
+    fig, ax = plt.subplots(figsize=(min(max(5, 2.5 + 0.45 * len(names)), 14), 3.2))
+    fig.subplots_adjust(left=0.6 / fig.get_figwidth(), right=1 - 1.3 / fig.get_figwidth(), bottom=0.28, top=0.88)
     width = 0.8 / len(keys)
     x = np.arange(len(names))
     for k, (key, label) in enumerate(keys):

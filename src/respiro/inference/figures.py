@@ -200,7 +200,7 @@ def maps_figure(
 
 def group_scores_figure(scores: Mapping[str, Mapping[str, float | None]], title: str, what: str) -> bytes:
     """SE, SP and ICBHI score per group (device, patient): one bar each, a group per column;
-    a score with an empty denominator is left out (not drawn as 0), its group says `n/a`."""
+    a score with an empty denominator has no bar but `n/a` where it would stand."""
     names = list(scores)
     keys = (("se", "SE"), ("sp", "SP"), ("icbhi_score", "ICBHI score"))
     # At least 5 inches, so that a few groups leave room for the legend on the right.
@@ -218,6 +218,9 @@ def group_scores_figure(scores: Mapping[str, Mapping[str, float | None]], title:
             color=OKABE_ITO[k],
             label=label,
         )
+        for i, v in enumerate(values):  # an undefined score must not read as a bar of 0
+            if v is None:
+                ax.text(x[i] + (k - 1) * width, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=7)
     labels = [f"{n}\n({scores[n].get('cycles', '?')})" for n in names]
     ax.set_xticks(x, labels, rotation=90 if len(names) > 8 else 0, fontsize=8)
     ax.set_ylim(0, 1)

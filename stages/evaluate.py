@@ -4,7 +4,9 @@ does (ICBHI score; SPRSound's SE, SP, AS, HS), each official test part also on i
 models/model.pt + models/split.csv + data/spectrograms -> metrics/eval/ (DVCLive: the scores
 a user compares, and the confusion matrix as a plot), data/reports/evaluation.json (every
 figure, the confusion counts and what produced them), data/reports/test_predictions.csv (one
-row per test cycle with its probabilities).
+row per test cycle with its probabilities), data/reports/errors.html (the most confident
+wrong test cycles per confusion cell, evaluate.errors_per_cell of each, with their maps and
+audio, and the scores per device and patient as pictures).
 """
 
 from respiro.core.cli import parse_stage_args
@@ -16,19 +18,26 @@ from pathlib import Path
 
 import numpy as np
 
+from respiro.audio.segment import CycleTable
+from respiro.audio.store import AudioStore
 from respiro.core.cli import run_stage
 from respiro.core.config import load_params
 from respiro.core.errors import StageError
-from respiro.core.outputs import StageTimer, read_csv, write_csv, write_json
+from respiro.core.outputs import StageTimer, atomic_file, read_csv, write_csv, write_json
 from respiro.core.schemes import get_scheme
 from respiro.core.tracking import EVAL_DIR, log_test_results, open_live
 from respiro.data.dataset import cycle_loader, load_spectrograms
+from respiro.evaluation.errors import most_confident_errors
 from respiro.evaluation.reports import DETAILS, PREDICTIONS, evaluation_details, headline_metrics, prediction_rows
+from respiro.inference.errors_page import error_page
 from respiro.training.checkpoint import load_checkpoint
 from respiro.training.device import resolve_device, use_model_kernels
 from respiro.training.loop import predict
 
 SPECS, MODEL, SPLIT = Path("data/spectrograms"), Path("models/model.pt"), Path("models/split.csv")
+# The audio of the wrong cycles: the resampled recordings and where each cycle lies in them.
+RESAMPLED, CYCLES = Path("data/resampled"), Path("data/cycles")
+ERRORS = Path("data/reports/errors.html")
 
 
 def main() -> None:
@@ -74,6 +83,15 @@ def main() -> None:
     )
     live.end()
     write_csv(PREDICTIONS, prediction_rows(rows, test, true, pred, probs, scheme.classes))
+    cells = most_confident_errors(true, pred, probs, params.evaluate.errors_per_cell)
+    shown = [n for positions in cells.values() for n in positions]  # positions among the test cycles
+    store = AudioStore(RESAMPLED)
+    table = CycleTable.open(CYCLES, store)
+    audio = {n: table.cut(store, int(test[n]), 1)[0] for n in shown}
+    spectrograms = {n: np.asarray(specs[test[n]]) for n in shown}
+    page = error_page(loaded, cells, spectrograms, audio, [rows[i] for i in test], true, pred, probs, details)
+    with atomic_file(ERRORS) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     # The scheme's challenge names the mean of SE and SP: the ICBHI score, or SPRSound's AS (with HS).
     score = "AS" if scheme.scores == "sprsound" else "ICBHI score"
@@ -85,7 +103,7 @@ def main() -> None:
         f"{len(test)} test cycles: accuracy {fmt(details['accuracy'])}, SE {fmt(details['se'])}, SP {fmt(details['sp'])}, "
         + scores(details)
         + "".join(f"; {part}: {scores(s)}" for part, s in details.get("per_official_part", {}).items())
-        + f" ({details['database']}, {scheme.name} classes, {details['data_source']})"
+        + f" ({details['database']}, {scheme.name} classes, {details['data_source']}); {len(shown)} wrong cycles -> {ERRORS}"
     )
 
 

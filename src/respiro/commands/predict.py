@@ -2,6 +2,7 @@
 
     respiro predict RECORDING.wav [MORE.wav | FOLDER ...] [--model models/model.pt]
         [--annotations auto|none|PATH] [--window S --hop S [--allow-gaps]] [--out predictions.csv]
+        [--report report.html [--report-maps N]]
 
 The audio chain (sample rate, normalization, cycle length and padding, STFT, per-bin
 standardization) is the one the checkpoint was trained with, read from it. A research
@@ -33,7 +34,9 @@ from respiro.core.errors import (
 )
 from respiro.core.outputs import StageTimer, atomic_file, check_output_file
 from respiro.data.databases import ANNOTATION_SUFFIXES
+from respiro.inference.page import one_class_note, recording_section, render_page, summary_section
 from respiro.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
+from respiro.inference.report import recording_report
 from respiro.inference.windows import check_windows, default_window
 from respiro.training.checkpoint import TrainedModel, load_checkpoint
 from respiro.training.device import resolve_device, use_model_kernels
@@ -57,6 +60,7 @@ COLUMNS_BEFORE = [
     "predicted_label",
 ]
 OUT_SUFFIXES = (".csv",)
+REPORT_SUFFIXES = (".html",)
 DISCLAIMER = "a research tool's screening aid, not a diagnosis"
 
 
@@ -119,6 +123,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add_output_option(parser, "predictions.csv", "CSV written, one row per cycle or window")
     parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.html",
+        help=(
+            "also write one self-contained page (opens offline: pictures and audio inside it) with, per "
+            "recording, the spectrogram, the class probabilities over time, a player that plays the cycle or "
+            "window clicked, and where the model looked (CBAM attention, Grad-CAM); a summary table first. "
+            "Follows --out's rules: an existing .html file is replaced, a folder or an input is refused"
+        ),
+    )
+    parser.add_argument(
+        "--report-maps",
+        type=int,
+        default=4,
+        metavar="N",
+        help="per recording, draw the maps of at most N units predicted abnormal, the most confident first (default: %(default)s)",
+    )
+    parser.add_argument(
         "--batch-size",
         type=int,
         default=64,
@@ -134,6 +157,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise OptionError(f"{option} {value:g}: must be a finite number of seconds > 0")
     if args.batch_size < 1:
         raise OptionError(f"--batch-size {args.batch_size}: must be >= 1")
+    if args.report_maps < 0:
+        raise OptionError(f"--report-maps {args.report_maps}: must be >= 0")
     return args
 
 
@@ -218,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     check_annotations(args.annotations, files)
     inputs = [*files, args.model] + ([] if args.annotations in ("auto", "none") else [Path(args.annotations)])
     check_output_file(args.out, OUT_SUFFIXES, inputs)
+    if args.report is not None:
+        check_output_file(args.report, REPORT_SUFFIXES, inputs)
     trained: TrainedModel = load_checkpoint(args.model, resolve_device(args.device, "--device"))
     # A strict model predicts on strict kernels: the command may start again with them.
     strict = trained.device.type == "cpu" and use_model_kernels(trained.kernels)["kernels"] == "strict"
@@ -231,7 +258,10 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     units: Counter[str] = Counter()
+    predicted: Counter[str] = Counter()
     skipped: list[str] = []
+    results: list[RecordingPrediction] = []
+    sections: list[str] = []  # each recording's part of the report, rendered as it is done
     with atomic_file(args.out, OUT_SUFFIXES, inputs) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns(trained.class_names), lineterminator="\n")
         writer.writeheader()
@@ -248,14 +278,40 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             writer.writerows(rows_of(result, trained_on, trained.class_names))
             units[result.unit] += len(result.starts)
+            predicted.update(trained.class_names[c] for c in result.predicted)
             bar.write(summary_of(result, window, hop, trained.class_names))
+            if args.report is not None:
+                results.append(result)
+                report = recording_report(trained, result, annotation, window, hop, args.report_maps)
+                sections.append(recording_section(report, trained.class_names))
         bar.close()
         if len(skipped) == len(files):
             raise StageError(f"none of the {len(files)} files could be classified (each reason above); nothing written")
+        if args.report is not None:
+            write_report(args.report, inputs, trained, results, sections, skipped)
+    counts = np.array([predicted[name] for name in trained.class_names])
+    what = " and ".join(f"{u}s" for u in sorted(units))
+    note = one_class_note(counts, trained.class_names, what)
+    report_note = f" and {args.report}" if args.report is not None else ""
     timer.done(
         f"{len(files) - len(skipped)} of {len(files)} files classified ({len(skipped)} skipped), {units['cycle']} cycles, "
-        f"{units['window']} windows -> {args.out}; model trained on {trained_on}"
+        f"{units['window']} windows -> {args.out}{report_note}; {note + '; ' if note else ''}model trained on {trained_on}"
     )
+
+
+def write_report(
+    path: Path,
+    inputs: list[Path],
+    trained: TrainedModel,
+    results: list[RecordingPrediction],
+    sections: list[str],
+    skipped: list[str],
+) -> None:
+    """The report page (inference/page.py), written atomically as --out is."""
+    origin = trained.provenance
+    summary = summary_section(results, trained.class_names, trained.describe(), origin.get("note"), skipped, DISCLAIMER)
+    with atomic_file(path, REPORT_SUFFIXES, inputs) as tmp:
+        tmp.write_text(render_page(f"respiro predict: {len(results)} recordings", summary, sections), encoding="utf-8")
 
 
 def run(argv: list[str] | None = None) -> None:

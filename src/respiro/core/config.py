@@ -195,6 +195,7 @@ class TrainParams(Group):
 
 class EvaluateParams(Group):
     batch_size: Annotated[int, Field(ge=1)]
+    errors_per_cell: Annotated[int, Field(ge=0)]
 
 
 class Table3Params(Group):

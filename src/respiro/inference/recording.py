@@ -18,6 +18,7 @@ import numpy as np
 
 from respiro.audio.segment import CycleSpan, cycle_span
 from respiro.audio.wavio import read_mono
+from respiro.core.schemes import scheme_of_classes
 from respiro.data.databases import database_of_annotation
 from respiro.data.dataset import cycle_loader
 from respiro.inference.windows import batched, iter_window_spans
@@ -40,6 +41,9 @@ class RecordingPrediction:
     annotated: list[str | None]  # the annotation's own label of each cycle; None for windows
     probabilities: np.ndarray  # (n, C) float64
     cycles_without_audio: int  # annotated cycles left out: zero length or after the audio's end
+    # The annotated label as a class of the model's scheme (what agreement is scored on); None
+    # for windows, and where the scheme leaves such an event out or does not know its database.
+    annotated_classes: list[int | None]
 
     @property
     def predicted(self) -> np.ndarray:
@@ -66,6 +70,7 @@ class Piece:
     end: float
     annotated: str | None  # the annotation's own label (its database's)
     span: CycleSpan
+    annotated_class: int | None = None  # that label in the model's scheme (annotated_class_of)
 
 
 def read_recording(trained: TrainedModel, wav: Path) -> np.ndarray:
@@ -87,6 +92,18 @@ def read_recording(trained: TrainedModel, wav: Path) -> np.ndarray:
     return audio
 
 
+def annotated_class_of(class_names: tuple[str, ...], database: str, label: str) -> int | None:
+    """A `database` label as a class index of the model whose classes are `class_names`, or
+    None where its scheme leaves the label out or does not map that database."""
+    scheme = scheme_of_classes(class_names)
+    if scheme is None or database not in scheme.databases():
+        return None
+    try:
+        return scheme.class_of(database, label)
+    except KeyError:
+        return None
+
+
 def pieces_of(
     trained: TrainedModel, wav: Path, length: int, annotation: Path | None, window_s: float, hop_s: float
 ) -> tuple[str, Iterator[Piece], int]:
@@ -100,14 +117,15 @@ def pieces_of(
             Piece(s.start / rate, s.end / rate, None, s) for s in iter_window_spans(length, rate, window_s, hop_s)
         )
         return "window", windows, 0
-    found = database_of_annotation(annotation).read_annotation(annotation)
+    database = database_of_annotation(annotation)
+    found = database.read_annotation(annotation)
     if found.excluded:
         raise SkippedRecording(f"{annotation}: {found.excluded}")
     cycles = found.events
     if not cycles:
         raise SkippedRecording(f"{annotation}: annotation file has no cycles")
     kept = [
-        Piece(c.start, c.end, c.source_label, s)
+        Piece(c.start, c.end, c.source_label, s, annotated_class_of(trained.class_names, database.name, c.source_label))
         for c in cycles
         if (s := cycle_span(c.start, c.end, rate, length)) is not None
     ]
@@ -166,10 +184,12 @@ def classify_recording(
     starts: list[float] = []
     ends: list[float] = []
     annotated: list[str | None] = []
+    classes: list[int | None] = []
     probs: list[np.ndarray] = []
     for group, specs in spectrogram_batches(trained, audio, pieces, batch_size):
         probs.append(classify_spectrograms(trained, specs, batch_size))
         starts += [p.start for p in group]
         ends += [p.end for p in group]
         annotated += [p.annotated for p in group]
-    return RecordingPrediction(wav, unit, starts, ends, annotated, np.concatenate(probs), without_audio)
+        classes += [p.annotated_class for p in group]
+    return RecordingPrediction(wav, unit, starts, ends, annotated, np.concatenate(probs), without_audio, classes)

@@ -5,6 +5,7 @@
     respiro table3 --report                    # tabulate experiments already run
     respiro table3 --run --report --pretrained # and a "+ ImageNet init" row beside each
     respiro table3 --run --dry-run             # list the experiments --run would queue
+    respiro table3 --run --report --rows r18-plain-ce r34-cbam-focal   # some rows only
 
 --run   runs the audio stages (download .. stft) once with `dvc repro stft`, which also
         records them in DVC's run cache; queues one experiment per
@@ -243,6 +244,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--report", action="store_true", help="write reports/table3.md and .csv")
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: params.yaml table3.seeds)")
     parser.add_argument(
+        "--rows",
+        nargs="+",
+        metavar="ROW",
+        help="only these rows, by name: " + ", ".join(c.slug for c in ALL_CONFIGS) + " (default: every row)",
+    )
+    parser.add_argument(
         "--pretrained",
         action="store_true",
         help='add a "+ ImageNet init" row beside each of the paper\'s (model.pretrained: imagenet)',
@@ -261,6 +268,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(ROOT / "params.yaml")
     table3 = params.table3
     configs = ALL_CONFIGS if args.pretrained else CONFIGS
+    if args.rows is not None:
+        known = {c.slug: c for c in configs}
+        unknown = [r for r in args.rows if r not in known]
+        if unknown:
+            parser.error(f"--rows: unknown {', '.join(unknown)}; the rows are {', '.join(known)}")
+        configs = tuple(c for c in configs if c.slug in args.rows)
     seeds = args.seeds if args.seeds is not None else list(table3.seeds)
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         parser.error(f"--seeds must be distinct integers >= 0; got {seeds}")

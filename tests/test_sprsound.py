@@ -242,6 +242,34 @@ def test_dvc_repro_on_the_synthetic_sprsound_corpus(tmp_path):
     shutil.rmtree(project)
 
 
+@pytest.mark.slow
+def test_a_local_folder_in_the_release_layout_runs_from_raw_files_to_scores(tmp_path):
+    """data.database: sprsound, data.source: local and a folder laid out as the 2022 release
+    (train2022_wav, train2022_json, test2022_wav, test2022_json/{inter,intra}_test_json): the
+    whole pipeline runs, read in place, to scores per official test part."""
+    maker = make_project_copy(tmp_path / "maker", {**TINY_PARAMS, "data": {"database": "sprsound"}})
+    run(["dvc", "repro", "download"], maker)
+    release = tmp_path / "SPRSound"
+    shutil.copytree(maker / "data" / "raw", release)
+    assert {p.name for p in release.iterdir()} == {"train2022_wav", "train2022_json", "test2022_wav", "test2022_json"}
+    data = {"database": "sprsound", "source": "local", "local_path": str(release)}
+    project = make_project_copy(
+        tmp_path / "project", {**TINY_PARAMS, "data": data, "classes": {"scheme": "event_types"}}
+    )
+    run(["dvc", "repro"], project)
+    expected: Counter[tuple[str, str]] = Counter()
+    for part, (json_dir, _) in PARTS.items():
+        for path in (release / json_dir).glob("*.json"):
+            record = json.loads(path.read_text())
+            if record["record_annotation"] != "Poor Quality":
+                expected.update((part, e["type"]) for e in record["event_annotation"])
+    with (project / "data" / "cycles" / "manifest.csv").open() as f:
+        assert Counter((r["official_split"], r["source_label"]) for r in csv.DictReader(f)) == expected
+    metrics = json.loads((project / "metrics" / "eval" / "metrics.json").read_text())
+    assert (metrics["database"], metrics["scheme"]) == ("sprsound", "event_types")
+    assert set(metrics["part_score"]) == {"test_inter", "test_intra"}
+
+
 def test_a_scheme_without_a_mapping_for_the_database_is_refused_naming_the_key():
     from respiro.core.config import load_params, parse_params
     from respiro.core.errors import ParamsError

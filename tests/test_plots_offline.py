@@ -2,7 +2,7 @@
 
 dvc.yaml's top-level `plots:` give the training curves titles and axis labels (train and
 validation loss on one chart, validation SE / SP / score on another, the learning rate), and
-the confusion matrix is drawn by .dvc/plots/confusion_ordered.json in class order.
+the confusion matrix is drawn by .dvc/plots/confusion_four.json (the default scheme's) in class order.
 DVC's default page loads Vega from a CDN; `.dvc/config` points `plots.html_template` at
 .dvc/plots/offline.html, which carries Vega itself. Checked as a person would see it: the
 page DVC writes for the committed baseline is opened in headless Chromium with networking
@@ -23,7 +23,7 @@ from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four
 from tests.conftest import ROOT, make_project_copy, run
 
 PAGE = ROOT / ".dvc" / "plots" / "offline.html"
-CONFUSION_TEMPLATE = ROOT / ".dvc" / "plots" / "confusion_ordered.json"
+CONFUSION_TEMPLATE = ROOT / ".dvc" / "plots" / "confusion_four.json"
 CURVES = "metrics/train/plots/metrics"
 
 
@@ -42,7 +42,8 @@ def test_confusion_matrix_is_drawn_in_class_order():
     """DVC's own `confusion` template sorts the classes alphabetically (Both first)."""
     evaluate = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]
     [declared] = [p["metrics/eval/plots"] for p in evaluate["plots"] if "metrics/eval/plots" in p]
-    assert declared["template"] == CONFUSION_TEMPLATE.stem
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert declared["template"].replace("${classes.scheme}", params["classes"]["scheme"]) == CONFUSION_TEMPLATE.stem
     encoding = json.loads(CONFUSION_TEMPLATE.read_text())["spec"]["encoding"]
     assert encoding["x"]["scale"]["domain"] == encoding["y"]["scale"]["domain"] == list(CLASS_NAMES)
 

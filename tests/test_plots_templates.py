@@ -20,6 +20,7 @@ from collections import Counter
 import pytest
 
 from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
+from respiro.core.schemes import SCHEMES
 from tests.conftest import ROOT, run
 
 PAGE = ROOT / ".dvc" / "plots" / "offline.html"
@@ -86,3 +87,15 @@ def test_every_confusion_cell_shows_its_count_zero_included(drawn):
     expected = Counter(str(counts[(a, p)]) for a in CLASS_NAMES for p in CLASS_NAMES)
     assert counts[MISSING] == 0 and "0" in expected
     assert Counter(mark_texts(drawn["confusion"])) == expected
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_every_class_scheme_has_a_confusion_template_in_its_class_order(scheme):
+    """dvc.yaml draws the confusion matrix with `confusion_${classes.scheme}`: each scheme's
+    template lists its classes, in its order, on both axes and in both impute steps."""
+    classes = list(SCHEMES[scheme].classes)
+    template = json.loads((ROOT / ".dvc" / "plots" / f"confusion_{scheme}.json").read_text())
+    spec = template["spec"]
+    assert [step["keyvals"] for step in spec["transform"][1:]] == [classes, classes]
+    assert spec["encoding"]["x"]["scale"]["domain"] == classes == spec["encoding"]["y"]["scale"]["domain"]
+    assert "template: confusion_${classes.scheme}" in (ROOT / "dvc.yaml").read_text()

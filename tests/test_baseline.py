@@ -144,9 +144,10 @@ def test_the_strict_fingerprint_is_compared_per_vendor_and_goes_stale_with_the_c
     assert strict.compare(made, with_amd, "GenuineIntel").startswith("no fingerprint for GenuineIntel")
 
 
-def test_the_committed_strict_fingerprint_is_for_the_committed_training():
-    """Like dvc.lock, the fingerprint is re-recorded with any change to what training reads:
-    its key is the one the strict run's lock gives (its train and evaluate deps and params)."""
+def test_the_strict_fingerprint_has_a_vendor_and_one_training_key():
+    """At least one vendor is recorded, and all recorded vendors ran the same training code,
+    data and params (recording drops other keys). Whether that key is the current code's is
+    what the slow clean-copy test finds out, as it reruns the strict run."""
     known = strict.load()
     assert known["vendors"], (
         "no CPU vendor recorded: run `python -m tests.strict --record` in a project after dvc repro"

@@ -31,6 +31,7 @@ from respiro.audio.spectrogram import LOG_FLOOR
 from respiro.core.config import ResampleMethod
 from respiro.evaluation.reports import SYNTHETIC_NOTE
 from respiro.inference.windows import default_window
+from respiro.model.pretrained import sha256_of
 from respiro.training.checkpoint import TrainedModel
 
 INPUT, OUTPUT = "spectrogram", "probabilities"
@@ -142,7 +143,7 @@ def metadata(trained: TrainedModel) -> dict[str, str]:
         "trained_on": origin["data_source"],
         "model": trained.describe(),
         # Which checkpoint file this is: an export outlives a retrained models/model.pt.
-        "checkpoint_sha256": trained.sha256,
+        "checkpoint_sha256": sha256_of(trained.path),
         "intended_use": "research tool's screening aid, not a diagnosis",
         **({"note": SYNTHETIC_NOTE} if origin["synthetic_data"] else {}),
     }

@@ -22,7 +22,6 @@ a ready model or one line naming the file and what is missing or wrong.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import warnings
 from collections.abc import Mapping
@@ -124,7 +123,6 @@ class TrainedModel:
     mean: np.ndarray  # (F,) float32
     std: np.ndarray  # (F,) float32
     device: torch.device
-    sha256: str  # of the checkpoint file: what an export records, to tell which model it is
 
     @property
     def params(self) -> dict[str, dict[str, Any]]:
@@ -274,7 +272,4 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     _check_state_dict(path, model, checkpoint["state_dict"], name)
     model.load_state_dict(checkpoint["state_dict"])
     model = to_device(model, device).eval()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return TrainedModel(
-        path=path, checkpoint=checkpoint, model=model, chain=chain, mean=mean, std=std, device=device, sha256=digest
-    )
+    return TrainedModel(path=path, checkpoint=checkpoint, model=model, chain=chain, mean=mean, std=std, device=device)

@@ -64,6 +64,14 @@ def _metadata_texts(plan: CorpusPlan) -> dict[str, str]:
     return {SPLIT_FILE: split, DIAGNOSIS_FILE: diagnosis, DEMOGRAPHIC_FILE: demographic}
 
 
+def check_empty_folder(out_dir: Path) -> None:
+    """A corpus is written into an existing, empty folder (the download stage's temporary one)."""
+    if not out_dir.is_dir():
+        raise MissingInputError(f"{out_dir}: output folder does not exist")
+    if any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir}: output folder is not empty")
+
+
 def generate_corpus(out_dir: Path, config: SyntheticParams, progress: bool = True) -> None:
     """Write a synthetic ICBHI corpus into the existing, empty folder `out_dir`.
 
@@ -73,10 +81,7 @@ def generate_corpus(out_dir: Path, config: SyntheticParams, progress: bool = Tru
     same config gives byte-identical files.
     """
     out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        raise MissingInputError(f"{out_dir}: output folder does not exist")
-    if any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir}: output folder is not empty")
+    check_empty_folder(out_dir)
     plan = plan_corpus(config)
     patients = {p.pid: p for p in plan.patients}
     for recording in tqdm(plan.recordings, desc="synthetic corpus", unit="rec", disable=not progress):

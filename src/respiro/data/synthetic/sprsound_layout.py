@@ -13,8 +13,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from respiro.core.config import SyntheticParams
-from respiro.core.errors import MissingInputError
 from respiro.data.databases.sprsound import PARTS, POOR_QUALITY
+from respiro.data.synthetic.corpus import check_empty_folder
 from respiro.data.synthetic.plan import AUDIO_STREAM, plan_corpus
 from respiro.data.synthetic.render import render_recording
 
@@ -46,10 +46,7 @@ def write_synthetic_sprsound(out_dir: Path, config: SyntheticParams, progress: b
     are digit strings in ms, and every other recording lists its events last to first, as
     the real files do. The same config gives byte-identical files.
     """
-    if not out_dir.is_dir():
-        raise MissingInputError(f"{out_dir}: output folder does not exist")
-    if any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir}: output folder is not empty")
+    check_empty_folder(out_dir)
     plan = plan_corpus(config)
     patients = {p.pid: p for p in plan.patients}
     last_train = {r.patient: r.number for r in plan.recordings if r.split == "train"}

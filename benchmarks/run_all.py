@@ -60,14 +60,14 @@ def table(audio: list[dict], training: list[dict], recordings: int, hours: float
         lines.append(
             f"| audio ({recordings} recordings, {hours:.1f} h) | {r['what']} | {r['wall_s']:.1f} | {r['vs_librosa']:.2f} x librosa | {peak} | {speed} |"
         )
-    fp32 = {(r["model"], r["device"]): r for r in training if r["precision"] == "fp32"}
+    fp32 = {(r["model"], r["device"], r["step"]): r for r in training if r["precision"] == "fp32"}
     for r in training:
         ratio = ""
-        if r["precision"] == "bf16":
-            ratio = f"{r['cycles_per_s'] / fp32[(r['model'], r['device'])]['cycles_per_s']:.2f} x fp32"
+        if r["precision"] != "fp32":
+            ratio = f"{r['cycles_per_s'] / fp32[(r['model'], r['device'], r['step'])]['cycles_per_s']:.2f} x fp32"
         step = f"{r['ms_per_step'] / 1000:.2f}"
         lines.append(
-            f"| training step, batch 32 ({r['device']}) | {r['model']}, {r['precision']} | {step} | {ratio} | | {r['cycles_per_s']:.1f} cycles/s |"
+            f"| training step, batch 32 ({r['device']}, {r['step']}) | {r['model']}, {r['precision']} | {step} | {ratio} | | {r['cycles_per_s']:.1f} cycles/s |"
         )
     stored = next((r for r in audio if "on_disk_gb" in r), None)
     if stored:

@@ -48,7 +48,7 @@ def main() -> None:
     # a checkpoint is data, never code to run; a foreign one stops with one line naming it.
     loaded = load_checkpoint(MODEL, device)
     checkpoint = loaded.checkpoint
-    kernels = use_model_kernels(loaded.kernels) if device.type == "cpu" else {"kernels": "cuda"}
+    kernels = use_model_kernels(loaded.kernels, device)
     scheme = get_scheme(params.classes.scheme)
     if loaded.class_names != scheme.classes:
         raise StageError(

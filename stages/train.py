@@ -22,18 +22,19 @@ from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, write_csv, write_json
 from respiro.core.schemes import get_scheme
 from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
-from respiro.data.dataset import cycle_loader, frequency_stats, load_spectrograms
+from respiro.data.dataset import frequency_stats, load_spectrograms
 from respiro.data.splits import PARTS, assign_parts, held_out_masks, split_rows
 from respiro.model.loss import build_loss
 from respiro.model.pretrained import load_imagenet, read_init
 from respiro.model.resnet import build_model
 from respiro.training import distributed
-from respiro.training.batches import TrainBatches
+from respiro.training.batches import HeldCycles, TrainBatches
 from respiro.training.checkpoint import VAL_SCORES, save_checkpoint
-from respiro.training.device import seed_everything, set_precision_kernels, to_device, training_device
+from respiro.training.device import seed_everything, set_training_kernels, to_device, training_device
 from respiro.training.fit import EpochResult, fit
 from respiro.training.loop import make_optimizer
-from respiro.training.precision import precision_name, resolve_precision
+from respiro.training.precision import autocast_dtype, resolve_arithmetic
+from respiro.training.step import make_step
 
 IN, PRETRAINED = Path("data/spectrograms"), Path("models/pretrained")
 MODEL, SPLIT = Path("models/model.pt"), Path("models/split.csv")
@@ -58,9 +59,9 @@ def main() -> None:
         raise SystemExit(distributed.relaunch(tp.processes, "stages.train"))
     shard, device = distributed.start(training_device(tp.device, tp.precision))
     main_process = shard.rank == 0  # the only process that validates and writes
-    kernels = set_precision_kernels(tp.precision) if device.type == "cpu" else {"kernels": "cuda"}
-    precision = resolve_precision(tp.precision, device)
-    arithmetic = "strict" if tp.precision == "strict" else precision_name(precision)
+    arithmetic = resolve_arithmetic(tp.precision, device)
+    kernels = set_training_kernels(tp.precision, arithmetic, device)
+    precision = "strict" if tp.precision == "strict" else arithmetic  # what the report says
     classes = get_scheme(params.classes.scheme).classes
     specs, rows = load_spectrograms(IN)
     labels = np.array([int(r["label"]) for r in rows])
@@ -82,7 +83,7 @@ def main() -> None:
         specs, labels, index["train"], mean, std, device,
         batch_size=tp.batch_size, time_mask=tp.time_mask, freq_mask=tp.freq_mask, seed=tp.seed, shard=shard,
     )  # fmt: skip
-    val_loader = cycle_loader(specs, labels, index["val"], mean, std, tp.batch_size, workers=tp.workers, device=device)
+    val = HeldCycles.load(specs, labels, index["val"], mean, std, device, tp.batch_size)
     network = build_model(params.model.depth, params.model.cbam, params.model.cbam_reduction, len(classes))
     if init is not None:
         load_imagenet(network, init[0])  # after the usual init, which CBAM and the head keep
@@ -90,8 +91,9 @@ def main() -> None:
     loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha, len(classes)).to(device)
     optimizer = make_optimizer(
         model, tp.optimizer, tp.lr, tp.weight_decay,
-        pretrained=init is not None, backbone_lr_factor=tp.backbone_lr_factor, freeze_epochs=tp.freeze_epochs,
+        pretrained=init is not None, backbone_lr_factor=tp.backbone_lr_factor, freeze_epochs=tp.freeze_epochs, device=device,
     )  # fmt: skip
+    step = make_step(model, batches, loss_fn, optimizer, autocast_dtype(arithmetic), tp.capture)
 
     live = open_live(TRAIN_DIR) if main_process else None
     steps = sum(batches.steps(epoch) for epoch in range(1, tp.epochs + 1))
@@ -107,7 +109,7 @@ def main() -> None:
         )
 
     best = fit(
-        model, batches, val_loader, loss_fn, optimizer, precision,
+        step, batches, val,
         epochs=tp.epochs, schedule=tp.schedule, class_names=classes, validates=main_process, on_epoch=log, on_step=lambda: bar.update(1),
     )  # fmt: skip
     bar.close()
@@ -135,7 +137,8 @@ def main() -> None:
             # No wall time here: outputs must be the same bytes on every run (README,
             # "Reproducibility"); the stage's summary line reports the time.
             "device": device.type,
-            "precision": arithmetic,
+            "precision": precision,
+            "step": step.kind,
             "processes": shard.world,
             # What else decides the bytes (training/device.py): the CPU kernels and threads.
             **kernels,
@@ -143,7 +146,7 @@ def main() -> None:
     )
     timer.done(
         f"ResNet-{params.model.depth}{' + CBAM' if params.model.cbam else ''}, {params.loss.name} loss, {tp.epochs} epochs on "
-        f"{counts['train']} cycles ({device.type}, {arithmetic}, {kernels.get('threads', 1)} threads, {shard.world} process{'es' if shard.world > 1 else ''}); "
+        f"{counts['train']} cycles ({device.type}, {precision}, {step.kind} step, {kernels.get('threads', 1)} threads, {shard.world} process{'es' if shard.world > 1 else ''}); "
         f"best val score {_fmt(best.val['icbhi_score'])} at epoch {best.epoch}"
     )
 

@@ -71,7 +71,7 @@ def fingerprint() -> dict[str, Any]:
     """What decides the default training's bytes on this machine."""
     import torch
 
-    from respiro.training.precision import has_native_bf16
+    from respiro.training.precision import resolve_arithmetic
 
     model, isa = _cpu()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
@@ -81,7 +81,7 @@ def fingerprint() -> dict[str, Any]:
         "isa": isa,
         "torch_threads": torch.get_num_threads(),
         "gpu": gpu,
-        "precision": "bf16" if has_native_bf16(device) else "fp32",  # train.precision: auto
+        "precision": resolve_arithmetic("auto", device),  # train.precision: auto
         "torch": torch.__version__,
     }
 

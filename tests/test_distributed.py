@@ -25,6 +25,7 @@ from respiro.model.resnet import build_model
 from respiro.training import distributed
 from respiro.training.batches import Shard, TrainBatches
 from respiro.training.loop import predict, train_one_epoch
+from respiro.training.step import EagerStep
 from tests.conftest import TINY_PARAMS, make_project_copy, run, set_params
 
 N, BATCH, WORLD = 37, 8, 2
@@ -56,9 +57,8 @@ def train_two_epochs(shard: Shard) -> tuple[dict[str, torch.Tensor], list[float]
     )  # fmt: skip
     model = distributed.wrap(small_net(), torch.device("cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-    losses = [
-        train_one_epoch(model, batches, torch.nn.functional.cross_entropy, optimizer, None, epoch) for epoch in (1, 2)
-    ]
+    step = EagerStep(model, batches, torch.nn.functional.cross_entropy, optimizer, None)
+    losses = [train_one_epoch(step, batches, epoch) for epoch in (1, 2)]
     return distributed.plain_state_dict(model), losses
 
 

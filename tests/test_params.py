@@ -113,6 +113,18 @@ def test_strict_is_a_precision_of_one_cpu_process():
         parse_params({**raw, "train": {**raw["train"], "precision": "strict", "processes": 2}})
 
 
+def test_tf32_is_a_gpu_precision_and_capture_is_auto_or_off():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert parse_params({**raw, "train": {**raw["train"], "precision": "tf32"}}).train.precision == "tf32"
+    with pytest.raises(
+        ParamsError, match=r"^train.precision: tf32 is a GPU arithmetic; set train.device to auto or cuda"
+    ):
+        parse_params({**raw, "train": {**raw["train"], "precision": "tf32", "device": "cpu"}})
+    assert parse_params({**raw, "train": {**raw["train"], "capture": "off"}}).train.capture == "off"
+    with pytest.raises(ParamsError, match=r"^train.capture"):
+        parse_params({**raw, "train": {**raw["train"], "capture": "on"}})
+
+
 def test_a_missing_params_file_names_it(tmp_path):
     with pytest.raises(MissingInputError, match=r"nothere.yaml: no such params file"):
         load_params(tmp_path / "nothere.yaml")

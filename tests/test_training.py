@@ -1,6 +1,7 @@
 """The training loop's guards and helpers: schedules, precision choice, device batches."""
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ from respiro.training.batches import (
 from respiro.training.device import resolve_device
 from respiro.training.fit import EpochResult, fit
 from respiro.training.loop import NonFiniteLossError, lr_factor, make_optimizer, train_one_epoch
-from respiro.training.precision import choose_precision, cpu_flags, cpu_has_native_bf16
+from respiro.training.precision import choose_arithmetic, cpu_flags, cpu_has_native_bf16
+from respiro.training.step import EagerStep
 
 FOUR = SCHEMES["four"].classes
 
@@ -32,6 +34,18 @@ def batches_of(
     return TrainBatches(x, y, n, batch_size, time_mask=masks, freq_mask=masks, seed=seed, shard=shard)
 
 
+def xs(data: TrainBatches, batch) -> torch.Tensor:
+    """The assembled spectrograms of `batch`."""
+    return data.assemble(batch.rows, batch.bands)[0]
+
+
+class Assembled(NamedTuple):
+    x: torch.Tensor
+    y: torch.Tensor
+    weight: float
+    step: int
+
+
 def test_a_nan_loss_stops_training_naming_epoch_and_step():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4))
     calls = []
@@ -43,7 +57,8 @@ def test_a_nan_loss_stops_training_naming_epoch_and_step():
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(NonFiniteLossError, match="epoch 5, step 3"):
-        train_one_epoch(model, batches_of(10, 2), loss_fn, optimizer, None, epoch=5)
+        data = batches_of(10, 2)
+        train_one_epoch(EagerStep(model, data, loss_fn, optimizer, None), data, epoch=5)
     assert len(calls) == 5  # the epoch ran to its end: the check waits for it, not each step
 
 
@@ -55,7 +70,10 @@ def test_the_epoch_loss_is_the_mean_per_cycle():
         seen.append(target.clone())
         return target.float().mean() + 0 * logits.sum()
 
-    loss = train_one_epoch(model, batches_of(7, 3), loss_fn, torch.optim.SGD(model.parameters(), lr=0.0), None, epoch=1)
+    data = batches_of(7, 3)
+    loss = train_one_epoch(
+        EagerStep(model, data, loss_fn, torch.optim.SGD(model.parameters(), lr=0.0), None), data, epoch=1
+    )
     labels = torch.cat(seen).float()
     assert len(labels) == 7 and loss == pytest.approx(labels.mean().item())
 
@@ -75,13 +93,11 @@ def test_fit_keeps_the_best_validation_epoch_and_logs_the_loss_of_the_logits():
             loss = loss_fn(model(val_x), val_y).item()
         seen.append((e, {k: v.clone() for k, v in model.state_dict().items()}, loss))
 
+    train = batches_of(32, 8)
     best = fit(
-        model,
-        batches_of(32, 8),
+        EagerStep(model, train, loss_fn, optimizer, None),
+        train,
         val_loader,
-        loss_fn,
-        optimizer,
-        None,
         epochs=6,
         schedule="cosine",
         class_names=FOUR,
@@ -101,12 +117,9 @@ def test_fit_keeps_the_best_validation_epoch_and_logs_the_loss_of_the_logits():
     # A process that only trains gets no result and validates nothing.
     assert (
         fit(
-            model,
-            batches_of(32, 8),
+            EagerStep(model, train, loss_fn, optimizer, None),
+            train,
             val_loader,
-            loss_fn,
-            optimizer,
-            None,
             epochs=1,
             schedule="constant",
             class_names=FOUR,
@@ -138,23 +151,25 @@ def test_mask_bands_lie_inside_and_are_applied_where_drawn():
 
 def test_an_epoch_serves_every_cycle_once_in_a_seeded_order():
     data = batches_of(23, 5, masks=0)
-    epoch1 = [(b.x[:, 0, 0, 0].long().tolist(), b.step, b.weight) for b in data.epoch(1)]
+    epoch1 = [(xs(data, b)[:, 0, 0, 0].long().tolist(), b.step, b.weight) for b in data.epoch(1)]
     order = [i for items, _, _ in epoch1 for i in items]
     assert sorted(order) == list(range(23)) and [s for _, s, _ in epoch1] == [1, 2, 3, 4, 5]
     assert all(w == 1.0 for _, _, w in epoch1) and data.steps(1) == 5
-    assert order == [i for b in batches_of(23, 5).epoch(1) for i in b.x[:, 0, 0, 0].long().tolist()]  # seeded
-    assert order != [i for b in data.epoch(2) for i in b.x[:, 0, 0, 0].long().tolist()]  # reshuffled per epoch
+    again = batches_of(23, 5)
+    assert order == [i for b in again.epoch(1) for i in xs(again, b)[:, 0, 0, 0].long().tolist()]  # seeded
+    assert order != [i for b in data.epoch(2) for i in xs(data, b)[:, 0, 0, 0].long().tolist()]  # reshuffled per epoch
     batch = next(iter(data.epoch(1)))
-    assert batch.x.is_contiguous(memory_format=torch.channels_last) and torch.equal(
-        batch.y, batch.x[:, 0, 0, 0].long() % 4
-    )
+    x, y = data.assemble(batch.rows, batch.bands)
+    assert x.is_contiguous(memory_format=torch.channels_last) and torch.equal(y, x[:, 0, 0, 0].long() % 4)
 
 
 @pytest.mark.parametrize("world", [2, 3])
 def test_shards_split_each_global_batch_and_their_weights_restore_its_mean(world):
     n, size = 41, 8
-    single = [(b.x[:, 0].clone(), b.step) for b in batches_of(n, size, masks=3, seed=7).epoch(4)]
-    parts = [list(batches_of(n, size, Shard(rank, world), masks=3, seed=7).epoch(4)) for rank in range(world)]
+    whole = batches_of(n, size, masks=3, seed=7)
+    single = [(xs(whole, b)[:, 0].clone(), b.step) for b in whole.epoch(4)]
+    shards = [batches_of(n, size, Shard(rank, world), masks=3, seed=7) for rank in range(world)]
+    parts = [[Assembled(*data.assemble(b.rows, b.bands), b.weight, b.step) for b in data.epoch(4)] for data in shards]
     assert len({len(p) for p in parts}) == 1
     for step, ranked in enumerate(zip(*parts)):
         assert {b.step for b in ranked} == {step + 1}
@@ -171,13 +186,21 @@ def test_shards_split_each_global_batch_and_their_weights_restore_its_mean(world
 
 
 def test_precision_choice():
-    assert choose_precision("fp32", "cpu", True) is None
-    assert choose_precision("auto", "cpu", True) is torch.bfloat16
-    assert choose_precision("auto", "cpu", False) is None
-    assert choose_precision("auto", "cuda", True) is torch.bfloat16
-    assert choose_precision("bf16", "cpu", False) is torch.bfloat16  # emulated, but asked for
+    assert choose_arithmetic("fp32", "cpu", True, False) == "fp32"
+    assert choose_arithmetic("strict", "cpu", True, False) == "fp32"
+    assert choose_arithmetic("auto", "cpu", True, False) == "bf16"
+    assert choose_arithmetic("auto", "cpu", False, False) == "fp32"
+    # A GPU: TF32 where it has it (measured faster than bf16, docs/training-speed.md).
+    assert choose_arithmetic("auto", "cuda", True, True) == "tf32"
+    assert choose_arithmetic("auto", "cuda", False, False) == "fp32"
+    assert choose_arithmetic("bf16", "cuda", True, True) == "bf16"
+    assert choose_arithmetic("bf16", "cpu", False, False) == "bf16"  # emulated, but asked for
     with pytest.raises(ParamsError, match="train.precision is bf16"):
-        choose_precision("bf16", "cuda", False)
+        choose_arithmetic("bf16", "cuda", False, False)
+    with pytest.raises(ParamsError, match="train.precision is tf32, a GPU arithmetic"):
+        choose_arithmetic("tf32", "cpu", True, False)
+    with pytest.raises(ParamsError, match="train.precision is tf32 but this GPU has no TF32"):
+        choose_arithmetic("tf32", "cuda", False, False)
 
 
 def test_native_bf16_from_cpu_flags(tmp_path: Path):

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         check_output_file(args.report, REPORT_SUFFIXES, inputs)
     trained: TrainedModel = load_checkpoint(args.model, resolve_device(args.device, "--device"))
     # A strict model predicts on strict kernels: the command may start again with them.
-    strict = trained.device.type == "cpu" and use_model_kernels(trained.kernels)["kernels"] == "strict"
+    strict = use_model_kernels(trained.kernels, trained.device)["kernels"] == "strict"
     trained_on = trained.provenance["data_source"]
     window, hop = default_window(trained.cycle_seconds, args.window, args.hop)
     check_windows(trained.chain, window, hop, args.allow_gaps)

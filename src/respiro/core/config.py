@@ -36,8 +36,11 @@ LossName = Literal["focal", "ce"]
 Optimizer = Literal["adam", "sgd"]
 Schedule = Literal["cosine", "step", "constant"]
 Device = Literal["auto", "cpu", "cuda"]
-# strict: float32 on kernels that give the same bytes on any thread count (core/kernels.py).
-Precision = Literal["auto", "fp32", "bf16", "strict"]
+# auto: the training step as a CUDA graph where the device allows (training/step.py); off: eager.
+Capture = Literal["auto", "off"]
+# tf32: float32 on a GPU's TF32 tensor cores (training/precision.py); strict: float32 on
+# kernels that give the same bytes on any thread count (core/kernels.py).
+Precision = Literal["auto", "fp32", "tf32", "bf16", "strict"]
 Path_ = Annotated[str, Field(min_length=1)]
 
 
@@ -176,8 +179,8 @@ class TrainParams(Group):
     seed: Annotated[int, Field(ge=0)]
     device: Device
     precision: Precision
+    capture: Capture
     processes: Annotated[int, Field(ge=1)]
-    workers: Annotated[int, Field(ge=0)]
     # Fine-tuning controls, ignored with model.pretrained: none (so a grid can mix both).
     backbone_lr_factor: Annotated[Finite, Field(gt=0.0)]
     freeze_epochs: Annotated[int, Field(ge=0)]
@@ -188,6 +191,10 @@ class TrainParams(Group):
         # an order of its own.
         if self.precision == "strict" and self.device == "cuda":
             raise ValueError("precision: strict runs on the CPU; set train.device to auto or cpu")
+        if self.precision == "tf32" and self.device == "cpu":
+            raise ValueError(
+                "precision: tf32 is a GPU arithmetic; set train.device to auto or cuda, or precision to fp32"
+            )
         if self.precision == "strict" and self.processes != 1:
             raise ValueError(f"precision: strict runs in one process; set train.processes to 1 (got {self.processes})")
         return self

@@ -123,11 +123,12 @@ class FocalLoss(nn.Module):
         return f"gamma={self.gamma}, alpha={alpha}, reduction={self.reduction!r}"
 
 
-def build_loss(name: LossName, gamma: float, alpha: None | float | Sequence[float], num_classes: int) -> FocalLoss:
+def build_loss(name: LossName, gamma: float, alpha: None | float | Sequence[float], num_classes: int = 4) -> FocalLoss:
     """The training loss named by the `loss.*` params (values checked by the params schema),
     with mean reduction. "ce" is focal loss with gamma = 0, i.e. cross-entropy weighted by
     alpha with the same mean as "focal", so the two differ only in gamma. `num_classes`: the
-    class scheme's (classes.scheme), which a list alpha has one weight for."""
+    class scheme's (classes.scheme; the train stage passes it), which a list alpha has one
+    weight for; 4 is the paper's, as in FocalLoss and build_model."""
     if name == "focal":
         return FocalLoss(gamma=gamma, alpha=alpha, num_classes=num_classes)
     if name == "ce":

@@ -5,8 +5,8 @@ read once from the memory-mapped spectrograms, standardized per frequency bin an
 one float32 tensor `(n, 1, F, T)` on the device (CPU memory on CPU; 230 MB at ICBHI scale).
 Each epoch's randomness, the batch order and the SpecAugment bands, is drawn on the CPU in
 one go from a generator seeded by (train.seed, epoch) and copied to the device once; a step
-is then only device work (an index_select and two masks), with no host synchronisation.
-The draws do not depend on the device or on the number of processes.
+is then only device work (an index_select and two masks, `assemble`), with no host
+synchronisation. The draws do not depend on the device or on the number of processes.
 
 Under DistributedDataParallel with W processes, process r holds only its shard: positions
 r, r+W, r+2W, ... of the training index. Every process draws the same epoch plan; from
@@ -37,8 +37,11 @@ class Shard:
 
 @dataclass(frozen=True)
 class Batch:
-    x: torch.Tensor  # (b, 1, F, T) standardized, augmented, channels_last, on the device
-    y: torch.Tensor  # (b,) int64 labels on the device
+    """One step's cycles, as what makes them (TrainBatches.assemble): indices and bands on
+    the device, so that a captured step (training/step.py) assembles them inside its graph."""
+
+    rows: torch.Tensor  # (b,) int64 rows of this process's shard, on the device
+    bands: torch.Tensor  # (b, 4) int64 SpecAugment bands (draw_mask_bands), on the device
     weight: float  # multiplies the mean loss: b * world / global batch size
     step: int  # 1-based step of the epoch (the same on every process)
 
@@ -85,6 +88,37 @@ def standardized_rows(
         block = torch.from_numpy(np.asarray(specs[rows[start : start + chunk]], dtype=np.float32))  # (b, F, T)
         out[start : start + len(block), 0] = ((block - mean_t) / std_t).to(device)
     return out
+
+
+class HeldCycles:
+    """Cycles standardized per bin, held on the device as one tensor and served in order in
+    batches `(x (b, 1, F, T) channels_last, y (b,))`: the validation split, read once instead
+    of copied to the device batch by batch every epoch."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    @classmethod
+    def load(
+        cls,
+        specs: np.ndarray,
+        labels: np.ndarray,
+        index: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray,
+        device: torch.device,
+        batch_size: int,
+    ) -> HeldCycles:
+        x = standardized_rows(specs, np.asarray(index), mean, std, device)
+        return cls(x, torch.from_numpy(np.asarray(labels)[index].astype(np.int64)).to(device), batch_size)
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self.y), self.batch_size):
+            part = slice(start, start + self.batch_size)
+            yield self.x[part].contiguous(memory_format=torch.channels_last), self.y[part]
 
 
 class TrainBatches:
@@ -171,7 +205,10 @@ class TrainBatches:
         band = torch.from_numpy(np.concatenate(local_bands)).to(self.device)
         for step, weight in enumerate(weights, start=1):
             part = slice(bounds[step - 1], bounds[step])
-            x = apply_mask_bands(self.x.index_select(0, idx[part]), band[part])
-            yield Batch(
-                x.contiguous(memory_format=torch.channels_last), self.y.index_select(0, idx[part]), weight, step
-            )
+            yield Batch(idx[part], band[part], weight, step)
+
+    def assemble(self, rows: torch.Tensor, bands: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of `rows` with `bands` masked: x (b, 1, F, T) channels_last and y (b,),
+        on the device, by device work only (no host synchronisation)."""
+        x = apply_mask_bands(self.x.index_select(0, rows), bands)
+        return x.contiguous(memory_format=torch.channels_last), self.y.index_select(0, rows)

@@ -65,6 +65,7 @@ ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("model", "pretrained"): "none",
     ("train", "backbone_lr_factor"): 1.0,
     ("train", "freeze_epochs"): 0,
+    ("train", "capture"): "off",
 }
 
 

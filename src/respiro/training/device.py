@@ -25,6 +25,7 @@ import torch
 from respiro.core.config import Device, Precision
 from respiro.core.errors import StageError
 from respiro.core.kernels import STRICT_ENV, KernelMode, kernel_mode, use_kernels
+from respiro.training.precision import Arithmetic, set_cuda_fp32
 
 # Strict kernels still split their sums by thread: one thread everywhere (measured: a strict
 # run on 1 and on 2 threads gave other model bytes).
@@ -108,16 +109,22 @@ def set_kernels(mode: KernelMode) -> dict[str, Any]:
     }
 
 
-def use_model_kernels(mode: KernelMode) -> dict[str, Any]:
-    """Run on a model's kernels (TrainedModel.kernels): a strict model is evaluated and
-    predicted on strict kernels too. Where torch loaded with others, the command starts again
-    with them (core/kernels.use_kernels); then `set_kernels`."""
+def use_model_kernels(mode: KernelMode, device: torch.device = torch.device("cpu")) -> dict[str, Any]:
+    """Evaluate and predict a model on `device` on the kernels it needs: on the CPU, its own
+    (TrainedModel.kernels; a strict model on strict kernels too: where torch loaded with
+    others, the command starts again with them, core/kernels.use_kernels), then
+    `set_kernels`; on CUDA, IEEE float32 (inference is float32 on every device)."""
+    if device.type == "cuda":
+        return {"kernels": "cuda", "fp32": set_cuda_fp32("fp32")}
     use_kernels(mode)
     return set_kernels(mode)
 
 
-def set_precision_kernels(precision: Precision) -> dict[str, Any]:
-    """`set_kernels` for the kernel mode of a `train.precision` value."""
+def set_training_kernels(precision: Precision, arithmetic: Arithmetic, device: torch.device) -> dict[str, Any]:
+    """`set_kernels` for the kernel mode of a `train.precision` value on the CPU; on CUDA,
+    float32 as `arithmetic` says (precision.set_cuda_fp32)."""
+    if device.type == "cuda":
+        return {"kernels": "cuda", "fp32": set_cuda_fp32(arithmetic)}
     return set_kernels(kernel_mode(precision))
 
 

@@ -14,16 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader
 
 from respiro.core.config import Schedule
 from respiro.evaluation.metrics import scores_of
 from respiro.training.batches import TrainBatches
 from respiro.training.distributed import plain_state_dict, unwrap
-from respiro.training.loop import lr_factor, set_epoch_lr, train_one_epoch, validate
+from respiro.training.loop import Batches, lr_factor, set_epoch_lr, train_one_epoch, validate
+from respiro.training.step import EagerStep
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CURVE_SCORES = ("accuracy", "se", "sp", "icbhi_score")  # the validation scores logged per epoch
 
 
@@ -59,12 +57,9 @@ class FitResult:
 
 
 def fit(
-    model: nn.Module,
+    step: EagerStep,
     batches: TrainBatches,
-    val_loader: DataLoader,
-    loss_fn: LossFn,
-    optimizer: torch.optim.Optimizer,
-    precision: torch.dtype | None,
+    val: Batches,
     *,
     epochs: int,
     schedule: Schedule,
@@ -73,11 +68,13 @@ def fit(
     on_epoch: Callable[[EpochResult], None] | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> FitResult | None:
-    """Train `model` for `epochs` epochs, validating after each when `validates`; `on_epoch`
-    gets each epoch's result there. Every parameter group's learning rate follows `schedule`
+    """Train `step.model` with `step` (training/step.py) for `epochs` epochs, validating on
+    `val` (batches.HeldCycles, or any batches) after each when `validates`; `on_epoch` gets
+    each epoch's result there. Every parameter group's learning rate follows `schedule`
     (loop.lr_factor) from the rate the optimizer was made with, its peak; validation is
-    scored in `class_names` (the class scheme's, class 0 normal). Returns the best epoch (the first of equal scores; an undefined score
-    counts as -1), or None where this process does not validate.
+    scored in `class_names` (the class scheme's, class 0 normal). Returns the best epoch (the
+    first of equal scores; an undefined score counts as -1), or None where this process does
+    not validate.
 
     Raises NonFiniteLossError when the training loss stops being finite.
     """
@@ -86,16 +83,18 @@ def fit(
     device = batches.device
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
-        epoch_lr = set_epoch_lr(optimizer, lr_factor(schedule, epoch - 1, epochs), epoch)
-        train_loss = train_one_epoch(model, batches, loss_fn, optimizer, precision, epoch, on_step=on_step)
+        epoch_lr = set_epoch_lr(step.optimizer, lr_factor(schedule, epoch - 1, epochs), epoch)
+        train_loss = train_one_epoch(step, batches, epoch, on_step=on_step)
         if not validates:
             continue
-        val_loss, probs, true = validate(unwrap(model), val_loader, loss_fn, device)
-        val = scores_of(true, probs.argmax(1), class_names)
-        score = val["icbhi_score"] if val["icbhi_score"] is not None else -1.0
+        val_loss, probs, true = validate(unwrap(step.model), val, step.loss_fn, device)
+        val_scores = scores_of(true, probs.argmax(1), class_names)
+        score = val_scores["icbhi_score"] if val_scores["icbhi_score"] is not None else -1.0
         improved = best is None or score > best_score
         if improved:
-            best, best_score = FitResult(epoch, val, plain_state_dict(model)), score
+            best, best_score = FitResult(epoch, val_scores, plain_state_dict(step.model)), score
         if on_epoch is not None:
-            on_epoch(EpochResult(epoch, epoch_lr, train_loss, val_loss, val, improved, time.perf_counter() - started))
+            on_epoch(
+                EpochResult(epoch, epoch_lr, train_loss, val_loss, val_scores, improved, time.perf_counter() - started)
+            )
     return best

@@ -9,20 +9,19 @@ first step it happened at) and reported when the epoch ends.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, assert_never
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from respiro.core.config import Optimizer, Schedule
 from respiro.core.errors import UserError
 from respiro.model.pretrained import is_early, is_new
 from respiro.training.batches import TrainBatches
 from respiro.training.distributed import all_reduce, unwrap
-from respiro.training.precision import autocast
+from respiro.training.step import EagerStep
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -60,18 +59,28 @@ def make_optimizer(
     pretrained: bool = False,
     backbone_lr_factor: float = 1.0,
     freeze_epochs: int = 0,
+    device: torch.device = torch.device("cpu"),
 ) -> torch.optim.Optimizer:
     """`adam` (AdamW) or `sgd` (Nesterov momentum 0.9) over `model`; with `pretrained`, over
     `parameter_groups` (per-group peak rates, early layers frozen for `freeze_epochs`).
 
     From scratch every parameter is in one group, as it always was: nothing about the default
-    run's arithmetic changes.
+    run's arithmetic changes. On CUDA, adam is torch's fused AdamW (one kernel for all
+    parameters instead of a dozen per tensor) made capturable, with each group's rate in a
+    device tensor that `set_epoch_lr` updates in place: what a CUDA graph of the step
+    (training/step.py) needs. On the CPU it is the default (foreach) AdamW, as always.
     """
     parameters: Any = (
         parameter_groups(model, lr, backbone_lr_factor, freeze_epochs) if pretrained else model.parameters()
     )
     if name == "adam":
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+        if device.type != "cuda":
+            return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+        if pretrained:
+            for group in parameters:
+                group["lr"] = torch.tensor(group["lr"], device=device)
+        rate = torch.tensor(lr, device=device)
+        return torch.optim.AdamW(parameters, lr=rate, weight_decay=weight_decay, fused=True, capturable=True)
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     assert_never(name)
@@ -81,16 +90,23 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, factor: float, epoch: int) ->
     """Set every group's rate for 1-based `epoch`: its peak (the rate it was made with, kept
     under `initial_lr` as torch's own schedulers do) times the schedule's `factor`, or 0 while
     `epoch <= frozen_epochs` (parameter_groups). Returns the full rate (the largest), the one
-    logged.
+    logged. A rate held in a tensor (make_optimizer on CUDA) is written in place, where a
+    recorded step reads it.
 
     A rate of 0 freezes a group exactly (AdamW's decay multiplies by 1 - 0 x wd = 1; SGD adds
     0 x step) while gradients still flow, so freezing needs no requires_grad change, which
     DistributedDataParallel fixes when it wraps the model.
     """
+    rates = []
     for group in optimizer.param_groups:
-        peak = group.setdefault("initial_lr", group["lr"])
-        group["lr"] = 0.0 if epoch <= group.get("frozen_epochs", 0) else peak * factor
-    return max(group["lr"] for group in optimizer.param_groups)
+        peak = group.setdefault("initial_lr", float(group["lr"]))
+        rate = 0.0 if epoch <= group.get("frozen_epochs", 0) else peak * factor
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(rate)
+        else:
+            group["lr"] = rate
+        rates.append(rate)
+    return max(rates)
 
 
 def lr_factor(schedule: Schedule, epoch: int, epochs: int) -> float:
@@ -105,22 +121,19 @@ def lr_factor(schedule: Schedule, epoch: int, epochs: int) -> float:
 
 
 def train_one_epoch(
-    model: nn.Module,
+    step: EagerStep,
     batches: TrainBatches,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    precision: torch.dtype | None,
     epoch: int,
     on_step: Callable[[], None] | None = None,
 ) -> float:
-    """One pass over `batches` (1-based `epoch`); returns the mean training loss per cycle,
-    over all processes.
+    """One pass of `step` (training/step.py: eager or a CUDA graph) over `batches` (1-based
+    `epoch`); returns the mean training loss per cycle, over all processes.
 
     Raises NonFiniteLossError naming the epoch and the first step whose loss was NaN or
     infinite (on every process alike). The check runs once, after the epoch: checking each
     step would make the host wait for the device at every step.
     """
-    model.train()
+    step.model.train()
     device = batches.device
     no_step = torch.iinfo(torch.int64).max
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # sum of per-cycle losses
@@ -128,15 +141,9 @@ def train_one_epoch(
     first_bad = torch.full((), no_step, dtype=torch.int64, device=device)
     bad_value = torch.zeros((), dtype=torch.float32, device=device)
     for batch in batches.epoch(epoch):
-        with autocast(device, precision):
-            logits = model(batch.x)
-        loss = loss_fn(logits.float(), batch.y)  # mean over this process's cycles
-        optimizer.zero_grad(set_to_none=True)
-        (loss * batch.weight).backward()
-        optimizer.step()
-        loss = loss.detach()
-        loss_sum += loss.double() * len(batch.y)
-        cycles += len(batch.y)
+        loss = step(batch)  # a captured step rewrites this tensor at its next replay: used here
+        loss_sum += loss.double() * len(batch.rows)
+        cycles += len(batch.rows)
         newly_bad = (first_bad == no_step) & ~torch.isfinite(loss)
         first_bad.masked_fill_(newly_bad, batch.step)
         bad_value = torch.where(newly_bad, loss, bad_value)
@@ -144,53 +151,59 @@ def train_one_epoch(
             on_step()
     # Over all processes: losses and cycle counts add up; the first bad step is the smallest.
     totals = all_reduce(torch.stack([loss_sum, torch.tensor(float(cycles), dtype=torch.float64, device=device)]), "sum")
-    step = int(all_reduce(first_bad.clone(), "min"))
-    if step != no_step:
-        value = float(bad_value) if int(first_bad) == step else float("nan")
-        raise NonFiniteLossError(f"training loss became {value} at epoch {epoch}, step {step}; lower train.lr")
+    bad_step = int(all_reduce(first_bad.clone(), "min"))
+    if bad_step != no_step:
+        value = float(bad_value) if int(first_bad) == bad_step else float("nan")
+        raise NonFiniteLossError(f"training loss became {value} at epoch {epoch}, step {bad_step}; lower train.lr")
     return float(totals[0] / max(float(totals[1]), 1.0))
 
 
-def _outputs(model: nn.Module, loader: DataLoader, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Logits `(B, C)` float32 on `device` and labels `(B,)` on the CPU, batch by batch.
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]  # (x (B, 1, F, T), y (B,)): a DataLoader, HeldCycles
+
+
+def _outputs(model: nn.Module, batches: Batches, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Logits `(B, C)` float32 and labels `(B,)`, on `device`, batch by batch.
 
     Always float32 (no autocast), whatever precision the model was trained in: the
     evaluate stage and any later prediction from the same checkpoint give the same numbers.
     """
     model.eval()
-    for x, y in loader:
+    for x, y in batches:
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        yield model(x).float(), y
+        yield model(x).float(), y.to(device, non_blocking=True)
 
 
-def _probabilities(logits: torch.Tensor) -> np.ndarray:
-    # Softmax batch by batch, on the device, as predictions have always been computed.
-    return torch.softmax(logits, dim=1).double().cpu().numpy()
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    # Softmax batch by batch, on the device, as predictions have always been computed; the
+    # caller copies them to the host once.
+    return torch.softmax(logits, dim=1).double()
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities (N, C) float64 and true labels (N,) for every item of `loader`."""
+def predict(model: nn.Module, batches: Batches, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (N, C) float64 and true labels (N,) for every item of `batches`."""
     probs, labels = [], []
-    for logits, y in _outputs(model, loader, device):
+    for logits, y in _outputs(model, batches, device):
         probs.append(_probabilities(logits))
-        labels.append(y.numpy())
-    return np.concatenate(probs), np.concatenate(labels)
+        labels.append(y)
+    return torch.cat(probs).cpu().numpy(), torch.cat(labels).cpu().numpy()
 
 
 @torch.inference_mode()
 def validate(
     model: nn.Module,
-    loader: DataLoader,
+    batches: Batches,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     device: torch.device,
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """One pass over `loader`: the loss of all its items at once, from the logits (as in
-    training), and `predict`'s probabilities (N, C) and labels (N,)."""
+    """One pass over `batches`: the loss of all its items at once, from the logits (as in
+    training), and `predict`'s probabilities (N, C) and labels (N,). Everything stays on the
+    device until the pass ends."""
     logits, probs, labels = [], [], []
-    for out, y in _outputs(model, loader, device):
+    for out, y in _outputs(model, batches, device):
         logits.append(out)
         probs.append(_probabilities(out))
         labels.append(y)
-    loss = loss_fn(torch.cat(logits), torch.cat(labels).to(device)).item()
-    return loss, np.concatenate(probs), torch.cat(labels).numpy()
+    true = torch.cat(labels)
+    loss = loss_fn(torch.cat(logits), true).item()
+    return loss, torch.cat(probs).cpu().numpy(), true.cpu().numpy()

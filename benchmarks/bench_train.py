@@ -183,7 +183,7 @@ def busy_rows(device: torch.device, batch: int, steps: int = 10) -> list[dict[st
             torch.cuda.synchronize(device)
             wall = time.perf_counter() - start
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-        gpu_s = sum(e.device_time for e in kernels) / 1e6  # microseconds
+        gpu_s = sum(e.device_time_total for e in kernels) / 1e6  # a kernel event: its own duration, in us
         rows.append({"benchmark": "GPU busy", "model": "ResNet-34 + CBAM", "device": device_name(device),
                      "precision": arithmetic, "step": kind, "ms_per_step": 1000 * wall / steps,
                      "gpu_ms_per_step": 1000 * gpu_s / steps, "busy": gpu_s / wall, "kernels": len(kernels)})  # fmt: skip

@@ -18,7 +18,7 @@ from respiro.training.batches import (
 from respiro.training.device import resolve_device
 from respiro.training.fit import EpochResult, fit
 from respiro.training.loop import NonFiniteLossError, lr_factor, make_optimizer, train_one_epoch
-from respiro.training.precision import choose_arithmetic, cpu_flags, cpu_has_native_bf16
+from respiro.training.precision import choose_arithmetic, cpu_flags, cpu_has_native_bf16, set_cuda_fp32
 from respiro.training.step import EagerStep
 
 FOUR = SCHEMES["four"].classes
@@ -201,6 +201,18 @@ def test_precision_choice():
         choose_arithmetic("tf32", "cpu", True, False)
     with pytest.raises(ParamsError, match="train.precision is tf32 but this GPU has no TF32"):
         choose_arithmetic("tf32", "cuda", False, False)
+
+
+def test_fp32_on_a_gpu_is_ieee_and_tf32_is_asked_for():
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = conv.fp32_precision, matmul.fp32_precision  # cuDNN's default: TF32 convolutions
+    try:
+        assert set_cuda_fp32("tf32") == "tf32" and (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+        for arithmetic in ("fp32", "bf16"):
+            assert set_cuda_fp32(arithmetic) == "ieee"
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before
 
 
 def test_native_bf16_from_cpu_flags(tmp_path: Path):

@@ -159,10 +159,10 @@ class TrainBatches:
         shard: Shard = Shard(),
     ) -> TrainBatches:
         """Read this shard's rows (`index[rank::world]`) of the memory map onto `device`."""
-        mine = np.asarray(index)[shard.rank :: shard.world]
-        x = standardized_rows(specs, mine, mean, std, device)
-        y = torch.from_numpy(np.asarray(labels)[mine].astype(np.int64)).to(device)
-        return cls(x, y, len(index), batch_size, time_mask, freq_mask, seed, shard)
+        held = HeldCycles.load(
+            specs, labels, np.asarray(index)[shard.rank :: shard.world], mean, std, device, batch_size
+        )
+        return cls(held.x, held.y, len(index), batch_size, time_mask, freq_mask, seed, shard)
 
     @property
     def device(self) -> torch.device:

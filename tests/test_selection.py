@@ -138,9 +138,10 @@ def test_train_stage_keeps_the_best_validation_epoch_and_never_sees_test(tmp_pat
         parts = np.array([row["part"] for row in csv.DictReader(f)])
     val, test, train = (np.flatnonzero(parts == p) for p in ("val", "test", "train"))
     assert len(test) and len(val)
-    # Validation batches are built from the validation cycles only, and each epoch is scored
-    # against their labels; the standardization comes from the training cycles.
-    assert len(loaded) == 1 and np.array_equal(np.sort(loaded[0]), val)
+    # The cycles held on the device: the training split (TrainBatches.load), then the
+    # validation split, never a test cycle; each epoch is scored against the validation
+    # labels; the standardization comes from the training cycles.
+    assert len(loaded) == 2 and np.array_equal(np.sort(loaded[0]), train) and np.array_equal(np.sort(loaded[1]), val)
     assert len(scored) == 3 and all(np.array_equal(np.sort(t), np.sort(labels[val])) for t in scored)
     assert len(stats_rows) == 1 and np.array_equal(np.sort(stats_rows[0]), train)
     report = json.loads(open("data/reports/train.json").read())

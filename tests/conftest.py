@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -97,3 +98,37 @@ def make_project_copy(dest: Path, overrides: dict[str, dict] | None = None) -> P
     run(["git", "commit", "-q", "-m", "copy of the project"], dest)
     run(["dvc", "config", "--local", "core.analytics", "false"], dest)
     return dest
+
+
+# A copy of a project is everything but DVC's scratch folder (locks, the experiments' queue
+# and temporary copies), which a project makes anew; DVC's cache and git's history come along.
+SCRATCH = (".dvc/tmp",)
+
+
+def copy_project(source: Path, dest: Path) -> Path:
+    """A second folder holding the same git repository, workspace and DVC cache as `source`:
+    a run made once (tiny_baseline) serves several tests, each in its own folder."""
+    shutil.copytree(source, dest, symlinks=True, ignore=lambda folder, names: _scratch(source, folder, names))
+    return dest
+
+
+def _scratch(source: Path, folder: str, names: list[str]) -> list[str]:
+    here = Path(folder).relative_to(source)
+    return [name for name in names if (here / name).as_posix() in SCRATCH]
+
+
+class FinishedRun(NamedTuple):
+    project: Path
+    output: str  # what `dvc repro` printed
+
+
+@pytest.fixture(scope="session")
+def tiny_baseline(tmp_path_factory) -> FinishedRun:
+    """The tiny pipeline run once with `dvc repro` and committed, as a user keeps a baseline:
+    tests that start from a finished run take a copy (copy_project) instead of running it
+    again. Never changed: a test that changes a run works in its own copy."""
+    project = make_project_copy(tmp_path_factory.mktemp("tiny-baseline") / "project", TINY_PARAMS)
+    result = run(["dvc", "repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "baseline"], project)
+    return FinishedRun(project, result.stdout + result.stderr)

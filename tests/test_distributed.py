@@ -26,7 +26,7 @@ from respiro.training import distributed
 from respiro.training.batches import Shard, TrainBatches
 from respiro.training.loop import predict, train_one_epoch
 from respiro.training.step import EagerStep
-from tests.conftest import TINY_PARAMS, make_project_copy, run, set_params
+from tests.conftest import FinishedRun, copy_project, run, set_params
 
 N, BATCH, WORLD = 37, 8, 2
 # End to end: largest difference of a test probability, least share of equal predicted classes.
@@ -121,10 +121,9 @@ def probabilities_of(project: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_train_stage_under_torchrun_matches_one_process(tmp_path: Path):
-    overrides = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "epochs": 2, "precision": "fp32"}}
-    project = make_project_copy(tmp_path / "project", overrides)
-    run(["dvc", "repro", "-q", "stft", "pretrained"], project)
+def test_train_stage_under_torchrun_matches_one_process(tiny_baseline: FinishedRun, tmp_path: Path):
+    project = copy_project(tiny_baseline.project, tmp_path / "project")  # its spectrograms, trained again here
+    set_params(project, {"train": {"epochs": 2, "precision": "fp32"}})
 
     single_files, _ = written(project, ["python", "-m", "stages.train"])
     single = {

@@ -3,16 +3,18 @@ file of another kind given as an output is refused with one line and nothing on 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from respiro.__main__ import main as respiro_main
 from respiro.core.errors import OutputPathError
 from respiro.core.outputs import atomic_dir, atomic_file
 
@@ -34,10 +36,18 @@ def workspace(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def cli(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "respiro", command, *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+class Ended(NamedTuple):
+    returncode: int
+    stderr: str
+
+
+def cli(command: str, *args: str, cwd: Path) -> Ended:
+    """`respiro COMMAND ARGS` in `cwd`, in this process: what `python -m respiro` runs, without
+    a torch import per case (test_adversarial runs the commands as processes)."""
+    stderr = io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as ended:
+        respiro_main([command, *args])
+    return Ended(ended.value.code if isinstance(ended.value.code, int) else 1, stderr.getvalue())
 
 
 PREDICT_CASES = {

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import DVC_ENV, TINY_PARAMS, make_project_copy, run, set_params
+from tests.conftest import DVC_ENV, TINY_PARAMS, FinishedRun, copy_project, make_project_copy, run, set_params
 
 pytestmark = pytest.mark.slow
 STAGES = ["download", "resample", "normalize", "segment", "stft", "pretrained", "train", "evaluate"]
@@ -43,14 +43,12 @@ def lock_outs(project: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory) -> tuple[Path, str, dict[str, str]]:
-    project = make_project_copy(tmp_path_factory.mktemp("first"), TINY_PARAMS)
-    output = dvc(project, "repro")
-    # Commit the result, as a user keeping a baseline would: `dvc exp run --temp` starts
-    # from the last commit (dvc.lock included), so later changes are measured against it.
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-q", "-m", "baseline"], project)
-    return project, output, lock_outs(project)
+def first_run(tiny_baseline: FinishedRun, tmp_path_factory) -> tuple[Path, str, dict[str, str]]:
+    """The tiny pipeline's `dvc repro`, committed as a user keeping a baseline would (`dvc exp
+    run --temp` starts from the last commit, dvc.lock included, so later changes are measured
+    against it): this module's own copy of the session's run, which its tests change."""
+    project = copy_project(tiny_baseline.project, tmp_path_factory.mktemp("first") / "project")
+    return project, tiny_baseline.output, lock_outs(project)
 
 
 def test_repro_runs_every_stage_and_metrics_show_the_scores(first_run):
@@ -132,19 +130,6 @@ def test_a_params_change_reaches_exactly_the_stages_that_read_it(first_run, chan
         (project / "params.yaml").write_text(original)
 
 
-@pytest.mark.parametrize(
-    "change,expected",
-    [
-        (["-S", "segment.pad=zero"], ["stft", "train", "evaluate"]),
-        (["-S", "evaluate.batch_size=8"], ["evaluate"]),
-    ],
-)
-def test_exp_run_reruns_only_what_a_change_touches(first_run, change, expected):
-    project, _, _ = first_run
-    output = dvc(project, "exp", "run", "--temp", *change)  # --temp: the workspace stays the baseline
-    assert ran(output) == expected
-
-
 def test_a_queued_experiment_runs_the_code_it_was_queued_with(first_run):
     """Editing code after queueing is the usual reason to queue: the experiment runs the
     snapshot it was queued with, and its dvc.lock records that snapshot, whatever `import
@@ -172,12 +157,25 @@ def test_a_queued_experiment_runs_the_code_it_was_queued_with(first_run):
     assert recorded["src/respiro/core/cli.py"] == hashlib.md5(original.encode()).hexdigest()
 
 
-def test_going_back_to_earlier_params_restores_from_the_run_cache(first_run):
-    """`git checkout params.yaml && dvc repro` after an experiment in the workspace restores
-    the earlier run from DVC's run cache instead of retraining (README, "going back")."""
+def test_exp_run_in_the_workspace_then_metrics_diff_then_going_back(first_run):
+    """The README's path: `dvc repro`, commit the baseline (first_run), `dvc exp run -S ...`
+    in the workspace, diff; then going back (`git checkout params.yaml && dvc repro`)
+    restores the earlier run from DVC's run cache instead of retraining. The experiment
+    changes segment.pad (how stft pads; segment only records where cycles lie) and the loss:
+    stft and what follows rerun, the earlier audio stages do not. A change that reruns
+    evaluate alone is the queued experiment above."""
     project, _, baseline = first_run
     try:
-        assert ran(dvc(project, "exp", "run", "-S", "loss.gamma=3")) == ["train", "evaluate"]
+        output = dvc(project, "exp", "run", "-S", "segment.pad=zero", "-S", "loss.gamma=2")
+        assert ran(output) == ["stft", "train", "evaluate"]
+        diff = dvc_json(project, "metrics", "diff", "--all")["metrics/eval/metrics.json"]
+        for key in ("accuracy", "se", "sp", "icbhi_score"):
+            assert diff[key]["old"] is not None and diff[key]["new"] is not None
+        changed = dvc(project, "params", "diff")
+        assert "loss.gamma" in changed and "segment.pad" in changed
+        shown = dvc(project, "exp", "show", "--csv")
+        assert "icbhi_score" in shown and "loss.gamma" in shown
+
         run(["git", "checkout", "params.yaml"], project)
         output = dvc(project, "repro")
         assert ran(output) == [] and "Stage 'train' is cached - skipping run" in output
@@ -185,20 +183,6 @@ def test_going_back_to_earlier_params_restores_from_the_run_cache(first_run):
     finally:
         run(["git", "checkout", "--", "."], project)
         dvc(project, "checkout")
-
-
-def test_exp_run_in_the_workspace_then_metrics_diff(first_run):
-    """The README's path: `dvc repro`, commit the baseline (first_run), `dvc exp run -S ...`
-    in the workspace, diff. Last of the tests on first_run: it leaves the experiment there."""
-    project, _, _ = first_run
-    output = dvc(project, "exp", "run", "-S", "loss.gamma=2", "-S", "train.seed=1")
-    assert ran(output) == ["train", "evaluate"]
-    diff = dvc_json(project, "metrics", "diff", "--all")["metrics/eval/metrics.json"]
-    for key in ("accuracy", "se", "sp", "icbhi_score"):
-        assert diff[key]["old"] is not None and diff[key]["new"] is not None
-    assert "loss.gamma" in dvc(project, "params", "diff")
-    shown = dvc(project, "exp", "show", "--csv")
-    assert "icbhi_score" in shown and "loss.gamma" in shown
 
 
 def test_a_local_folder_is_read_in_place_and_a_changed_recording_reruns_its_stages(tmp_path, icbhi_sample):

@@ -290,15 +290,23 @@ def test_a_checkpoint_with_other_classes_or_weights_is_refused(tiny_run, tmp_pat
         load_checkpoint(unchained)
 
 
-@pytest.mark.slow
-def test_onnx_export_gives_pytorch_probabilities_on_real_spectrograms(tiny_run, tmp_path):
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory) -> tuple[Path, str]:
+    """(`respiro export`'s file of tiny_run's checkpoint, what the command printed)."""
     project, _ = tiny_run
-    out = tmp_path / "model.onnx"
+    out = tmp_path_factory.mktemp("export") / "model.onnx"
     result = python(["-m", "respiro", "export", "--out", str(out)], project)
     assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+@pytest.mark.slow
+def test_onnx_export_gives_pytorch_probabilities_on_real_spectrograms(tiny_run, exported):
+    project, _ = tiny_run
+    out, printed = exported
     assert re.search(
         r"^export: .* opset \d+, input \(batch, 1, 129, 32\)\); onnxruntime vs PyTorch on 51 spectrograms",
-        result.stdout,
+        printed,
         re.M,
     )
     trained = load_checkpoint(project / "models" / "model.pt")
@@ -375,14 +383,13 @@ def rebuild_input(recipe: dict, wav: Path, spans_s: list[tuple[float, float]]) -
 
 
 @pytest.mark.slow
-def test_the_onnx_metadata_alone_rebuild_the_input_of_a_real_recording(tiny_run, tmp_path):
+def test_the_onnx_metadata_alone_rebuild_the_input_of_a_real_recording(tiny_run, exported, tmp_path):
     """A 44.1 kHz ICBHI recording through the file's `input_recipe` (numpy/scipy, no project
     code), then onnxruntime: the probabilities `respiro predict` writes, within TOLERANCE."""
     import onnxruntime as ort
 
     project, sample = tiny_run
-    model = tmp_path / "model.onnx"
-    assert python(["-m", "respiro", "export", "--out", str(model)], project).returncode == 0
+    model, _ = exported
     meta = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
     recipe = json.loads(meta["input_recipe"])
     wav = sample / "101_1b1_Al_sc_Meditron.wav"

@@ -44,7 +44,7 @@ from respiro.model.pretrained import (
 from respiro.model.resnet import DEPTHS, build_model
 from respiro.training.checkpoint import upgrade_params
 from respiro.training.loop import make_optimizer, set_epoch_lr
-from tests.conftest import DVC_ENV, ROOT, TINY_PARAMS, make_project_copy, run
+from tests.conftest import DVC_ENV, ROOT, FinishedRun, copy_project, run, set_params
 from tests.test_acquire import FileServer
 
 # --- files in torchvision's layout -------------------------------------------------------------
@@ -427,11 +427,11 @@ def lock(project: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_pipeline_trains_from_imagenet_weights_offline_and_records_them(tmp_path):
+def test_pipeline_trains_from_imagenet_weights_offline_and_records_them(tiny_baseline: FinishedRun, tmp_path):
     weights = save_hub_file(tmp_path / "weights", 18)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    offline = {"pretrained": {"path": None, "url": "http://127.0.0.1:9/"}}  # nothing listens on port 9
-    project = make_project_copy(tmp_path / "project", {**TINY_PARAMS, **offline})
+    project = copy_project(tiny_baseline.project, tmp_path / "project")  # trained from scratch
+    set_params(project, {"pretrained": {"path": None, "url": "http://127.0.0.1:9/"}})  # nothing listens on port 9
     env = {**DVC_ENV, "TORCH_HOME": str(tmp_path / "empty-torch-home")}
 
     def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -441,9 +441,7 @@ def test_pipeline_trains_from_imagenet_weights_offline_and_records_them(tmp_path
         assert not check or result.returncode == 0, result.stdout + result.stderr
         return result
 
-    dvc("repro")
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-q", "-m", "baseline"], project)
+    run(["git", "commit", "-qam", "offline"], project)
     baseline = torch.load(project / "models/model.pt", weights_only=True)
     assert (
         "init_weights" not in baseline

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_PARAMS, make_project_copy, run
+from tests.conftest import FinishedRun, copy_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,10 @@ def clone(source: Path, dest: Path) -> Path:
     return dest
 
 
-def test_push_clone_pull_and_experiments_through_a_local_remote(tmp_path):
+def test_push_clone_pull_and_experiments_through_a_local_remote(tiny_baseline: FinishedRun, tmp_path):
     storage = tmp_path / "storage"
-    origin = make_project_copy(tmp_path / "origin", TINY_PARAMS)
+    origin = copy_project(tiny_baseline.project, tmp_path / "origin")  # after `dvc repro`
     dvc(origin, "remote", "add", "-d", "shared", str(storage))
-    dvc(origin, "repro")
     run(["git", "add", "-A"], origin)
     run(["git", "commit", "-q", "-m", "run with a remote"], origin)
     assert "pushed" in dvc(origin, "push")

@@ -47,7 +47,8 @@ def cli(command: str, *args: str, cwd: Path) -> Ended:
     stderr = io.StringIO()
     with contextlib.chdir(cwd), contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as ended:
         respiro_main([command, *args])
-    return Ended(ended.value.code if isinstance(ended.value.code, int) else 1, stderr.getvalue())
+    code = ended.value.code  # as the interpreter exits with it: None is 0, a message is 1
+    return Ended(0 if code is None else code if isinstance(code, int) else 1, stderr.getvalue())
 
 
 PREDICT_CASES = {

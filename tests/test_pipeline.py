@@ -44,8 +44,8 @@ def lock_outs(project: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def first_run(tiny_baseline: FinishedRun, tmp_path_factory) -> tuple[Path, str, dict[str, str]]:
-    """The tiny pipeline's `dvc repro`, committed as a user keeping a baseline would (`dvc exp
-    run --temp` starts from the last commit, dvc.lock included, so later changes are measured
+    """The tiny pipeline's `dvc repro`, committed as a user keeping a baseline would (an
+    experiment starts from the last commit, dvc.lock included, so later changes are measured
     against it): this module's own copy of the session's run, which its tests change."""
     project = copy_project(tiny_baseline.project, tmp_path_factory.mktemp("first") / "project")
     return project, tiny_baseline.output, lock_outs(project)

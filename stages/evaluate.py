@@ -67,7 +67,7 @@ def main() -> None:
     probs, true = predict(loaded.model, loader, device)
     pred = probs.argmax(1)
     devices = np.array([rows[i]["device_corrected"] for i in test])
-    patients = np.array([int(r["patient"]) for r in rows])
+    patients = np.array([r["patient"] for r in rows])
     # Each official test part scored alone (SPRSound: test_inter, test_intra), where the split is the official one.
     official = np.array([rows[i]["official_split"] for i in test]) if params.split.method == "official" else None
     details = evaluation_details(

@@ -65,7 +65,7 @@ def main() -> None:
     classes = get_scheme(params.classes.scheme).classes
     specs, rows = load_spectrograms(IN)
     labels = np.array([int(r["label"]) for r in rows])
-    patients = np.array([int(r["patient"]) for r in rows])
+    patients = np.array([r["patient"] for r in rows])
     official = np.array([r["official_split"] for r in rows])
     test, excluded = held_out_masks(
         patients, labels, official, method=sp.method, test_fraction=sp.test_fraction, n_folds=sp.n_folds, fold=sp.fold,

@@ -55,7 +55,7 @@ def test_the_page_shows_each_kept_error_with_its_audio_and_maps(tmp_path):
     specs = {i: rng.normal(-8, 2, shape).astype(np.float32) for i in shown}
     audio = {i: (0.1 * rng.standard_normal(int(4000 * (0.5 + i / 4)))).astype(np.float32) for i in shown}
     details = evaluation_details(
-        true, pred, np.array([c["device_corrected"] for c in cycles]), np.array([int(c["patient"]) for c in cycles]),
+        true, pred, np.array([c["device_corrected"] for c in cycles]), np.array([c["patient"] for c in cycles]),
         np.array(["test"] * n), 1, provenance(trained.params), get_scheme("four"),
     )  # fmt: skip
     page = error_page(trained, cells, specs, audio, cycles, true, pred, probs, details)

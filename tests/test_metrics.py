@@ -78,7 +78,7 @@ def test_evaluation_reports_of_a_small_test_set():
     assert details["confusion_matrix"]["counts"][0] == [1, 1, 0, 0] and details["cycles"] == 4
     assert list(details["per_device"]) == ["AKGC417L", "Litt3200"]  # sorted
     assert details["per_device"]["Litt3200"]["sp"] == 1.0 and details["per_device"]["Litt3200"]["se"] == 0.0
-    assert details["test_patients"] == 3 and details["patients_in_train_and_test"] == [102]
+    assert details["test_patients"] == 3 and details["patients_in_train_and_test"] == ["102"]
     assert details["checkpoint_epoch"] == 7 and details["data_source"] == "icbhi(official archive)"
     headline = headline_metrics(details, 0.61)
     assert list(headline)[:4] == ["icbhi_score", "se", "sp", "accuracy"]

@@ -14,9 +14,9 @@ def corpus(n_patients=30, seed=0):
         tendency = rng.dirichlet([4, 2, 1, 0.5])
         patients += [100 + p] * n
         labels += list(rng.choice(4, size=n, p=tendency))
-    patients, labels = np.array(patients), np.array(labels)
-    official = np.where(patients % 5 < 2, "test", "train")
-    return patients, labels, official
+    official = np.where(np.array(patients) % 5 < 2, "test", "train")
+    # Patient ids are strings, as the manifest holds them (a database's own: 101, BP1).
+    return np.array([str(p) for p in patients]), np.array(labels), official
 
 
 def split(method, **kw):
@@ -82,6 +82,16 @@ def test_folds_cover_every_patient_once(tmp_path):
     parts = parts_of(patients, labels, official, **split("folds", folds_file=fold_file, n_folds=2, fold=1))
     assert (parts[patients == np.unique(patients)[-1]] == "excluded").all()
     assert set(patients[parts == "test"]) == set(np.unique(patients)[1:-1:2])
+
+
+def test_patient_ids_need_not_be_numbers():
+    """KAUH's BP1 or a lab's own ids split as ICBHI's numbers do: by the patients, whole."""
+    patients, labels, official = corpus()
+    named = np.array([f"BP{p}" for p in patients])
+    for method in ("patient", "folds"):
+        parts = parts_of(named, labels, official, **split(method))
+        assert (parts == parts_of(patients, labels, official, **split(method))).all()
+        assert not set(named[parts == "test"]) & set(named[np.isin(parts, ("train", "val"))])
 
 
 def test_real_patient_folds_file(icbhi_metadata):

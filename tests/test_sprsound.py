@@ -170,14 +170,14 @@ def test_the_release_layout_gives_parts_patients_and_locations(tmp_path):
     catalog = SPRSOUND.build_catalog(tmp_path)
     got = {e.stem: (e.official_split, e.patient, e.location) for e in catalog.entries}
     assert got == {
-        "41000101_3.3_0_p1_1": ("train", 41000101, "p1"),
-        "41000102_5.1_1_p3_2": ("train", 41000102, "p3"),
-        "41000103_0.8_0_p2_3": ("test_inter", 41000103, "p2"),
-        "41000101_3.3_0_p4_4": ("test_intra", 41000101, "p4"),
+        "41000101_3.3_0_p1_1": ("train", "41000101", "p1"),
+        "41000102_5.1_1_p3_2": ("train", "41000102", "p3"),
+        "41000103_0.8_0_p2_3": ("test_inter", "41000103", "p2"),
+        "41000101_3.3_0_p4_4": ("test_intra", "41000101", "p4"),
     }
     summary = summarize_raw(catalog, "local(x)", SPRSOUND)
     assert summary["recordings_per_split"] == {"train": 2, "test_inter": 1, "test_intra": 1, "unlisted": 0}
-    assert summary["patients_on_both_sides"] == [41000101]  # the intra-patient test part, by design
+    assert summary["patients_on_both_sides"] == ["41000101"]  # the intra-patient test part, by design
 
 
 def test_every_sprsound_type_has_a_class_in_the_four_class_scheme():

@@ -213,7 +213,7 @@ def test_run_from_files_reads_the_stage_outputs_and_rejects_a_mismatch() -> None
     got = run_from_files(eval_json, out.getvalue())
     assert (got.config, got.seed) == (Config(18, False, "ce"), 1)
     assert got.scores["icbhi_score"] == pytest.approx(0.75) and got.provenance == SYNTHETIC
-    assert np.array_equal(got.patients, patients) and np.array_equal(got.true, true) and np.array_equal(got.pred, pred)
+    assert np.array_equal(got.patients, patients.astype(str)) and np.array_equal(got.true, true) and np.array_equal(got.pred, pred)
     with pytest.raises(ValueError, match="different runs"):
         run_from_files({**eval_json, "icbhi_score": 0.9}, out.getvalue())
 
@@ -342,7 +342,7 @@ def test_table3_grid_end_to_end(tmp_path: Path) -> None:
         predictions = list(
             csv.DictReader(io.StringIO(cached(revs[config.experiment_name(0)], "data/reports/test_predictions.csv")))
         )
-        patients = np.array([int(p["patient"]) for p in predictions])
+        patients = np.array([p["patient"] for p in predictions])
         true = np.array([CLASS_NAMES.index(p["true_label"]) for p in predictions])
         pred = np.array([CLASS_NAMES.index(p["predicted_label"]) for p in predictions])
         low, high, _ = naive_patient_bootstrap([make_run(config, 0, (patients, true, pred))], 200, 5)

@@ -214,13 +214,13 @@ def read_device_erratum(path: Path) -> dict[str, str]:
     return corrected
 
 
-def read_patient_folds(path: Path) -> dict[int, int]:
-    """Parse `pid fold` lines (RespireNet's patient-wise folds) into {patient: fold}."""
-    folds: dict[int, int] = {}
+def read_patient_folds(path: Path) -> dict[str, int]:
+    """Parse `pid fold` lines (RespireNet's patient-wise folds) into {patient id: fold}."""
+    folds: dict[str, int] = {}
     for n, fields in _lines(path):
         if len(fields) != 2 or not (fields[0].isdigit() and fields[1].isdigit()):
             raise IcbhiFormatError(f"{path}:{n}: expected 'patient fold', got {' '.join(fields)!r}")
-        folds[int(fields[0])] = int(fields[1])
+        folds[str(int(fields[0]))] = int(fields[1])
     return folds
 
 

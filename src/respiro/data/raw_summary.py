@@ -35,7 +35,7 @@ def summarize_raw(catalog: Catalog, source: str, database: Database) -> dict[str
     cycles = Counter[str]()
     cycles_by_side = {side: Counter[str]() for side in sides}
     recordings_by_side = Counter[str]()
-    sides_of_patient: dict[int, set[str]] = {}
+    sides_of_patient: dict[str, set[str]] = {}
     excluded = Counter[str]()
     seconds = 0.0
     for entry in catalog.entries:

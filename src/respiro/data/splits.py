@@ -7,7 +7,8 @@ Parts: `train`, `val` (held out of the training portion to choose the checkpoint
 (never used for training or choosing), and `excluded` (a cycle the method cannot place, e.g.
 a recording the official split file does not name; counted in the train metrics).
 
-Labels are class indices of any class scheme (0..C-1); a database's official parts are
+Patients are id strings (a database's own: ICBHI's `101`, KAUH's `BP1`): compared, never
+counted on. Labels are class indices of any class scheme (0..C-1); a database's official parts are
 `train` and `test` or `test_<part>` (SPRSound: test_inter, test_intra), all tested on.
 """
 
@@ -54,11 +55,11 @@ def group_split(patients: np.ndarray, labels: np.ndarray, fraction: float, seed:
     return held
 
 
-def assign_folds(patients: np.ndarray, labels: np.ndarray, n_folds: int, seed: int) -> dict[int, int]:
-    """Seeded patient folds of about equal size per class: {patient: fold}."""
+def assign_folds(patients: np.ndarray, labels: np.ndarray, n_folds: int, seed: int) -> dict[str, int]:
+    """Seeded patient folds of about equal size per class: {patient id: fold}."""
     rng = np.random.default_rng(seed)
     fold_counts = np.zeros((n_folds, _n_classes(labels)))
-    folds: dict[int, int] = {}
+    folds: dict[str, int] = {}
     unique = np.unique(patients)
     # Largest patients first, each to the fold that is currently smallest in its classes.
     sizes = {p: _class_counts(labels, patients == p) for p in unique}
@@ -66,7 +67,7 @@ def assign_folds(patients: np.ndarray, labels: np.ndarray, n_folds: int, seed: i
     for patient in order:
         weighted = (fold_counts * (sizes[patient] > 0)).sum(axis=1) + fold_counts.sum(axis=1) * 1e-3
         fold = int(np.argmin(weighted))
-        folds[int(patient)] = fold
+        folds[str(patient)] = fold
         fold_counts[fold] += sizes[patient]
     return folds
 
@@ -96,7 +97,7 @@ def held_out_masks(
         return group_split(patients, labels, test_fraction, seed), excluded
     if method == "folds":
         folds = read_patient_folds(folds_file) if folds_file else assign_folds(patients, labels, n_folds, seed)
-        fold_of = np.array([folds.get(int(p), -1) for p in patients])
+        fold_of = np.array([folds.get(str(p), -1) for p in patients])
         return fold_of == fold, fold_of < 0
     if method != "random":
         assert_never(method)

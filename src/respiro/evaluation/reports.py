@@ -65,11 +65,11 @@ def init_summary(origin: dict[str, Any]) -> str:
     return "none" if not init else f"{origin['pretrained']} {init['file']} sha256:{init['sha256']}"
 
 
-def patients_on_both_sides(patients: np.ndarray, parts: np.ndarray) -> list[int]:
+def patients_on_both_sides(patients: np.ndarray, parts: np.ndarray) -> list[str]:
     """Patients with cycles in the test part and in the training portion (train or val)."""
     test = set(patients[parts == "test"].tolist())
     fit = set(patients[np.isin(parts, ("train", "val"))].tolist())
-    return sorted(int(p) for p in test & fit)
+    return sorted(str(p) for p in test & fit)
 
 
 def evaluation_details(

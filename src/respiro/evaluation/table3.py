@@ -146,7 +146,7 @@ def run_from_files(eval_json: Mapping[str, Any], predictions_csv: str) -> Run:
     """
     index = {name: i for i, name in enumerate(CLASSES)}
     rows = list(csv.DictReader(io.StringIO(predictions_csv)))
-    patients = np.array([int(r["patient"]) for r in rows], dtype=np.int64)
+    patients = np.array([r["patient"] for r in rows])
     true = np.array([index[r["true_label"]] for r in rows], dtype=np.int64)
     pred = np.array([index[r["predicted_label"]] for r in rows], dtype=np.int64)
     recomputed = scores_of(true, pred, CLASSES)["icbhi_score"]

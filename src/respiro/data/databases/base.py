@@ -59,7 +59,7 @@ class CatalogEntry:
     (ICBHI: recording mode, diagnosis; SPRSound: age, gender, record label)."""
 
     stem: str
-    patient: int
+    patient: str  # the database's own id: ICBHI's 101, KAUH's BP1
     location: str
     device: str  # as the file name or the database says
     device_corrected: str  # after the database's errata (the same where it has none)

@@ -74,7 +74,7 @@ class Icbhi(Database):
             entries.append(
                 CatalogEntry(
                     stem=rec.name.stem,
-                    patient=rec.name.patient,
+                    patient=str(rec.name.patient),
                     location=rec.name.location,
                     device=rec.name.device,
                     device_corrected=corrected_device(rec.name, header.sample_rate, erratum),

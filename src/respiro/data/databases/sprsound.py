@@ -166,7 +166,7 @@ class Sprsound(Database):
             entries.append(
                 CatalogEntry(
                     stem=wav.stem,
-                    patient=int(fields["patient"]),
+                    patient=fields["patient"],
                     location=fields["location"],
                     device=DEVICE,
                     device_corrected=DEVICE,

@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
+from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from respiro.model.resnet import build_model
 from respiro.training.checkpoint import save_checkpoint
 

@@ -21,7 +21,7 @@ from respiro.core.config import load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import SkipReport, StageTimer, atomic_dir
 from respiro.core.pool import ordered_map, worker_count
-from respiro.data.databases import get_database
+from respiro.data.databases import database_of
 from respiro.data.raw_folder import raw_root
 
 RAW, OUT, REPORT = Path("data/raw"), Path("data/resampled"), Path("data/reports/resample.json")
@@ -30,10 +30,9 @@ RAW, OUT, REPORT = Path("data/raw"), Path("data/resampled"), Path("data/reports/
 def main() -> None:
     timer = StageTimer("resample")
     params = load_params()
-    erratum = Path(params.data.erratum_file) if params.data.erratum_file else None
     raw = raw_root(RAW)
-    database = get_database(params.data.database)
-    catalog = database.build_catalog(raw, erratum_file=erratum)
+    database = database_of(params)
+    catalog = database.build_catalog(raw)
     report = SkipReport("resample")
     for file, reason in catalog.skipped + catalog.unreadable:
         report.skip(file, reason)

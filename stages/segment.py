@@ -28,7 +28,7 @@ from respiro.core.errors import StageError
 from respiro.core.outputs import SkipReport, StageTimer, atomic_dir, write_csv
 from respiro.core.schemes import get_scheme
 from respiro.data.catalog import cycle_row
-from respiro.data.databases import get_database
+from respiro.data.databases import database_of
 from respiro.data.raw_folder import raw_root
 
 RAW, IN, GAINS, OUT = Path("data/raw"), Path("data/resampled"), Path("data/normalized"), Path("data/cycles")
@@ -38,7 +38,7 @@ REPORT = Path("data/reports/segment.json")
 def main() -> None:
     timer = StageTimer("segment")
     params = load_params()
-    database, scheme = get_database(params.data.database), get_scheme(params.classes.scheme)
+    database, scheme = database_of(params), get_scheme(params.classes.scheme)
     store = AudioStore(IN)
     gains = read_gains(GAINS, [rec["stem"] for rec in store.rows])
     report = SkipReport("segment")
@@ -49,7 +49,7 @@ def main() -> None:
     left_out = Counter[str]()  # recordings left out of event tasks, by reason
     outside_scheme = 0
     for i, rec in enumerate(store.rows):
-        annotation = database.read_annotation(raw / rec["annotation"])  # malformed: one line, file and entry
+        annotation = database.read_annotation(database.annotation_ref(raw, rec))  # malformed: one line, file and entry
         merged += annotation.merged
         if annotation.excluded:
             left_out[annotation.excluded] += 1
@@ -60,7 +60,7 @@ def main() -> None:
             continue
         rate, length = int(rec["rate"]), int(rec["length"])
         for event in annotation.events:
-            label = scheme.class_of(database.name, event.source_label)
+            label = database.class_of(scheme, event.source_label)
             if label is None:
                 outside_scheme += 1
                 continue

@@ -22,7 +22,7 @@ from respiro.core.config import Params, load_params, parse_params
 from respiro.core.errors import ArchiveError, DownloadError
 from respiro.data.acquire.archive import extract_zip
 from respiro.data.acquire.http import download
-from respiro.data.acquire.source import materialize_raw
+from respiro.data.databases import database_of
 from respiro.data.icbhi import SPLIT_FILE, scan_folder
 from respiro.data.raw_folder import IN_PLACE_FILE, raw_root, write_in_place
 
@@ -58,10 +58,14 @@ def write_zip(
     return path
 
 
-def make_params(**data: object) -> Params:
-    """The repository's params with `data:` values replaced (validated like params.yaml)."""
-    base = load_params(REPO / "params.yaml")
-    return parse_params({**base.as_dict(), "data": {**base.data.model_dump(), **data}})
+def make_params(icbhi: dict[str, object] | None = None, **data: object) -> Params:
+    """The repository's params with `data:` (and `icbhi:`) values replaced (validated like params.yaml)."""
+    base = load_params(REPO / "params.yaml").as_dict()
+    return parse_params({**base, "data": {**base["data"], **data}, "icbhi": {**base["icbhi"], **(icbhi or {})}})
+
+
+def materialize_raw(params: Params, out_dir: Path, progress: bool) -> str:
+    return database_of(params).acquire(params.data, params.synthetic, out_dir, progress)
 
 
 # --- a local HTTP server ------------------------------------------------------------------
@@ -388,17 +392,17 @@ def test_icbhi_source_downloads_extracts_and_fetches_the_split(server: FileServe
     split = files.pop(SPLIT_FILE)
     archive = write_zip(tmp_path / "served.zip", files).read_bytes()
     server.files["ICBHI_final_database.zip"] = archive
-    params = make_params(
-        source="icbhi",
-        url=server.url("ICBHI_final_database.zip"),
-        split_url=server.url("split.txt"),
-        size=len(archive),
-        sha256=hashlib.sha256(archive).hexdigest(),
-        download_dir=str(tmp_path / "downloads"),
-    )
+    icbhi = {
+        "url": server.url("ICBHI_final_database.zip"),
+        "split_url": server.url("split.txt"),
+        "size": len(archive),
+        "sha256": hashlib.sha256(archive).hexdigest(),
+        "download_dir": str(tmp_path / "downloads"),
+    }
+    params = make_params(source="download", icbhi=icbhi)
     for run in ("first", "second"):
         (tmp_path / run).mkdir()
-        assert materialize_raw(params, tmp_path / run, progress=False) == f"icbhi({params.data.url})"
+        assert materialize_raw(params, tmp_path / run, progress=False) == f"download({icbhi['url']})"
         assert (tmp_path / run / SPLIT_FILE).read_bytes() == split
         assert sorted(p.name for p in (tmp_path / run).iterdir()) == sorted([*files, SPLIT_FILE])
     # The archive is kept in download_dir and not fetched again; the split file is.

@@ -29,7 +29,7 @@ from respiro.commands import export as export_command
 from respiro.commands import predict as predict_command
 from respiro.core.config import parse_params
 from respiro.core.errors import ParamsError
-from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
+from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from respiro.model.resnet import build_model
 from respiro.training.checkpoint import save_checkpoint
 from tests.conftest import DVC_ENV, ROOT, TINY_PARAMS, make_project_copy

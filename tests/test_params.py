@@ -8,6 +8,7 @@ import yaml
 
 from respiro.core.config import load_params, parse_params, validate_group
 from respiro.core.errors import MissingInputError, ParamsError
+from respiro.data.databases import database_of
 from tests.conftest import ROOT
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -44,8 +45,10 @@ def with_value(group, key, value):
             r"split.method: input should be \'official\', \'patient\', \'folds\' or \'random\'",
         ),
         ("split", "fold", 5, r"split.fold: must be < split.n_folds \(5\); got 5"),
-        ("data", "source", "kaggle", r"data.source: input should be \'synthetic\', \'icbhi\' or \'local\'"),
-        ("data", "sha256", "abc", r"data.sha256: string should match pattern"),
+        ("data", "source", "kaggle", r"data.source: input should be \'synthetic\', \'download\' or \'local\'"),
+        ("icbhi", "sha256", "abc", r"icbhi.sha256: string should match pattern"),
+        ("icbhi", "size", 0, r"icbhi.size: input should be greater than or equal to 1; got 0"),
+        ("data", "database", "kauh", r"data.database: unknown database \'kauh\'; known: icbhi, sprsound"),
         ("stft", "hop_length", 512, r"stft.hop_length: must be <= stft.n_fft \(256\); got 512"),
         ("normalize", "method", "lufs", r"normalize.method: input should be \'rms\', \'peak\' or \'none\'"),
         ("train", "epochs", 0, r"train.epochs: input should be greater than or equal to 1; got 0"),
@@ -55,8 +58,10 @@ def with_value(group, key, value):
     ],
 )
 def test_invalid_values_name_the_key(group, key, value, message):
+    """The pipeline's groups are checked on loading, a database's by the database that owns
+    it (every stage that reads the database's files asks for it first)."""
     with pytest.raises(ParamsError, match=message):
-        parse_params(with_value(group, key, value))
+        database_of(parse_params(with_value(group, key, value)))
 
 
 def test_unknown_and_missing_keys_are_errors():
@@ -67,7 +72,9 @@ def test_unknown_and_missing_keys_are_errors():
     with pytest.raises(ParamsError, match="missing key loss.gamma"):
         parse_params(raw)
     with pytest.raises(ParamsError, match="unknown group 'modle'"):
-        parse_params({**DEFAULTS, "modle": {}})
+        database_of(parse_params({**DEFAULTS, "modle": {}}))
+    with pytest.raises(ParamsError, match=r"unknown key icbhi.ulr; icbhi takes url, split_url"):
+        database_of(parse_params(with_value("icbhi", "ulr", "x")))
 
 
 def test_alpha_list_becomes_a_tuple():
@@ -98,7 +105,7 @@ def test_deleting_any_key_stops_with_one_line_naming_it(tmp_path, group, key):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ParamsError) as err:
-        load_params(path)
+        database_of(load_params(path))
     assert str(err.value) == f"missing key {group}.{key}"
 
 

@@ -19,7 +19,7 @@ import subprocess
 import pytest
 import yaml
 
-from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
+from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from tests.conftest import ROOT, make_project_copy, run
 
 PAGE = ROOT / ".dvc" / "plots" / "offline.html"

@@ -19,7 +19,7 @@ from collections import Counter
 
 import pytest
 
-from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
+from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from respiro.core.schemes import SCHEMES
 from tests.conftest import ROOT, run
 

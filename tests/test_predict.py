@@ -25,7 +25,7 @@ import yaml
 from respiro.audio.chain import AudioChain
 from respiro.core.errors import CheckpointError, ParamsError
 from respiro.core.outputs import read_csv
-from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
+from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from respiro.data.dataset import load_spectrograms
 from respiro.evaluation.reports import PREDICTIONS
 from respiro.inference.onnx import onnx_probabilities

@@ -15,8 +15,7 @@ import yaml
 
 from respiro.core.config import load_params, parse_params
 from respiro.core.errors import IcbhiFormatError
-from respiro.data.acquire.source import materialize_raw
-from respiro.data.databases import get_database
+from respiro.data.databases import database_of
 from respiro.data.databases.icbhi import UNKNOWN_44K_DEVICE
 from respiro.data.icbhi import ERRATUM_FILE, SPLIT_FILE
 from respiro.data.raw_folder import IN_PLACE_FILE, raw_root
@@ -38,14 +37,18 @@ AUDIO_SECONDS = 3 * 882000 / 44100 + (63424 + 102336) / 4000
 
 
 def summary_of(local_path: Path, out_dir: Path, erratum: Path | None) -> dict:
-    base = load_params(REPO / "params.yaml")
+    base = load_params(REPO / "params.yaml").as_dict()
     params = parse_params(
-        {**base.as_dict(), "data": {**base.data.model_dump(), "source": "local", "local_path": str(local_path)}}
+        {
+            **base,
+            "data": {**base["data"], "source": "local", "local_path": str(local_path)},
+            "icbhi": {**base["icbhi"], "erratum_file": str(erratum) if erratum else None},
+        }
     )
     out_dir.mkdir()
-    source = materialize_raw(params, out_dir, progress=False)
-    icbhi = get_database("icbhi")
-    return summarize_raw(icbhi.build_catalog(raw_root(out_dir), erratum_file=erratum), source, icbhi)
+    icbhi = database_of(params)
+    source = icbhi.acquire(params.data, params.synthetic, out_dir, progress=False)
+    return summarize_raw(icbhi.build_catalog(raw_root(out_dir)), source, icbhi)
 
 
 def copy_sample(to: Path) -> Path:
@@ -103,13 +106,14 @@ def test_a_malformed_annotation_names_its_file_and_line(tmp_path: Path) -> None:
         summary_of(folder, tmp_path / "raw", None)
 
 
-def stage_tree(tmp_path: Path, **data: object) -> Path:
-    """A copy of what `python -m stages.download` needs, with `data:` values replaced."""
+def stage_tree(tmp_path: Path, erratum_file: str | None = None, **data: object) -> Path:
+    """A copy of what `python -m stages.download` needs, with `data:` values (and icbhi.erratum_file) replaced."""
     repo = tmp_path / "repo"
     for folder in ("src", "stages"):
         shutil.copytree(REPO / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"].update(data)
+    raw["icbhi"]["erratum_file"] = erratum_file
     (repo / "params.yaml").write_text(yaml.safe_dump(raw))
     return repo
 

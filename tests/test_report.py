@@ -24,7 +24,7 @@ import yaml
 from respiro.commands.predict import main
 from respiro.core.errors import OutputPathError, StageError
 from respiro.core.outputs import read_csv
-from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
+from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from respiro.model.resnet import build_model
 from respiro.training.checkpoint import save_checkpoint
 from tests.conftest import ROOT

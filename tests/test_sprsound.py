@@ -21,9 +21,11 @@ import yaml
 
 from respiro.core.config import SyntheticParams
 from respiro.core.errors import DatabaseFormatError
-from respiro.core.schemes import SCHEMES, SPRSOUND_TYPES
+from respiro.core.schemes import SCHEMES
 from respiro.data.databases import get_database
+from respiro.data.databases.base import AnnotationRef
 from respiro.data.databases.sprsound import PARTS, read_events
+from respiro.data.databases.sprsound import TYPES as SPRSOUND_TYPES
 from respiro.data.raw_summary import summarize_raw
 from respiro.data.synthetic.sprsound_layout import write_synthetic_sprsound
 from tests.conftest import ROOT, TINY_PARAMS, make_project_copy, run
@@ -111,7 +113,7 @@ def test_quirk_overlapping_events_of_one_type_are_merged_and_counted(tmp_path):
 
 def test_quirk_poor_quality_recordings_are_left_out_of_event_tasks(tmp_path):
     path = write_json(tmp_path / "a.json", {"record_annotation": "Poor Quality", "event_annotation": []})
-    annotation = SPRSOUND.read_annotation(path)
+    annotation = SPRSOUND.read_annotation(AnnotationRef(path))
     assert annotation.events == [] and "Poor Quality" in annotation.excluded
 
 
@@ -182,7 +184,7 @@ def test_the_release_layout_gives_parts_patients_and_locations(tmp_path):
 
 def test_every_sprsound_type_has_a_class_in_the_four_class_scheme():
     four = SCHEMES["four"]
-    assert {t: four.classes[four.class_of("sprsound", t)] for t in SPRSOUND_TYPES} == {
+    assert {t: four.classes[SPRSOUND.class_of(four, t)] for t in SPRSOUND_TYPES} == {
         "Normal": "Normal",
         "Rhonchi": "Wheeze",
         "Wheeze": "Wheeze",
@@ -274,10 +276,11 @@ def test_a_local_folder_in_the_release_layout_runs_from_raw_files_to_scores(tmp_
 def test_a_scheme_without_a_mapping_for_the_database_is_refused_naming_the_key():
     from respiro.core.config import load_params, parse_params
     from respiro.core.errors import ParamsError
+    from respiro.data.databases import database_of
 
     raw = load_params(ROOT / "params.yaml").as_dict()
     with pytest.raises(ParamsError, match=r"^classes.scheme: event_types has no mapping for data.database icbhi"):
-        parse_params({**raw, "classes": {"scheme": "event_types"}})
+        database_of(parse_params({**raw, "classes": {"scheme": "event_types"}}))
     with pytest.raises(ParamsError, match=r"^loss.alpha: a list needs 2 weights .*\[Normal, Adventitious\]; got 4"):
         parse_params({**raw, "classes": {"scheme": "event_binary"}, "loss": {**raw["loss"], "alpha": [1, 1, 1, 1]}})
 
@@ -307,11 +310,17 @@ def test_predict_finds_an_icbhi_txt_or_a_sprsound_json_beside_a_recording(tmp_pa
     wav = tmp_path / "41000101_3.3_0_p1_1.wav"
     assert annotation_for(wav, "auto") is None
     path = write_json(tmp_path / "41000101_3.3_0_p1_1.json", {"record_annotation": "Normal", "event_annotation": []})
-    assert annotation_for(wav, "auto") == path and annotation_for(wav, str(tmp_path)) == path
+    for found in (annotation_for(wav, "auto"), annotation_for(wav, str(tmp_path))):
+        assert found is not None and found[0].name == "sprsound" and found[1].file == path
     assert database_of_annotation(path).name == "sprsound"
-    assert database_of_annotation(tmp_path / "101_1b1_Al_sc_Meditron.txt").name == "icbhi"
-    with pytest.raises(DatabaseFormatError, match=r"x.csv: not an annotation file of a known database"):
-        database_of_annotation(tmp_path / "x.csv")
+    icbhi_txt = tmp_path / "101_1b1_Al_sc_Meditron.txt"
+    icbhi_txt.write_text("0.036\t0.579\t0\t0\n")
+    assert database_of_annotation(icbhi_txt).name == "icbhi"
+    # Known by content, not suffix: a .txt that is not ICBHI's is nobody's.
+    (tmp_path / "notes.txt").write_text("recorded in the morning\n")
+    for other in (tmp_path / "notes.txt", tmp_path / "x.csv"):
+        with pytest.raises(DatabaseFormatError, match=rf"{other.name}: not an annotation file of a known database"):
+            database_of_annotation(other)
 
 
 def test_the_download_stage_stops_on_a_bad_sprsound_file_in_one_line(tmp_path):

@@ -26,7 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 from respiro.core.config import SyntheticParams, validate_group
 from respiro.core.errors import ParamsError
-from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
+from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from respiro.data.icbhi import (
     DEMOGRAPHIC_FILE,
     DIAGNOSIS_FILE,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from respiro.core.schemes import ICBHI_LABELS as CLASS_NAMES  # the paper's four classes
+from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from respiro.evaluation.metrics import scores_of
 from respiro.evaluation.table3 import (
     CONFIGS,
@@ -213,7 +213,11 @@ def test_run_from_files_reads_the_stage_outputs_and_rejects_a_mismatch() -> None
     got = run_from_files(eval_json, out.getvalue())
     assert (got.config, got.seed) == (Config(18, False, "ce"), 1)
     assert got.scores["icbhi_score"] == pytest.approx(0.75) and got.provenance == SYNTHETIC
-    assert np.array_equal(got.patients, patients.astype(str)) and np.array_equal(got.true, true) and np.array_equal(got.pred, pred)
+    assert (
+        np.array_equal(got.patients, patients.astype(str))
+        and np.array_equal(got.true, true)
+        and np.array_equal(got.pred, pred)
+    )
     with pytest.raises(ValueError, match="different runs"):
         run_from_files({**eval_json, "icbhi_score": 0.9}, out.getvalue())
 

@@ -33,9 +33,15 @@ from respiro.core.errors import (
     StageError,
 )
 from respiro.core.outputs import StageTimer, atomic_file, check_output_file
-from respiro.data.databases import ANNOTATION_SUFFIXES
+from respiro.data.databases import database_of_annotation, find_annotation
 from respiro.inference.page import one_class_note, recording_section, render_page, summary_section
-from respiro.inference.recording import RecordingPrediction, SkippedRecording, classify_recording
+from respiro.inference.recording import (
+    RecordingAnnotation,
+    RecordingPrediction,
+    SkippedRecording,
+    annotation_in,
+    classify_recording,
+)
 from respiro.inference.report import recording_report
 from respiro.inference.windows import check_windows, default_window
 from respiro.training.checkpoint import TrainedModel, load_checkpoint
@@ -88,10 +94,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         metavar="auto|none|PATH",
         help=(
-            "where the cycle annotations come from (ICBHI .txt: start end crackles wheezes; SPRSound .json): "
-            "auto (default) uses RECORDING.txt or RECORDING.json beside each recording when present; none "
-            "classifies windows; an annotation file (with one recording) or a folder holding <recording stem>.txt "
-            "or .json files. A recording without annotation is cut into windows"
+            "where the cycle annotations come from, in any database's format (ICBHI .txt: start end crackles "
+            "wheezes; SPRSound .json): auto (default) uses the annotation a database keeps with each recording "
+            "(RECORDING.txt or RECORDING.json beside it) when present; none classifies windows; an annotation "
+            "file (of one recording) or a folder holding <recording stem>.txt or .json files. A recording without "
+            "annotation is cut into windows"
         ),
     )
     parser.add_argument(
@@ -178,22 +185,23 @@ def check_annotations(setting: str, files: list[Path]) -> None:
         return
     if not Path(setting).is_file():
         raise MissingInputError(f"--annotations {setting}: no such file or folder")
-    if len(files) != 1:
+    database = database_of_annotation(Path(setting))
+    if len(files) != 1 and not database.annotation_holds_many:
         raise StageError(
             f"--annotations {setting} is one file, for one recording; give a folder of <recording stem>.txt files for {len(files)}"
         )
 
 
-def annotation_for(wav: Path, setting: str) -> Path | None:
-    """The annotation file of `wav` under `--annotations` (see parse_args), or None for windows."""
+def annotation_for(wav: Path, setting: str) -> RecordingAnnotation | None:
+    """The annotation of `wav` under `--annotations` (see parse_args), or None for windows."""
     if setting == "none":
         return None
-    folder = wav.parent if setting == "auto" else Path(setting)
-    if setting == "auto" or folder.is_dir():
-        # ICBHI's <stem>.txt or SPRSound's <stem>.json, whichever is there.
-        found = [folder / f"{wav.stem}{suffix}" for suffix in ANNOTATION_SUFFIXES]
-        return next((p for p in found if p.is_file()), None)
-    return Path(setting)
+    if setting == "auto":
+        return find_annotation(wav)
+    if Path(setting).is_dir():
+        # The folder stands where the recording's own folder would (<stem>.txt, <stem>.json, ...).
+        return find_annotation(Path(setting) / wav.name)
+    return annotation_in(Path(setting), wav)
 
 
 def rows_of(result: RecordingPrediction, trained_on: str, class_names: tuple[str, ...]) -> Iterator[dict[str, str]]:

@@ -48,20 +48,24 @@ class Group(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-# The databases the pipeline reads (respiro.data.databases registers one module for each).
-DatabaseName = Literal["icbhi", "sprsound"]
+# How a database's files reach data/raw: generated, downloaded from its publisher, or the user's.
+Source = Literal["synthetic", "download", "local"]
 
 
 class DataParams(Group):
-    database: DatabaseName
-    source: Literal["synthetic", "icbhi", "local"]
+    """Which database, from where. The name is checked against the registry of databases
+    (respiro.data.databases), which also validates the database's own params group (the
+    top-level group of its name: `icbhi:`, `csv:`)."""
+
+    database: Annotated[str, Field(min_length=1)]
+    source: Source
     local_path: Path_
-    url: Path_
-    split_url: Path_
-    size: Annotated[int, Field(ge=1)] | None
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None
-    download_dir: Path_
-    erratum_file: Path_ | None
+
+
+class DatabaseGroup(Group):
+    """Base of a database's own params group (respiro.data.databases). Its keys have defaults,
+    so a database whose group params.yaml leaves out still runs (and `respiro predict` can
+    read its annotations without a params.yaml)."""
 
 
 class SyntheticParams(Group):
@@ -233,6 +237,10 @@ class Params(Group):
     train: TrainParams
     evaluate: EvaluateParams
     table3: Table3Params
+    # Every other top-level group, as written: the databases' own groups, validated by the
+    # database that owns each (respiro.data.databases.get_database, which also refuses a group
+    # no database owns).
+    databases: Annotated[dict[str, dict[str, Any]], Field(strict=False)] = {}
 
     @model_validator(mode="after")
     def _cycle_holds_a_window(self) -> Params:
@@ -246,13 +254,8 @@ class Params(Group):
         return self
 
     @model_validator(mode="after")
-    def _scheme_fits(self) -> Params:
+    def _alpha_fits_the_scheme(self) -> Params:
         scheme = SCHEMES[self.classes.scheme]
-        if self.data.database not in scheme.mapping:
-            raise ValueError(
-                f"classes.scheme: {scheme.name} has no mapping for data.database {self.data.database} "
-                f"(it maps {', '.join(scheme.mapping)})"
-            )
         alpha = self.loss.alpha
         if isinstance(alpha, tuple) and len(alpha) != len(scheme.classes):
             raise ValueError(
@@ -262,26 +265,31 @@ class Params(Group):
         return self
 
     def as_dict(self) -> dict[str, Any]:
-        return self.model_dump()
+        """params.yaml's shape: every group at the top level, the databases' too."""
+        return {**self.model_dump(exclude={"databases"}), **self.databases}
 
 
-GROUPS: dict[str, type[Group]] = {name: field.annotation for name, field in Params.model_fields.items()}  # type: ignore[misc]
+GROUPS: dict[str, type[Group]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Params.model_fields.items()
+    if name != "databases"
+}
 _FIELD_NAMES = {name for group in GROUPS.values() for name in group.model_fields}
 
 
-def _key(prefix: str, loc: tuple[Any, ...]) -> str:
+def _key(prefix: str, loc: tuple[Any, ...], names: set[str] = _FIELD_NAMES) -> str:
     """`('alpha', 'tuple[...]', 1)` under `loss` -> `loss.alpha[1]`: keys and list indices,
     without the names pydantic gives the members of a union."""
     key = prefix
     for part in loc:
         if isinstance(part, int):
             key += f"[{part}]"
-        elif part in _FIELD_NAMES:
+        elif part in names:
             key = f"{key}.{part}" if key else part
     return key
 
 
-def _one_line(err: ValidationError, prefix: str = "") -> str:
+def _one_line(err: ValidationError, prefix: str = "", schema: type[Group] | None = None) -> str:
     """The first violation as `group.key: what is allowed; got VALUE`."""
     errors = err.errors(include_url=False)
     # An unknown key first: with a misspelt key, the "missing" one is the same mistake. A union
@@ -289,14 +297,15 @@ def _one_line(err: ValidationError, prefix: str = "") -> str:
     # a range error of the member that fits the value's type.
     first = next((e for e in errors if e["type"] == "extra_forbidden"), None)
     first = first or next((e for e in errors if not e["type"].endswith("_type")), errors[0])
-    key = _key(prefix, first["loc"])
+    names = _FIELD_NAMES | set(schema.model_fields) if schema else _FIELD_NAMES
+    key = _key(prefix, first["loc"], names)
     message = first["msg"]
     if first["type"] == "value_error":
         # Our validators start with the field: `fold: must be < ...`.
         field, _, rest = message.removeprefix("Value error, ").partition(": ")
-        return f"{_key(key, (field,)) if field in _FIELD_NAMES else field}: {rest}"
+        return f"{_key(key, (field,), names) if field in names else field}: {rest}"
     if first["type"] == "extra_forbidden":
-        group = GROUPS.get(prefix)
+        group = schema or GROUPS.get(prefix)
         known = f"; {prefix} takes {', '.join(group.model_fields)}" if group else ""
         return f"unknown key {prefix}.{first['loc'][-1]}{known}"
     if first["type"] == "missing":
@@ -304,31 +313,33 @@ def _one_line(err: ValidationError, prefix: str = "") -> str:
     return f"{key}: {message[0].lower()}{message[1:]}; got {first['input']!r}"
 
 
-def validate_group(name: str, raw: Any) -> Group:
-    """One params group (`resample`, `model`, ...) from a mapping, e.g. a checkpoint's copy."""
-    if name not in GROUPS:
+def validate_group(name: str, raw: Any, schema: type[Group] | None = None) -> Group:
+    """One params group (`resample`, `model`, ...) from a mapping, e.g. a checkpoint's copy;
+    `schema` for a group that is not one of GROUPS (a database's own)."""
+    if schema is None and name not in GROUPS:
         raise ParamsError(f"unknown group {name!r}; params.yaml has {', '.join(GROUPS)}")
     if not isinstance(raw, Mapping):
         raise ParamsError(f"{name} must be a mapping of keys; got {raw!r}")
     try:
-        return GROUPS[name].model_validate(dict(raw))
+        return (schema or GROUPS[name]).model_validate(dict(raw))
     except ValidationError as err:
-        raise ParamsError(_one_line(err, name)) from None
+        raise ParamsError(_one_line(err, name, schema)) from None
 
 
 def parse_params(raw: Any) -> Params:
     """Validate a params mapping (as loaded from YAML) into `Params`."""
     if not isinstance(raw, Mapping):
         raise ParamsError("params.yaml must be a mapping of groups")
-    unknown = sorted(set(raw) - set(GROUPS))
-    if unknown:
-        raise ParamsError(f"unknown group {unknown[0]!r}; params.yaml has {', '.join(GROUPS)}")
     missing = [g for g in GROUPS if g not in raw]
     if missing:
         raise ParamsError(f"missing group {missing[0]!r} in params.yaml")
-    groups = {name: validate_group(name, raw[name]) for name in GROUPS}
+    groups: dict[str, Any] = {name: validate_group(name, raw[name]) for name in GROUPS}
+    databases = {name: raw[name] for name in raw if name not in GROUPS}
+    for name, values in databases.items():
+        if not isinstance(values, Mapping):
+            raise ParamsError(f"{name} must be a mapping of keys (a database's params group); got {values!r}")
     try:
-        return Params.model_validate(groups)
+        return Params.model_validate({**groups, "databases": {k: dict(v) for k, v in databases.items()}})
     except ValidationError as err:
         raise ParamsError(_one_line(err)) from None
 

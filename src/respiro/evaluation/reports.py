@@ -37,7 +37,7 @@ def provenance(params: dict[str, dict[str, Any]], init_weights: dict[str, str] |
     source = data["source"]
     described = {
         "synthetic": f"synthetic(seed={params['synthetic']['seed']}, patients={params['synthetic']['patients']}, recordings={params['synthetic']['recordings']})",
-        "icbhi": "icbhi(official archive)",
+        "download": f"{data['database']}(official release)",
         "local": f"local({data['local_path']})",
     }[source]
     return {

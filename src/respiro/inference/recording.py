@@ -20,10 +20,20 @@ from respiro.audio.segment import CycleSpan, cycle_span
 from respiro.audio.wavio import read_mono
 from respiro.core.schemes import scheme_of_classes
 from respiro.data.databases import database_of_annotation
+from respiro.data.databases.base import AnnotationRef, Database
 from respiro.data.dataset import cycle_loader
 from respiro.inference.windows import batched, iter_window_spans
 from respiro.training.checkpoint import TrainedModel
 from respiro.training.loop import predict
+
+# A recording's annotation: the database that wrote it and where its events are.
+RecordingAnnotation = tuple[Database, AnnotationRef]
+
+
+def annotation_in(file: Path, audio: Path) -> RecordingAnnotation:
+    """The annotation of `audio` in the file the user named, its database known by its content."""
+    database = database_of_annotation(file)
+    return database, database.annotation_in(file, audio)
 
 
 class SkippedRecording(ValueError):
@@ -92,45 +102,51 @@ def read_recording(trained: TrainedModel, wav: Path) -> np.ndarray:
     return audio
 
 
-def annotated_class_of(class_names: tuple[str, ...], database: str, label: str) -> int | None:
+def annotated_class_of(class_names: tuple[str, ...], database: Database, label: str) -> int | None:
     """A `database` label as a class index of the model whose classes are `class_names`, or
-    None where its scheme leaves the label out or does not map that database."""
+    None where its scheme leaves the label out or the database does not map onto it."""
     scheme = scheme_of_classes(class_names)
-    if scheme is None or database not in scheme.databases():
+    if scheme is None:
         return None
     try:
-        return scheme.class_of(database, label)
-    except KeyError:
+        return database.class_of(scheme, label)
+    except (KeyError, ValueError):
         return None
 
 
 def pieces_of(
-    trained: TrainedModel, wav: Path, length: int, annotation: Path | None, window_s: float, hop_s: float
+    trained: TrainedModel,
+    wav: Path,
+    length: int,
+    annotation: RecordingAnnotation | None,
+    window_s: float,
+    hop_s: float,
 ) -> tuple[str, Iterator[Piece], int]:
     """`(unit, pieces, cycles without audio)` of a prepared recording of `length` samples: its
-    annotated cycles (read and checked now, by the database its suffix names: `.txt` ICBHI,
-    `.json` SPRSound), or, when `annotation` is None, its windows, made lazily. Raises the
-    database's format error or SkippedRecording (no cycle with audio, a record left out)."""
+    annotated cycles (read and checked now, by the database that wrote `annotation`), or,
+    when `annotation` is None, its windows, made lazily. Raises the database's format error
+    or SkippedRecording (no cycle with audio, a record left out)."""
     rate = trained.chain.rate
     if annotation is None:
         windows = (
             Piece(s.start / rate, s.end / rate, None, s) for s in iter_window_spans(length, rate, window_s, hop_s)
         )
         return "window", windows, 0
-    database = database_of_annotation(annotation)
-    found = database.read_annotation(annotation)
+    database, ref = annotation
+    found = database.read_annotation(ref)
+    where = f"{ref.file}" + (f" ({ref.recording})" if ref.recording else "")
     if found.excluded:
-        raise SkippedRecording(f"{annotation}: {found.excluded}")
+        raise SkippedRecording(f"{where}: {found.excluded}")
     cycles = found.events
     if not cycles:
-        raise SkippedRecording(f"{annotation}: annotation file has no cycles")
+        raise SkippedRecording(f"{where}: annotation file has no cycles")
     kept = [
-        Piece(c.start, c.end, c.source_label, s, annotated_class_of(trained.class_names, database.name, c.source_label))
+        Piece(c.start, c.end, c.source_label, s, annotated_class_of(trained.class_names, database, c.source_label))
         for c in cycles
         if (s := cycle_span(c.start, c.end, rate, length)) is not None
     ]
     if not kept:
-        raise SkippedRecording(f"{annotation}: none of its {len(cycles)} cycles has audio in {wav.name}")
+        raise SkippedRecording(f"{where}: none of its {len(cycles)} cycles has audio in {wav.name}")
     return "cycle", iter(kept), len(cycles) - len(kept)
 
 
@@ -144,7 +160,7 @@ def spectrogram_batches(
 
 
 def prepare_recording(
-    trained: TrainedModel, wav: Path, annotation: Path | None, window_s: float, hop_s: float
+    trained: TrainedModel, wav: Path, annotation: RecordingAnnotation | None, window_s: float, hop_s: float
 ) -> RecordingInput:
     """Every spectrogram of `wav` at once, made with the checkpoint's audio chain: one per
     annotated cycle of `annotation`, or, when it is None, one per window (for tests and
@@ -174,7 +190,12 @@ def classify_spectrograms(trained: TrainedModel, specs: np.ndarray, batch_size: 
 
 
 def classify_recording(
-    trained: TrainedModel, wav: Path, annotation: Path | None, window_s: float, hop_s: float, batch_size: int
+    trained: TrainedModel,
+    wav: Path,
+    annotation: RecordingAnnotation | None,
+    window_s: float,
+    hop_s: float,
+    batch_size: int,
 ) -> RecordingPrediction:
     """One recording's cycles (or windows) and their class probabilities, `batch_size` at a
     time: cut, spectrograms, one forward pass (the same batches as one pass over all of

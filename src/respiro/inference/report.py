@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -22,7 +21,7 @@ from respiro.data.dataset import cycle_loader
 from respiro.evaluation.metrics import confusion_matrix, scores_of
 from respiro.inference.figures import Spectrum, TimelineFigure, maps_figure, timeline_figure
 from respiro.inference.maps import attention_and_grad_cam, upsample
-from respiro.inference.recording import Piece, RecordingPrediction, pieces_of, read_recording
+from respiro.inference.recording import Piece, RecordingAnnotation, RecordingPrediction, pieces_of, read_recording
 from respiro.training.checkpoint import TrainedModel
 
 NORMAL = "Normal"  # the class a unit is not flagged for
@@ -119,7 +118,7 @@ def flagged_units(probabilities: np.ndarray, class_names: tuple[str, ...], max_m
 def recording_report(
     trained: TrainedModel,
     result: RecordingPrediction,
-    annotation: Path | None,
+    annotation: RecordingAnnotation | None,
     window_s: float,
     hop_s: float,
     max_maps: int,

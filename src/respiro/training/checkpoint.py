@@ -67,10 +67,14 @@ ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("train", "freeze_epochs"): 0,
     ("train", "capture"): "off",
 }
+# Values renamed since: data.source `icbhi` is the database's own `download` now, and the
+# database's keys that data held moved to its own group (not stored in checkpoints).
+RENAMED_VALUES: dict[tuple[str, str], dict[str, str]] = {("data", "source"): {"icbhi": "download"}}
 
 
 def upgrade_params(params: Any) -> Any:
-    """A checkpoint's params with every key of ADDED_KEYS it predates filled in (a copy;
+    """A checkpoint's params with every key of ADDED_KEYS it predates filled in and the values
+    of RENAMED_VALUES renamed (a copy;
     anything that is not a mapping of groups is returned as it is, for the checks to name)."""
     if not isinstance(params, Mapping):
         return params
@@ -78,6 +82,10 @@ def upgrade_params(params: Any) -> Any:
     for (group, key), value in ADDED_KEYS.items():
         if isinstance(upgraded.get(group), dict):
             upgraded[group].setdefault(key, value)
+    for (group, key), renames in RENAMED_VALUES.items():
+        values = upgraded.get(group)
+        if isinstance(values, dict) and values.get(key) in renames:
+            values[key] = renames[values[key]]
     return upgraded
 
 

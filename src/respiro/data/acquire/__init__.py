@@ -1,6 +1,4 @@
-"""Getting the raw ICBHI folder: download (resumable, verified), safe zip extraction, and the
-choice of source (`data.source`) that fills data/raw.
-
-`http` and `archive` use the standard library only; `source.materialize_raw` is what the
-download stage calls.
+"""Getting a database's files: download (resumable, verified), safe zip extraction, and the
+torchvision hub's weight files. Plumbing, with the standard library only: which files a
+database needs, and from where, is its module's to say (respiro.data.databases).
 """

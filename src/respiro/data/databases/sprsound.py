@@ -26,9 +26,39 @@ import re
 from pathlib import Path
 from typing import Any
 
+from respiro.core.config import SyntheticParams
 from respiro.core.errors import DatabaseFormatError, MissingInputError
-from respiro.core.schemes import SPRSOUND_TYPES
-from respiro.data.databases.base import Annotation, Catalog, CatalogEntry, Database, Event, read_header
+from respiro.data.databases.base import (
+    Annotation,
+    AnnotationRef,
+    Catalog,
+    CatalogEntry,
+    Database,
+    Event,
+    read_header,
+)
+from respiro.data.raw_folder import write_in_place
+
+# Its seven event types, as its JSON files spell them.
+TYPES: tuple[str, ...] = (
+    "Normal",
+    "Rhonchi",
+    "Wheeze",
+    "Stridor",
+    "Coarse Crackle",
+    "Fine Crackle",
+    "Wheeze+Crackle",
+)
+# Onto the paper's four classes, for cross-database runs.
+TO_FOUR: dict[str, str | None] = {
+    "Normal": "Normal",
+    "Fine Crackle": "Crackle",
+    "Coarse Crackle": "Crackle",
+    "Wheeze": "Wheeze",
+    "Rhonchi": "Wheeze",
+    "Stridor": "Wheeze",
+    "Wheeze+Crackle": "Both",
+}
 
 # Official part of each annotation folder (relative to the release's root) and its WAV folder.
 PARTS: dict[str, tuple[str, str]] = {
@@ -78,9 +108,9 @@ def read_events(path: Path) -> tuple[str, list[Event], int]:
         end = _milliseconds(path, n, "end", raw["end"])
         if end < start:
             raise DatabaseFormatError(f"{path}: event {n}: end {end:g} ms is before start {start:g} ms")
-        if raw["type"] not in SPRSOUND_TYPES:
+        if raw["type"] not in TYPES:
             raise DatabaseFormatError(
-                f"{path}: event {n}: unknown type {raw['type']!r}; SPRSound's are {', '.join(SPRSOUND_TYPES)}"
+                f"{path}: event {n}: unknown type {raw['type']!r}; SPRSound's are {', '.join(TYPES)}"
             )
         events.append(Event(start / 1000, end / 1000, raw["type"], f" event {n}"))
     events.sort(key=lambda e: (e.start, e.end))  # the files list them out of time order
@@ -105,8 +135,14 @@ def parse_name(stem: str) -> dict[str, str] | None:
 
 class Sprsound(Database):
     name = "sprsound"
-    labels = SPRSOUND_TYPES
+    labels = TYPES
+    scheme_labels = {
+        "four": TO_FOUR,
+        "event_binary": {t: "Normal" if t == "Normal" else "Adventitious" for t in TYPES},
+        "event_types": {t: t for t in TYPES},
+    }
     splits = tuple(PARTS)
+    sources = ("synthetic", "local")
     recording_columns = (
         "patient",
         "location",
@@ -118,7 +154,6 @@ class Sprsound(Database):
         "official_split",
         "record_label",
     )
-    annotation_suffix = ".json"
     layout_hint = "the SPRSound 2022 release's folders " + ", ".join(
         sorted({f for pair in PARTS.values() for f in pair})
     )
@@ -153,7 +188,7 @@ class Sprsound(Database):
                     )
         return found, skipped
 
-    def build_catalog(self, root: Path, erratum_file: Path | None = None) -> Catalog:
+    def build_catalog(self, root: Path) -> Catalog:
         found, skipped = self._pairs(root)
         entries: list[CatalogEntry] = []
         unreadable: list[tuple[str, str]] = []
@@ -172,7 +207,7 @@ class Sprsound(Database):
                     device_corrected=DEVICE,
                     official_split=part,
                     wav=wav,
-                    annotation=annotation,
+                    annotation=AnnotationRef(annotation),
                     sample_rate=header.sample_rate,
                     frames=header.frames,
                     channels=header.channels,
@@ -198,11 +233,40 @@ class Sprsound(Database):
             "subtype": entry.subtype,
             "official_split": entry.official_split,
             "record_label": entry.extra["record_label"],
-            "annotation": entry.annotation.relative_to(raw_dir).as_posix(),
+            "annotation": entry.annotation.file.relative_to(raw_dir).as_posix(),
         }
 
-    def read_annotation(self, path: Path) -> Annotation:
-        record, events, merged = read_events(path)
+    def read_annotation(self, ref: AnnotationRef) -> Annotation:
+        record, events, merged = read_events(ref.file)
         if record == POOR_QUALITY:
             return Annotation([], excluded="record labelled Poor Quality", merged=merged)
         return Annotation(events, merged=merged)
+
+    def recognises(self, file: Path) -> bool:
+        """A .json object with a record label (either key) and a list of events."""
+        if file.suffix.lower() != ".json" or not file.is_file():
+            return False
+        try:
+            data = json.loads(file.read_text(encoding="utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return False
+        return isinstance(data, dict) and any(k in data for k in RECORD_KEYS) and "event_annotation" in data
+
+    def annotation_beside(self, audio: Path) -> AnnotationRef | None:
+        found = audio.with_suffix(".json")
+        return AnnotationRef(found) if self.recognises(found) else None
+
+    def write_synthetic(self, out_dir: Path, config: SyntheticParams, progress: bool) -> None:
+        from respiro.data.synthetic.sprsound_layout import write_synthetic_sprsound
+
+        write_synthetic_sprsound(out_dir, config, progress)
+
+    def use_local(self, local_path: str, out_dir: Path) -> None:
+        """The release's folder, read in place in its own layout."""
+        setting = f"data.local_path={local_path}"
+        path = Path(local_path)
+        if not path.is_dir():
+            raise MissingInputError(f"{setting} is not a folder; point it at {self.layout_hint}")
+        if not self.count_recordings(path):
+            raise MissingInputError(f"{setting} holds no {self.name} recordings; it should hold {self.layout_hint}")
+        write_in_place(out_dir, local_path)

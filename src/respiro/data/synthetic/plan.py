@@ -14,7 +14,7 @@ from statistics import NormalDist
 import numpy as np
 
 from respiro.core.config import SyntheticParams
-from respiro.core.schemes import ICBHI_LABELS
+from respiro.data.databases.icbhi import LABELS as ICBHI_LABELS
 from respiro.data.icbhi import DEVICE_RATES, label_of
 from respiro.data.synthetic.population import (
     DEVICE_LEVEL_DBFS,

@@ -123,12 +123,13 @@ class Database(ABC):
     name: ClassVar[str]
     # Its own params group (params.yaml's group named `name`).
     params_schema: ClassVar[type[DatabaseGroup]] = DatabaseGroup
-    # Its own event labels, in the order reports list them.
+    # Its own event labels, in the order reports list them (a database whose files say which,
+    # such as a user's CSV, sets them on reading its catalog, as it does `splits`).
     labels: tuple[str, ...]
     # {scheme name: {own label: class of that scheme, or None to leave such events out}}.
     scheme_labels: Mapping[str, Mapping[str, str | None]]
     # Its official parts, in the order reports list them.
-    splits: ClassVar[tuple[str, ...]]
+    splits: tuple[str, ...]
     # Columns of `recording_row` that every event row of the manifest carries; at least
     # patient, device_corrected and official_split (training and evaluation read them).
     recording_columns: ClassVar[tuple[str, ...]]

@@ -12,12 +12,14 @@ from respiro.core.config import Params
 from respiro.core.errors import DatabaseFormatError, ParamsError
 from respiro.core.schemes import get_scheme
 from respiro.data.databases.base import AnnotationRef, Database
+from respiro.data.databases.events_csv import EventsCsv
 from respiro.data.databases.icbhi import Icbhi
 from respiro.data.databases.sprsound import Sprsound
 
 DATABASES: dict[str, type[Database]] = {
     Icbhi.name: Icbhi,
     Sprsound.name: Sprsound,
+    EventsCsv.name: EventsCsv,
 }
 
 

@@ -29,7 +29,7 @@ from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four
 from respiro.data.dataset import load_spectrograms
 from respiro.evaluation.reports import PREDICTIONS
 from respiro.inference.onnx import onnx_probabilities
-from respiro.inference.recording import classify_spectrograms, prepare_recording
+from respiro.inference.recording import annotation_in, classify_spectrograms, prepare_recording
 from respiro.inference.windows import default_window, window_spans
 from respiro.training.checkpoint import load_checkpoint
 from tests.conftest import ROOT, TINY_PARAMS, shared_dir
@@ -188,7 +188,7 @@ def test_predict_gives_the_evaluate_stage_probabilities_cycle_for_cycle(tiny_run
     staged = classify_spectrograms(trained, np.asarray(specs), 64)
     for wav in sorted(sample.glob("*.wav")):
         index = [i for i, r in enumerate(manifest) if r["recording"] == wav.stem]
-        item = prepare_recording(trained, wav, wav.with_suffix(".txt"), 3.0, 1.5)
+        item = prepare_recording(trained, wav, annotation_in(wav.with_suffix(".txt"), wav), 3.0, 1.5)
         assert np.array_equal(item.spectrograms, specs[index]), wav.name
         probs = classify_spectrograms(trained, item.spectrograms, 64)
         assert np.abs(probs - staged[index]).max() <= 1e-6, wav.name
@@ -403,9 +403,8 @@ def test_the_onnx_metadata_alone_rebuild_the_input_of_a_real_recording(tiny_run,
     written = np.array([[float(r[k]) for k in PROBS] for r in rows])
     assert json.loads(meta["class_names"]) == list(CLASS_NAMES) and probs.shape == written.shape
     # The spectrograms themselves, against predict's own (float32 STFT vs float64 here).
-    ours = prepare_recording(
-        load_checkpoint(project / "models" / "model.pt"), wav, wav.with_suffix(".txt"), 3.0, 1.5
-    ).spectrograms
+    annotation = annotation_in(wav.with_suffix(".txt"), wav)
+    ours = prepare_recording(load_checkpoint(project / "models" / "model.pt"), wav, annotation, 3.0, 1.5).spectrograms
     print(
         f"max |spectrogram difference| {np.abs(specs[:, 0] - ours).max():.2e}, max |p difference| {np.abs(probs - written).max():.2e}"
     )

@@ -42,6 +42,8 @@ def database_of(params: Params) -> Database:
     stray = sorted(set(params.databases) - set(DATABASES))
     if stray:
         raise ParamsError(f"unknown group {stray[0]!r}: neither a params group of the pipeline nor a database's")
+    for name, group in params.databases.items():  # every group checked, not only the one in use
+        DATABASES[name].from_params(group)
     database = _registered(params.data.database).from_params(params.databases.get(params.data.database))
     database.check_scheme(get_scheme(params.classes.scheme))
     return database

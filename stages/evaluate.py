@@ -24,7 +24,6 @@ from respiro.core.cli import run_stage
 from respiro.core.config import load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, atomic_file, read_csv, write_csv, write_json
-from respiro.core.schemes import get_scheme
 from respiro.core.tracking import EVAL_DIR, log_test_results, open_live
 from respiro.data.dataset import cycle_loader, load_spectrograms
 from respiro.evaluation.errors import most_confident_errors
@@ -49,7 +48,7 @@ def main() -> None:
     loaded = load_checkpoint(MODEL, device)
     checkpoint = loaded.checkpoint
     kernels = use_model_kernels(loaded.kernels, device)
-    scheme = get_scheme(params.classes.scheme)
+    scheme = params.classes.class_scheme()
     if loaded.class_names != scheme.classes:
         raise StageError(
             f"{MODEL} predicts {', '.join(loaded.class_names)}, not classes.scheme {scheme.name} "

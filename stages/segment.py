@@ -26,7 +26,6 @@ from respiro.core.cli import run_stage
 from respiro.core.config import load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import SkipReport, StageTimer, atomic_dir, write_csv
-from respiro.core.schemes import get_scheme
 from respiro.data.catalog import cycle_row
 from respiro.data.databases import database_of
 from respiro.data.raw_folder import raw_root
@@ -38,7 +37,7 @@ REPORT = Path("data/reports/segment.json")
 def main() -> None:
     timer = StageTimer("segment")
     params = load_params()
-    database, scheme = database_of(params), get_scheme(params.classes.scheme)
+    database, scheme = database_of(params), params.classes.class_scheme()
     store = AudioStore(IN)
     gains = read_gains(GAINS, [rec["stem"] for rec in store.rows])
     report = SkipReport("segment")

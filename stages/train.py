@@ -20,7 +20,6 @@ from respiro.core.cli import run_stage
 from respiro.core.config import load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, write_csv, write_json
-from respiro.core.schemes import get_scheme
 from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
 from respiro.data.dataset import frequency_stats, load_spectrograms
 from respiro.data.splits import PARTS, assign_parts, held_out_masks, split_rows
@@ -62,7 +61,7 @@ def main() -> None:
     arithmetic = resolve_arithmetic(tp.precision, device)
     kernels = set_training_kernels(tp.precision, arithmetic, device)
     precision = "strict" if tp.precision == "strict" else arithmetic  # what the report says
-    classes = get_scheme(params.classes.scheme).classes
+    classes = params.classes.class_scheme().classes
     specs, rows = load_spectrograms(IN)
     labels = np.array([int(r["label"]) for r in rows])
     patients = np.array([r["patient"] for r in rows])

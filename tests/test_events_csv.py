@@ -23,7 +23,7 @@ import yaml
 
 from respiro.core.config import SyntheticParams, load_params, parse_params
 from respiro.core.errors import DatabaseFormatError, MissingInputError, ParamsError
-from respiro.core.schemes import SCHEMES
+from respiro.core.schemes import SCHEMES, own_scheme
 from respiro.data.databases import database_of, database_of_annotation, find_annotation, get_database
 from respiro.data.databases.base import AnnotationRef
 from respiro.data.databases.events_csv import CsvParams, EventsCsv
@@ -96,17 +96,30 @@ def test_labels_that_are_classes_need_no_mapping_and_the_mapping_maps_the_rest(t
         match=r"events.csv row 4, column label: label 'wheezy' is not a class of classes.scheme four",
     ):
         database.class_of(four, "wheezy")
-    mapped = EventsCsv(CsvParams(mapping={"wheezy": "Wheeze", "cough": None}))
+    mapped = EventsCsv(label_mapping={"wheezy": "Wheeze", "cough": None})
     assert mapped.class_of(four, "wheezy") == 2 and mapped.class_of(four, "cough") is None
-    with pytest.raises(ParamsError, match=r"^csv.mapping.wheezy: 'Squeak' is not a class of classes.scheme four"):
-        EventsCsv(CsvParams(mapping={"wheezy": "Squeak"})).check_scheme(four)
+    raw = load_params(ROOT / "params.yaml").as_dict()
+    classes = {"scheme": "four", "own": None, "mapping": {"wheezy": "Squeak"}}
+    with pytest.raises(
+        ParamsError, match=r"^classes.mapping: 'wheezy' goes to 'Squeak', not a class of classes.scheme four"
+    ):
+        parse_params({**raw, "classes": classes})
+
+
+def test_the_own_scheme_learns_the_labels_as_they_are_written():
+    own = own_scheme(("normal breath", "crackles", "wheezes"))
+    assert [CSV.class_of(own, label) for label in ("normal breath", "wheezes")] == [0, 2]
+    mapped = EventsCsv(label_mapping={"fine crackles": "crackles", "coarse crackles": "crackles"})
+    assert mapped.class_of(own, "coarse crackles") == 1
+    with pytest.raises(DatabaseFormatError, match=r"label 'squeak' is not a class of classes.scheme own"):
+        CSV.class_of(own, "squeak")
 
 
 def test_params_choose_the_events_file_and_check_the_group():
     raw = load_params(ROOT / "params.yaml").as_dict()
     params = parse_params({**raw, "data": {**raw["data"], "database": "csv"}})
     assert database_of(params).params == CsvParams()
-    with pytest.raises(ParamsError, match=r"^unknown key csv.events; csv takes events_file, mapping$"):
+    with pytest.raises(ParamsError, match=r"^unknown key csv.events; csv takes events_file$"):
         database_of(parse_params({**params.as_dict(), "csv": {**raw["csv"], "events": "x.csv"}}))
 
 
@@ -315,7 +328,7 @@ def test_own_recordings_run_to_scores_per_test_part_and_predict_reads_their_rows
         writer.writerows(rows)
     data = {"database": "csv", "source": "local", "local_path": str(folder)}
     project = make_project_copy(
-        tmp_path / "project", {**TINY_PARAMS, "data": data, "csv": {"mapping": {"wheezes": "Wheeze"}}}
+        tmp_path / "project", {**TINY_PARAMS, "data": data, "classes": {"mapping": {"wheezes": "Wheeze"}}}
     )
     run(["dvc", "repro"], project)
     metrics = json.loads((project / "metrics" / "eval" / "metrics.json").read_text())
@@ -329,6 +342,25 @@ def test_own_recordings_run_to_scores_per_test_part_and_predict_reads_their_rows
     assert {p["unit"] for p in predicted} == {"cycle"} and len(predicted) == len(expected), done.stderr
     assert [p["annotated_label"] for p in predicted] == [r["label"] for r in expected]
     assert report.is_file()
+    # The lab's own classes instead of the paper's four: only segment, train and evaluate rerun.
+    own = ["Normal", "Crackle", "wheezes", "Both"]
+    rerun = run(
+        [
+            "dvc",
+            "exp",
+            "run",
+            "-S",
+            "classes.scheme=own",
+            "-S",
+            f"classes.own=[{','.join(own)}]",
+            "-S",
+            "classes.mapping=null",
+        ],
+        project,
+    )
+    assert "Running stage 'segment'" in rerun.stdout and "Running stage 'resample'" not in rerun.stdout
+    metrics = json.loads((project / "metrics" / "eval" / "metrics.json").read_text())
+    assert metrics["scheme"] == "own" and list(metrics["recall"]) == own
     # crossdb scores a checkpoint on this workspace's test parts: the lab's two sites too.
     out = tmp_path / "crossdb.json"
     run([sys.executable, "-m", "respiro", "crossdb", "--model", "models/model.pt", "--out", str(out)], project)

@@ -77,6 +77,30 @@ def test_unknown_and_missing_keys_are_errors():
         database_of(parse_params(with_value("icbhi", "ulr", "x")))
 
 
+def test_own_classes_go_with_the_own_scheme_only():
+    own = {"scheme": "own", "own": ["normal", "crackles", "wheezes"], "mapping": None}
+    scheme = parse_params({**DEFAULTS, "classes": own}).classes.class_scheme()
+    assert (scheme.name, scheme.classes, scheme.scores) == ("own", ("normal", "crackles", "wheezes"), "icbhi")
+    for classes, message in [
+        ({"own": None}, r"^classes.own: classes.scheme own needs your classes here"),
+        ({"scheme": "four", "own": ["a", "b"]}, r"^classes.own: lists classes for classes.scheme own only"),
+        ({"own": ["a", "a"]}, r"^classes.own: the classes must be distinct"),
+        ({"own": ["a"]}, r"^classes.own: tuple should have at least 2 items"),
+        ({"mapping": {"Crackle": "crackle"}}, r"^classes.mapping: 'Crackle' goes to 'crackle', not a class of"),
+    ]:
+        with pytest.raises(ParamsError, match=message):
+            parse_params({**DEFAULTS, "classes": {**own, **classes}})
+    # A database whose labels are not the user's classes refuses them, unless the mapping
+    # names every one of its labels.
+    with pytest.raises(
+        ParamsError, match=r"^classes.scheme: own has no mapping for data.database icbhi .*classes.mapping"
+    ):
+        database_of(parse_params({**DEFAULTS, "classes": own}))
+    every = {"Normal": "normal", "Crackle": "crackles", "Wheeze": "wheezes", "Both": None}
+    icbhi = database_of(parse_params({**DEFAULTS, "classes": {**own, "mapping": every}}))
+    assert [icbhi.class_of(scheme, label) for label in every] == [0, 1, 2, None]
+
+
 def test_alpha_list_becomes_a_tuple():
     params = parse_params(with_value("loss", "alpha", [1, 2, 3, 4]))
     assert params.loss.alpha == (1, 2, 3, 4)

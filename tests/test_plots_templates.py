@@ -89,6 +89,13 @@ def test_every_confusion_cell_shows_its_count_zero_included(drawn):
     assert Counter(mark_texts(drawn["confusion"])) == expected
 
 
+def test_the_own_scheme_template_takes_its_classes_from_the_data():
+    """classes.scheme own: the user's classes are not known to a template; it fixes none."""
+    spec = json.loads((ROOT / ".dvc" / "plots" / "confusion_own.json").read_text())["spec"]
+    assert all("keyvals" not in step for step in spec["transform"][1:])
+    assert "scale" not in spec["encoding"]["x"] and "scale" not in spec["encoding"]["y"]
+
+
 @pytest.mark.parametrize("scheme", list(SCHEMES))
 def test_every_class_scheme_has_a_confusion_template_in_its_class_order(scheme):
     """dvc.yaml draws the confusion matrix with `confusion_${classes.scheme}`: each scheme's

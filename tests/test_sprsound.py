@@ -280,9 +280,15 @@ def test_a_scheme_without_a_mapping_for_the_database_is_refused_naming_the_key()
 
     raw = load_params(ROOT / "params.yaml").as_dict()
     with pytest.raises(ParamsError, match=r"^classes.scheme: event_types has no mapping for data.database icbhi"):
-        database_of(parse_params({**raw, "classes": {"scheme": "event_types"}}))
+        database_of(parse_params({**raw, "classes": {"scheme": "event_types", "own": None, "mapping": None}}))
     with pytest.raises(ParamsError, match=r"^loss.alpha: a list needs 2 weights .*\[Normal, Adventitious\]; got 4"):
-        parse_params({**raw, "classes": {"scheme": "event_binary"}, "loss": {**raw["loss"], "alpha": [1, 1, 1, 1]}})
+        parse_params(
+            {
+                **raw,
+                "classes": {"scheme": "event_binary", "own": None, "mapping": None},
+                "loss": {**raw["loss"], "alpha": [1, 1, 1, 1]},
+            }
+        )
 
 
 def test_crossdb_scores_every_test_part_and_each_alone():

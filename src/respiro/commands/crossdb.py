@@ -69,8 +69,7 @@ def cross_scores(
     true: np.ndarray, pred: np.ndarray, parts: np.ndarray, class_names: tuple[str, ...]
 ) -> dict[str, dict[str, Any]]:
     """Scores of all test cycles (`all`) and of each official part in `parts` alone."""
-    scheme = scheme_of_classes(class_names)
-    kind = "icbhi" if scheme is None else scheme.scores
+    kind = scheme_of_classes(class_names).scores
     groups = {"all": np.ones(len(true), bool)}
     if len(set(parts.tolist())) > 1:
         groups |= {str(part): parts == part for part in sorted(set(parts.tolist()))}

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from respiro.core.errors import MissingInputError, ParamsError
-from respiro.core.schemes import SCHEMES, SchemeName
+from respiro.core.schemes import SCHEMES, ClassScheme, SchemeName, own_scheme
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 # Allowed values the library also names in its signatures (the schema checks them, it trusts them).
@@ -85,9 +85,40 @@ class SyntheticParams(Group):
 
 
 class ClassesParams(Group):
-    """The class scheme (respiro.core.schemes): the classes the model learns."""
+    """The class scheme (respiro.core.schemes): the classes the model learns; `own` lists the
+    user's own (scheme: own), the normal class first; `mapping` sends a database's labels to
+    classes of the scheme (None: leave such events out), before the database's own mapping."""
 
     scheme: SchemeName
+    own: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False, min_length=2)] | None
+    mapping: Annotated[dict[str, str | None], Field(strict=False)] | None
+
+    @model_validator(mode="after")
+    def _own_with_own(self) -> ClassesParams:
+        if self.scheme == "own" and self.own is None:
+            raise ValueError(
+                "own: classes.scheme own needs your classes here, the normal one first: [normal, crackles]"
+            )
+        if self.scheme != "own" and self.own is not None:
+            raise ValueError(f"own: lists classes for classes.scheme own only (it is {self.scheme}); set it to null")
+        if self.own is not None and len(set(self.own)) != len(self.own):
+            raise ValueError(f"own: the classes must be distinct; got {list(self.own)}")
+        return self
+
+    @model_validator(mode="after")
+    def _mapping_onto_the_scheme(self) -> ClassesParams:
+        classes = self.class_scheme().classes
+        for label, name in (self.mapping or {}).items():
+            if name is not None and name not in classes:
+                raise ValueError(
+                    f"mapping: {label!r} goes to {name!r}, not a class of classes.scheme {self.scheme} "
+                    f"({', '.join(classes)}); or null to leave such events out"
+                )
+        return self
+
+    def class_scheme(self) -> ClassScheme:
+        """The chosen scheme: a named one of SCHEMES, or own_scheme of `own`."""
+        return own_scheme(self.own) if self.own is not None else SCHEMES[self.scheme]
 
 
 class ResampleParams(Group):
@@ -255,7 +286,7 @@ class Params(Group):
 
     @model_validator(mode="after")
     def _alpha_fits_the_scheme(self) -> Params:
-        scheme = SCHEMES[self.classes.scheme]
+        scheme = self.classes.class_scheme()
         alpha = self.loss.alpha
         if isinstance(alpha, tuple) and len(alpha) != len(scheme.classes):
             raise ValueError(

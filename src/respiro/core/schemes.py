@@ -11,6 +11,8 @@ of respiro.data.databases declares its mapping into the schemes it supports).
 - `event_binary`: SPRSound's event task 1-1, Normal / Adventitious, scored by SPRSound's SE,
   SP, AS and HS.
 - `event_types`: SPRSound's event task 1-2, its seven event types, scored the same way.
+- `own`: the user's own classes (`classes.own`, the normal class first), scored as the ICBHI
+  score is: SE over every class but the first, SP over the first (own_scheme).
 
 Here in core (not with the databases) because the params schema checks `loss.alpha`, one
 weight per class, against the chosen scheme. Adding a scheme is adding one entry to SCHEMES.
@@ -21,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-SchemeName = Literal["four", "event_binary", "event_types"]
+SchemeName = Literal["four", "event_binary", "event_types", "own"]
 ScoreKind = Literal["icbhi", "sprsound"]
 
 # The paper's four classes: a cycle's (crackles, wheezes) flags, named as the literature names them.
@@ -56,6 +58,11 @@ SCHEMES: dict[str, ClassScheme] = {
 }
 
 
+def own_scheme(classes: tuple[str, ...]) -> ClassScheme:
+    """The user's own classes in output order (index 0 the normal class), scored as ICBHI's."""
+    return ClassScheme("own", tuple(classes), "icbhi")
+
+
 def get_scheme(name: str) -> ClassScheme:
     """The scheme called `name`; KeyError naming the known ones otherwise."""
     try:
@@ -64,6 +71,8 @@ def get_scheme(name: str) -> ClassScheme:
         raise KeyError(f"unknown class scheme {name!r}; known: {', '.join(SCHEMES)}") from None
 
 
-def scheme_of_classes(class_names: tuple[str, ...] | list[str]) -> ClassScheme | None:
-    """The scheme whose classes are `class_names` (a checkpoint's), or None for none of ours."""
-    return next((s for s in SCHEMES.values() if list(s.classes) == list(class_names)), None)
+def scheme_of_classes(class_names: tuple[str, ...] | list[str]) -> ClassScheme:
+    """The scheme whose classes are `class_names` (a checkpoint's): a named one, else the
+    user's own classes."""
+    found = next((s for s in SCHEMES.values() if list(s.classes) == list(class_names)), None)
+    return found or own_scheme(tuple(class_names))

@@ -105,11 +105,8 @@ def read_recording(trained: TrainedModel, wav: Path) -> np.ndarray:
 def annotated_class_of(class_names: tuple[str, ...], database: Database, label: str) -> int | None:
     """A `database` label as a class index of the model whose classes are `class_names`, or
     None where its scheme leaves the label out or the database does not map onto it."""
-    scheme = scheme_of_classes(class_names)
-    if scheme is None:
-        return None
     try:
-        return database.class_of(scheme, label)
+        return database.class_of(scheme_of_classes(class_names), label)
     except (KeyError, ValueError):
         return None
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from respiro.core.config import Params
 from respiro.core.errors import DatabaseFormatError, ParamsError
-from respiro.core.schemes import get_scheme
 from respiro.data.databases.base import AnnotationRef, Database
 from respiro.data.databases.events_csv import EventsCsv
 from respiro.data.databases.icbhi import Icbhi
@@ -44,8 +43,10 @@ def database_of(params: Params) -> Database:
         raise ParamsError(f"unknown group {stray[0]!r}: neither a params group of the pipeline nor a database's")
     for name, group in params.databases.items():  # every group checked, not only the one in use
         DATABASES[name].from_params(group)
-    database = _registered(params.data.database).from_params(params.databases.get(params.data.database))
-    database.check_scheme(get_scheme(params.classes.scheme))
+    database = _registered(params.data.database).from_params(
+        params.databases.get(params.data.database), params.classes.mapping
+    )
+    database.check_scheme(params.classes.class_scheme())
     return database
 
 

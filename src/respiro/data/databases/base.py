@@ -139,11 +139,17 @@ class Database(ABC):
     # Whether one annotation file holds many recordings' events (a table), or one recording's.
     annotation_holds_many: ClassVar[bool] = False
 
-    def __init__(self, params: DatabaseGroup | None = None) -> None:
+    def __init__(
+        self, params: DatabaseGroup | None = None, label_mapping: Mapping[str, str | None] | None = None
+    ) -> None:
         self.params = params if params is not None else self.params_schema()
+        # classes.mapping: the user's word on some labels, before this database's own mapping.
+        self.label_mapping = dict(label_mapping or {})
 
     @classmethod
-    def from_params(cls, raw: Mapping[str, object] | None) -> Database:
+    def from_params(
+        cls, raw: Mapping[str, object] | None, label_mapping: Mapping[str, str | None] | None = None
+    ) -> Database:
         """The database with its params group `raw` (params.yaml's) validated. As for every
         group, a key params.yaml leaves out is an error naming it, never a value chosen
         silently (the schema's defaults serve reading files outside a run: `cls()`)."""
@@ -153,22 +159,27 @@ class Database(ABC):
             raise ParamsError(f"missing key {cls.name}.{missing[0]}")
         group = validate_group(cls.name, raw, cls.params_schema)
         assert isinstance(group, cls.params_schema)
-        return cls(group)
+        return cls(group, label_mapping)
 
     # --- classes -------------------------------------------------------------------------
 
     def check_scheme(self, scheme: ClassScheme) -> None:
-        """ParamsError unless this database's labels map onto `scheme`."""
-        if scheme.name not in self.scheme_labels:
+        """ParamsError unless this database's labels map onto `scheme` (its own mapping, or
+        classes.mapping naming every label)."""
+        if scheme.name not in self.scheme_labels and not set(self.labels) <= set(self.label_mapping):
             raise ParamsError(
                 f"classes.scheme: {scheme.name} has no mapping for data.database {self.name} "
-                f"(it maps onto {', '.join(self.scheme_labels)})"
+                f"(it maps onto {', '.join(self.scheme_labels)}; or map each of its labels, "
+                f"{', '.join(self.labels)}, with classes.mapping)"
             )
 
     def class_of(self, scheme: ClassScheme, source_label: str) -> int | None:
-        """The class index in `scheme` of an event labelled `source_label`, or None where the
-        scheme leaves it out. KeyError for a scheme or label this database does not map."""
-        name = self.scheme_labels[scheme.name][source_label]
+        """The class index in `scheme` of an event labelled `source_label` (classes.mapping
+        first), or None where it is left out. KeyError for a scheme or label not mapped."""
+        if source_label in self.label_mapping:
+            name = self.label_mapping[source_label]
+        else:
+            name = self.scheme_labels[scheme.name][source_label]
         return None if name is None else scheme.classes.index(name)
 
     # --- acquisition ---------------------------------------------------------------------

@@ -6,7 +6,7 @@ One row per event: `recording` (the audio file's path relative to the folder), `
 `end` (seconds), `label` (your own word for the event), `patient` (any id). Optional:
 `split` (`train`, `test` or `test_<part>`: the official part; without the column the
 patient-wise split applies), `device`, `location`. A label that is a class of
-`classes.scheme` needs no mapping; `csv.mapping` maps the others (or leaves them out).
+`classes.scheme` needs no mapping; `classes.mapping` maps the others (or leaves them out).
 
 What the rows must hold, each refused with one line naming the file, the row (as a
 spreadsheet numbers it: the header is row 1) and the column: the required columns; numbers
@@ -33,7 +33,7 @@ from typing import Annotated
 from pydantic import Field
 
 from respiro.core.config import DatabaseGroup, SyntheticParams
-from respiro.core.errors import DatabaseFormatError, MissingInputError, ParamsError
+from respiro.core.errors import DatabaseFormatError, MissingInputError
 from respiro.core.outputs import write_csv
 from respiro.core.schemes import ClassScheme
 from respiro.data.databases.base import (
@@ -57,7 +57,6 @@ class CsvParams(DatabaseGroup):
     """params.yaml's `csv:` group (its comments say what each key does)."""
 
     events_file: Annotated[str, Field(min_length=1)] = "events.csv"
-    mapping: Annotated[dict[str, str | None], Field(strict=False)] | None = None
 
 
 @dataclass(frozen=True)
@@ -244,18 +243,12 @@ class EventsCsv(Database):
     # --- classes -------------------------------------------------------------------------
 
     def check_scheme(self, scheme: ClassScheme) -> None:
-        """Every scheme: labels equal to its classes need no mapping; csv.mapping's classes must be its."""
-        for label, name in (self.params.mapping or {}).items():
-            if name is not None and name not in scheme.classes:
-                raise ParamsError(
-                    f"csv.mapping.{label}: {name!r} is not a class of classes.scheme {scheme.name} "
-                    f"({', '.join(scheme.classes)}); or null to leave such events out"
-                )
+        """Every scheme: labels equal to its classes need no mapping (classes.mapping, checked
+        against the scheme with the params, maps the others)."""
 
     def class_of(self, scheme: ClassScheme, source_label: str) -> int | None:
-        mapping = self.params.mapping or {}
-        if source_label in mapping:
-            name = mapping[source_label]
+        if source_label in self.label_mapping:
+            name = self.label_mapping[source_label]
             return None if name is None else scheme.classes.index(name)
         if source_label in scheme.classes:
             return scheme.classes.index(source_label)
@@ -263,7 +256,7 @@ class EventsCsv(Database):
         where = f"{self.read.path} row {row.row}, column label: " if self.read and row else ""
         raise DatabaseFormatError(
             f"{where}label {source_label!r} is not a class of classes.scheme {scheme.name} "
-            f"({', '.join(scheme.classes)}) and csv.mapping does not map it (docs/own-data.md)"
+            f"({', '.join(scheme.classes)}) and classes.mapping does not map it (docs/own-data.md)"
         )
 
     # --- the raw folder ------------------------------------------------------------------

@@ -14,9 +14,9 @@
         `dvc exp run --run-all`, which starts the queue's workers and follows every
         experiment's log until the queue is empty (with --cluster ADDRESS: on a Ray cluster,
         as `respiro queue start --cluster ADDRESS` runs a queue; docs/cluster.md). In each
-        experiment the audio stages are restored from the run cache ("Stage 'stft' is cached - skipping run"): only train and
-        evaluate run. An experiment of that name that already exists
-        for the current commit is kept, so an interrupted grid resumes.
+        experiment the audio stages are restored from the run cache ("Stage 'stft' is cached -
+        skipping run"): only train and evaluate run. An experiment of that name that already
+        exists for the current commit is kept, so an interrupted grid resumes.
 --pretrained  adds one "+ ImageNet init" configuration per paper row (model.pretrained:
         imagenet, experiments t3-<config>-imagenet-s<seed>), to --run and --report alike.
         Before queueing, --run finds (or downloads) both ImageNet files into

@@ -8,7 +8,7 @@ The driver (this module, in the user's project) does, for the experiments queued
    instead of recomputing), and each queued stash commit to the git remote under
    refs/respiro-queue/NAME (what the nodes check out);
 3. sends one Ray task per experiment (cluster_worker.run_job on a node: fetch, `dvc exp run`,
-   push), one CPU each; Ray retries a task whose node or worker died (`retries` times); a try
+   push), `cpus` CPUs each (Ray then sets OMP_NUM_THREADS, so training uses that many threads); Ray retries a task whose node or worker died (`retries` times); a try
    finds an experiment an earlier try pushed and does not run it again;
 4. for each task that ends with a pushed result: `dvc exp pull` (its ref and outputs), then
    `dvc queue remove`, so an entry leaves the queue only once its result is here; a failed
@@ -185,7 +185,7 @@ def seconds(value: float) -> str:
 def describe(outcome: Outcome, pulled_s: float) -> str:
     """'pushed from NODE in 1 min 02 s (fetch 3 s, run 55 s, push 4 s, pull 2 s)'."""
     steps = dict(outcome.steps)
-    parts = [f"{step} {seconds(s)}" for step, s in (*outcome.steps, ("pull", pulled_s))]
+    parts = [f"{step} {s:.0f} s" for step, s in (*outcome.steps, ("pull", pulled_s))]
     if outcome.state == "found":
         return f"found on the remotes (pushed by an earlier try); pulled in {seconds(pulled_s)}"
     return f"pushed from {outcome.node} in {seconds(sum(steps.values()))} ({', '.join(parts)}); pulled"
@@ -198,6 +198,7 @@ def run_queue(
     dvc_remote: str | None = None,
     names: Sequence[str] | None = None,
     retries: int = DEFAULT_RETRIES,
+    cpus: int = 1,
     say: Say = _say,
 ) -> list[str]:
     """Run the queued experiments (or those of `names`) on the cluster at `address`; the names
@@ -212,7 +213,7 @@ def run_queue(
         publish(root, remotes, jobs, say)
         connect(address)
         try:
-            failed = _fan_out(root, remotes, jobs, retries, say)
+            failed = _fan_out(root, remotes, jobs, retries, cpus, say)
         finally:
             import ray
 
@@ -233,13 +234,14 @@ def exp_table(root: Path, heads: Sequence[str]) -> str:
     return result.stdout.rstrip()
 
 
-def _fan_out(root: Path, remotes: Remotes, jobs: Sequence[Job], retries: int, say: Say) -> list[str]:
+def _fan_out(root: Path, remotes: Remotes, jobs: Sequence[Job], retries: int, cpus: int, say: Say) -> list[str]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
     board: Any = ray.remote(num_cpus=0)(Board).options(scheduling_strategy=here).remote()
-    task = ray.remote(try_on_node).options(num_cpus=1, max_retries=retries, retry_exceptions=False)
+    # Ray runs a task of N CPUs with OMP_NUM_THREADS=N: an experiment trains with the threads it asked for.
+    task = ray.remote(try_on_node).options(num_cpus=cpus, max_retries=retries, retry_exceptions=False)
     pending = {task.remote(job, board): job for job in jobs}
     for job in jobs:
         say(f"queue: {job.name}: queued")

@@ -45,14 +45,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     start.add_argument(
         "--retries", type=int, default=3, help="tries more for an experiment whose node or worker died (default 3)"
     )
+    start.add_argument(
+        "--cpus",
+        type=int,
+        default=1,
+        help="CPUs each experiment asks Ray for, and the threads it trains with (default 1)",
+    )
     start.add_argument("names", nargs="*", metavar="NAME", help="only these queued experiments (default: all)")
     args = parser.parse_args(argv)
     if args.retries < 0:
         start.error(f"--retries must be >= 0; got {args.retries}")
+    if args.cpus < 1:
+        start.error(f"--cpus must be >= 1; got {args.cpus}")
     from respiro.commands.cluster_run import run_queue
     from respiro.commands.cluster_setup import ClusterError
 
-    failed = run_queue(Path.cwd(), args.cluster, args.git_remote, args.dvc_remote, args.names or None, args.retries)
+    failed = run_queue(
+        Path.cwd(), args.cluster, args.git_remote, args.dvc_remote, args.names or None, args.retries, args.cpus
+    )
     if failed:
         raise ClusterError(
             f"{len(failed)} experiments failed and stay queued: {', '.join(failed)}; "

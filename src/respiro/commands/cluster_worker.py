@@ -16,8 +16,9 @@ What a node does with a `Job` (cluster_run.py hands one to each Ray task), with 
    last, so a ref on the remote always means a complete result.
 
 Each try works in a folder of its own under $RESPIRO_QUEUE_DIR (default: the system's temporary
-folder), removed when it ends; the node's DVC cache is shared by its tries, so the audio
-outputs are pulled once per node.
+folder), removed when it ends (or, for a try that was killed, by the next try of the same
+experiment on that node); the node's DVC cache is shared by its tries, so the audio outputs are
+pulled once per node.
 """
 
 from __future__ import annotations
@@ -164,7 +165,12 @@ def run_job(job: Job, node: str) -> Outcome:
     experiment: its Outcome says why."""
     base = base_dir()
     base.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"{job.name}-", dir=base))
+    prefix = f"{job.name}-{job.stash_rev[:10]}-"
+    # A try killed on this node (a cancelled task, a worker that died) left its folder; one try
+    # of a queued experiment runs at a time, so any folder of this one is such a leftover.
+    for stale in base.glob(f"{prefix}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     env = environment(job)
     steps: list[tuple[str, float]] = []
     try:

@@ -14,6 +14,7 @@ COMMANDS = {
     "export": "export a checkpoint to ONNX, checked against PyTorch",
     "table3": "the paper's Table 3 grid as DVC experiments, and its report",
     "crossdb": "score a model trained on one database on another's test parts (docs/sprsound.md)",
+    "queue": "run DVC's experiment queue on a Ray cluster (docs/cluster.md)",
 }
 
 

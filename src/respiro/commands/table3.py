@@ -12,10 +12,11 @@
         configuration and seed (`dvc exp run --queue -n t3-r34-cbam-focal-s0 -S
         model.depth=34 ...`) on top of the workspace's params.yaml; and runs the queue with
         `dvc exp run --run-all`, which starts the queue's workers and follows every
-        experiment's log until the queue is empty. In each experiment the audio stages are
-        restored from the run cache ("Stage 'stft' is cached - skipping run"): only train and
-        evaluate run. An experiment of that name that already exists
-        for the current commit is kept, so an interrupted grid resumes.
+        experiment's log until the queue is empty (with --cluster ADDRESS: on a Ray cluster,
+        as `respiro queue start --cluster ADDRESS` runs a queue; docs/cluster.md). In each
+        experiment the audio stages are restored from the run cache ("Stage 'stft' is cached -
+        skipping run"): only train and evaluate run. An experiment of that name that already
+        exists for the current commit is kept, so an interrupted grid resumes.
 --pretrained  adds one "+ ImageNet init" configuration per paper row (model.pretrained:
         imagenet, experiments t3-<config>-imagenet-s<seed>), to --run and --report alike.
         Before queueing, --run finds (or downloads) both ImageNet files into
@@ -123,6 +124,7 @@ def run_grid(
     configs: Sequence[Config] = CONFIGS,
     pretrained: PretrainedParams | None = None,
     dry_run: bool = False,
+    cluster: str | None = None,
 ) -> None:
     """Run every configuration x seed not yet run for this commit as a queued DVC experiment;
     with `dry_run`, print what would be queued and run nothing."""
@@ -160,8 +162,14 @@ def run_grid(
         return
     if not queued:
         return
-    print(f"table3: running {len(queued)} experiments, {jobs} at a time", flush=True)
-    command(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)])
+    if cluster is not None:
+        from respiro.commands.cluster_run import run_queue
+
+        print(f"table3: running {len(queued)} experiments on the Ray cluster {cluster}", flush=True)
+        run_queue(ROOT, cluster, names=queued)
+    else:
+        print(f"table3: running {len(queued)} experiments, {jobs} at a time", flush=True)
+        command(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)])
     # `--run-all` exits 0 even when an experiment failed: check that each one left a result.
     failed = [name for name in queued if name not in experiments()]
     if failed:
@@ -260,11 +268,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="with --run: list the experiments it would queue, run nothing"
     )
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="with --run: run the grid on a Ray cluster instead of here, as `respiro queue start --cluster "
+        "ADDRESS` does (HOST:PORT, ray://HOST:10001, auto or local; docs/cluster.md)",
+    )
     args = parser.parse_args(argv)
     if not (args.run or args.report):
         parser.error("nothing to do: give --run, --report or both")
     if args.dry_run and (args.report or not args.run):
         parser.error("--dry-run goes with --run alone (it lists what --run would queue)")
+    if args.cluster is not None and not args.run:
+        parser.error("--cluster goes with --run (it says where the grid runs)")
     params = load_params(ROOT / "params.yaml")
     table3 = params.table3
     configs = ALL_CONFIGS if args.pretrained else CONFIGS
@@ -278,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         parser.error(f"--seeds must be distinct integers >= 0; got {seeds}")
     if args.run:
-        run_grid(seeds, args.jobs, configs, params.pretrained, dry_run=args.dry_run)
+        run_grid(seeds, args.jobs, configs, params.pretrained, dry_run=args.dry_run, cluster=args.cluster)
     if args.report:
         report(seeds, table3.bootstrap, table3.bootstrap_seed, configs)
 

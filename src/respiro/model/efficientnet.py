@@ -1,8 +1,8 @@
 """EfficientNet-B0 (Tan & Le 2019) for one-channel spectrograms, torchvision's network, with an
 optional CBAM after each of its seven MBConv stages: model.arch efficientnet_b0.
 
-A light CNN of the kind stethoscope makers deploy (5.3 M parameters against ResNet-34's 21 M
-at a fraction of the multiply-adds: benchmarks/RESULTS_model.md). The network is
+A light CNN of the kind stethoscope makers deploy (4.0 M parameters against ResNet-34's 21.3 M,
+a ninth of its multiply-adds: benchmarks/RESULTS_model.md). The network is
 torchvision's `efficientnet_b0` (its blocks, squeeze-excitation, stochastic depth, dropout
 and init) with two changes: the stem takes one channel (a spectrogram), and `attn[i]` runs
 after stage `features[i + 1]`. The module names stay torchvision's (`features.*`,

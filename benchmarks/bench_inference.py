@@ -108,9 +108,8 @@ def main() -> None:
         ]
         onnx_size = onnx_path.stat().st_size
 
-    m = trained.params["model"]
     print(
-        f"model: ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''}, input (batch, 1, {trained.chain.shape[0]}, {trained.chain.shape[1]}), {sum(p.numel() for p in trained.model.parameters()):,} parameters"
+        f"model: {trained.arch.label(trained.params['model']['cbam'])}, input (batch, 1, {trained.chain.shape[0]}, {trained.chain.shape[1]}), {sum(p.numel() for p in trained.model.parameters()):,} parameters"
     )
     print(
         f"files: checkpoint {args.model.stat().st_size / 2**20:.1f} MiB, ONNX (opset {opset}) {onnx_size / 2**20:.1f} MiB"

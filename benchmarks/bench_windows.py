@@ -6,10 +6,10 @@ recording.py), so the peak should not grow with the number of windows (the hop) 
 with the recording's length only by the recording itself. This script checks that:
 
     python -m benchmarks.bench_windows --minutes 10 --hops min 1.35 [--model models/model.pt]
-    python -m benchmarks.bench_windows --minutes 10 --hops min 1.0 --depth 18 --no-cbam --duration 2
+    python -m benchmarks.bench_windows --minutes 10 --hops min 1.0 --arch resnet18 --no-cbam --duration 2
 
 Without --model it saves an untrained checkpoint of params.yaml's chain and network (with
---depth/--no-cbam/--duration applied) in a temporary folder: memory and time do not depend
+--arch/--no-cbam/--duration applied) in a temporary folder: memory and time do not depend
 on the weights' values. `min` is the smallest hop predict accepts, one STFT window of the
 chain (stft.n_fft / resample.rate seconds). The recording is noise with tones at 44.1 kHz,
 16-bit, as the ICBHI's AKGC417L recordings are, so resampling is part of the run. Paste the
@@ -32,18 +32,19 @@ import soundfile as sf
 import torch
 import yaml
 
+from respiro.core.config import ModelParams
 from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
-from respiro.model.resnet import build_model
+from respiro.model.registry import ARCHITECTURES, create_model, get_architecture
 from respiro.training.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def untrained_checkpoint(path: Path, depth: int | None, cbam: bool | None, duration: float | None) -> dict:
+def untrained_checkpoint(path: Path, arch: str | None, cbam: bool | None, duration: float | None) -> dict:
     """A checkpoint in the train stage's format with random weights and params.yaml's groups
     (overridden as asked); returns its params."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"].update({k: v for k, v in (("depth", depth), ("cbam", cbam)) if v is not None})
+    params["model"].update({k: v for k, v in (("arch", arch), ("cbam", cbam)) if v is not None})
     if duration is not None:
         params["segment"]["duration"] = duration
     m = params["model"]
@@ -51,7 +52,7 @@ def untrained_checkpoint(path: Path, depth: int | None, cbam: bool | None, durat
     torch.manual_seed(0)
     save_checkpoint(  # the train stage's writer: the format stays the one place's
         path,
-        state_dict=build_model(m["depth"], m["cbam"], m["cbam_reduction"], len(CLASS_NAMES)).state_dict(),
+        state_dict=create_model(ModelParams(**m), len(CLASS_NAMES)).state_dict(),
         class_names=CLASS_NAMES,
         params=params,
         input_mean=np.full(bins, -8.0, dtype=np.float32),
@@ -97,7 +98,7 @@ def main() -> None:
         "--hops", nargs="+", default=["min", "1.35"], help="hops in seconds, or min (default: min 1.35)"
     )
     parser.add_argument("--model", type=Path, help="a trained checkpoint (default: an untrained one of params.yaml)")
-    parser.add_argument("--depth", type=int, choices=(18, 34))
+    parser.add_argument("--arch", choices=list(ARCHITECTURES), help="model.arch of the untrained checkpoint")
     parser.add_argument("--no-cbam", dest="cbam", action="store_false", default=None)
     parser.add_argument("--duration", type=float, help="segment.duration of the untrained checkpoint")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -109,13 +110,13 @@ def main() -> None:
         params = (
             torch.load(model, weights_only=True)["params"]
             if args.model
-            else untrained_checkpoint(model, args.depth, args.cbam, args.duration)
+            else untrained_checkpoint(model, args.arch, args.cbam, args.duration)
         )
         low = params["stft"]["n_fft"] / params["resample"]["rate"]
         m = params["model"]
         print(
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
-            f"torch {torch.__version__}; model ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''} "
+            f"torch {torch.__version__}; model {get_architecture(m['arch']).label(m['cbam'])} "
             f"({'given' if args.model else 'untrained'}), {params['segment']['duration']:g} s cycles at {params['resample']['rate']} Hz; "
             f"batch {args.batch_size}; window 2.7 s (default); min hop {low:g} s",
             file=sys.stderr,

@@ -1,8 +1,8 @@
 """Stage pretrained: the initial weights model.pretrained asks for, as a tracked, verified file.
 
-params model.pretrained, model.depth, pretrained -> models/pretrained/ (weights.json: the
-choice and, for imagenet, torchvision's file name and full SHA-256; with imagenet also the
-file itself, e.g. resnet34-b627a593.pth, copied from pretrained.path or
+params model.pretrained, model.arch, pretrained -> models/pretrained/ (weights.json: the
+choice and, for pretrained weights, the architecture's published file name and full SHA-256;
+then also the file itself, e.g. resnet34-b627a593.pth, copied from pretrained.path or
 $TORCH_HOME/hub/checkpoints/, or downloaded there first). DVC caches the folder, dvc.lock
 records its hash, and the train stage depends on it: `dvc push` carries the weights to a
 remote, and an offline machine that `dvc pull`s them needs no download.
@@ -20,7 +20,8 @@ from respiro.core.cli import run_stage
 from respiro.core.config import load_params
 from respiro.core.outputs import StageTimer, atomic_dir, write_json
 from respiro.data.acquire.hub import find_hub_file
-from respiro.model.pretrained import RECORD, WEIGHTS, init_record
+from respiro.model.pretrained import RECORD, init_record
+from respiro.model.registry import architecture_of
 
 OUT = Path("models/pretrained")
 
@@ -28,15 +29,15 @@ OUT = Path("models/pretrained")
 def main() -> None:
     timer = StageTimer("pretrained")
     params = load_params()
-    choice, depth = params.model.pretrained, params.model.depth
+    choice, arch = params.model.pretrained, architecture_of(params.model)
     if choice == "none":
         with atomic_dir(OUT) as tmp:
-            write_json(tmp / RECORD, init_record(choice, depth))
+            write_json(tmp / RECORD, init_record(choice, arch.name))
         timer.done("model.pretrained=none: training starts from scratch (nothing to fetch)")
         return
     found = find_hub_file(
-        WEIGHTS[depth],
-        f"ImageNet ResNet-{depth}, for model.pretrained=imagenet",
+        arch.weights_file(choice),
+        f"{choice} {arch.label(False)}, for model.pretrained={choice}",
         params.pretrained.path,
         params.pretrained.url,
     )
@@ -44,7 +45,7 @@ def main() -> None:
         # A copy, not a link: DVC may make its outputs read-only or replace them by links
         # into its cache, which must never reach back into the user's file.
         shutil.copyfile(found.path, tmp / found.name)
-        write_json(tmp / RECORD, init_record(choice, depth, found.name, found.sha256))
+        write_json(tmp / RECORD, init_record(choice, arch.name, found.name, found.sha256))
     timer.done(f"{found.name} (SHA-256 {found.sha256}) from {found.source} ({found.path})")
 
 

@@ -1,4 +1,4 @@
-"""Stage train: ResNet (+CBAM) with focal or cross-entropy loss on the training cycles.
+"""Stage train: the network of model.arch (+CBAM) with focal or cross-entropy loss on the training cycles.
 
 data/spectrograms -> models/model.pt (best epoch by validation ICBHI score),
 models/split.csv (every cycle's part: train/val/test/excluded), metrics/train/ (DVCLive:
@@ -24,8 +24,8 @@ from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
 from respiro.data.dataset import frequency_stats, load_spectrograms
 from respiro.data.splits import PARTS, assign_parts, held_out_masks, split_rows
 from respiro.model.loss import build_loss
-from respiro.model.pretrained import load_imagenet, read_init
-from respiro.model.resnet import build_model
+from respiro.model.pretrained import load_pretrained, read_init
+from respiro.model.registry import architecture_of
 from respiro.training import distributed
 from respiro.training.batches import HeldCycles, TrainBatches
 from respiro.training.checkpoint import VAL_SCORES, save_checkpoint
@@ -51,8 +51,9 @@ def main() -> None:
     timer = StageTimer("train")
     params = load_params()
     tp, sp = params.train, params.split
-    # (weights file, {file, sha256}) for model.pretrained: imagenet, None from scratch.
-    init = read_init(PRETRAINED, params.model.pretrained, params.model.depth)
+    arch = architecture_of(params.model)  # a network that has what model.* ask, or one line
+    # (weights file, {file, sha256}) for pretrained weights, None from scratch.
+    init = read_init(PRETRAINED, params.model.pretrained, arch.name)
     if tp.processes > 1 and not distributed.launched_by_torchrun():
         # train.processes asks for N processes on this machine: run this stage under torchrun.
         raise SystemExit(distributed.relaunch(tp.processes, "stages.train"))
@@ -83,14 +84,14 @@ def main() -> None:
         batch_size=tp.batch_size, time_mask=tp.time_mask, freq_mask=tp.freq_mask, seed=tp.seed, shard=shard,
     )  # fmt: skip
     val = HeldCycles.load(specs, labels, index["val"], mean, std, device, tp.batch_size)
-    network = build_model(params.model.depth, params.model.cbam, params.model.cbam_reduction, len(classes))
+    network = arch.build(len(classes), params.model.cbam, params.model.cbam_reduction)
     if init is not None:
-        load_imagenet(network, init[0])  # after the usual init, which CBAM and the head keep
+        load_pretrained(arch, network, init[0])  # after the usual init, which CBAM and the head keep
     model = distributed.wrap(to_device(network, device), device)
     loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha, len(classes)).to(device)
     optimizer = make_optimizer(
         model, tp.optimizer, tp.lr, tp.weight_decay,
-        pretrained=init is not None, backbone_lr_factor=tp.backbone_lr_factor, freeze_epochs=tp.freeze_epochs, device=device,
+        pretrained=arch if init is not None else None, backbone_lr_factor=tp.backbone_lr_factor, freeze_epochs=tp.freeze_epochs, device=device,
     )  # fmt: skip
     step = make_step(model, batches, loss_fn, optimizer, autocast_dtype(arithmetic), tp.capture)
 
@@ -144,7 +145,7 @@ def main() -> None:
         },
     )
     timer.done(
-        f"ResNet-{params.model.depth}{' + CBAM' if params.model.cbam else ''}, {params.loss.name} loss, {tp.epochs} epochs on "
+        f"{arch.label(params.model.cbam)}, {params.loss.name} loss, {tp.epochs} epochs on "
         f"{counts['train']} cycles ({device.type}, {precision}, {step.kind} step, {kernels.get('threads', 1)} threads, {shard.world} process{'es' if shard.world > 1 else ''}); "
         f"best val score {_fmt(best.val['icbhi_score'])} at epoch {best.epoch}"
     )

@@ -79,7 +79,7 @@ def set_params(project: Path, overrides: dict[str, dict]) -> None:
 TINY_PARAMS = {
     "synthetic": {"patients": 8, "recordings": 12, "recording_seconds": 12},
     "segment": {"duration": 2.0},
-    "model": {"depth": 18},
+    "model": {"arch": "resnet18"},
     "train": {"epochs": 1, "batch_size": 16},
 }
 

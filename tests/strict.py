@@ -30,7 +30,7 @@ FINGERPRINT = Path("tests/strict_fingerprint.json")
 # One epoch of ResNet-18 on 2-second cycles: strict kernels cost several times the default
 # ones, and this keeps the run near a minute on 2 cores while covering every part of training
 # and evaluation (the data stages' own bytes are checked by the baseline).
-OVERRIDES = {"train.precision": "strict", "train.epochs": 1, "model.depth": 18, "segment.duration": 2.0}
+OVERRIDES = {"train.precision": "strict", "train.epochs": 1, "model.arch": "resnet18", "segment.duration": 2.0}
 # The stage reports that record the machine (its thread count and kernels) beside the run:
 # every other output of train and evaluate is compared.
 MACHINE_RECORDS = ("data/reports/train.json", "data/reports/evaluation.json")

@@ -61,7 +61,7 @@ def models(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["segment"]["duration"] = 2.0
-    params["model"].update(depth=18, cbam=False)
+    params["model"].update(arch="resnet18", cbam=False)
     bins = params["stft"]["n_fft"] // 2 + 1
     torch.manual_seed(0)
     save_checkpoint(  # the train stage's writer

@@ -155,7 +155,7 @@ def test_no_usable_recording_stops(project):
 @pytest.mark.parametrize(
     "key,value,message",
     [
-        ("model.depth", 50, "model.depth: input should be 18 or 34; got 50"),
+        ("model.arch", 50, "model.arch: input should be a valid string; got 50"),
         ("split.method", "kfold", "split.method: input should be "),
     ],
 )

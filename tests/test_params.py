@@ -30,7 +30,7 @@ def with_value(group, key, value):
 @pytest.mark.parametrize(
     "group,key,value,message",
     [
-        ("model", "depth", 50, r"model.depth: input should be 18 or 34; got 50"),
+        ("model", "arch", "", r"model.arch: string should have at least 1 character; got \'\'"),
         ("model", "cbam", "yes", r"model.cbam: input should be a valid boolean; got \'yes\'"),
         ("loss", "gamma", -1, r"loss.gamma: input should be greater than or equal to 0; got -1"),
         ("loss", "alpha", [0.25, 0.25, 0.5], r"loss.alpha: a list needs 4 weights .*got 3"),
@@ -107,10 +107,12 @@ def test_alpha_list_becomes_a_tuple():
 
 
 def test_a_checkpoints_stored_params_go_through_the_same_schema():
-    model = {"depth": 18, "cbam": False, "cbam_reduction": 8, "pretrained": "none"}
-    assert validate_group("model", model).depth == 18
-    with pytest.raises(ParamsError, match=r"model.depth: input should be 18 or 34; got 50"):
-        validate_group("model", {**model, "depth": 50})
+    model = {"arch": "resnet18", "cbam": False, "cbam_reduction": 8, "pretrained": "none"}
+    assert validate_group("model", model).arch == "resnet18"
+    with pytest.raises(ParamsError, match=r"model.cbam_reduction: input should be greater than or equal to 1; got 0"):
+        validate_group("model", {**model, "cbam_reduction": 0})
+    with pytest.raises(ParamsError, match=r"unknown key model.depth; model takes arch, cbam"):
+        validate_group("model", {**model, "depth": 18})
     with pytest.raises(ParamsError, match=r"unknown key stft.nfft; stft takes n_fft, hop_length"):
         validate_group("stft", {"nfft": 256})
 

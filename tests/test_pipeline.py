@@ -101,9 +101,9 @@ def test_two_clean_runs_give_the_same_bytes(first_run, tmp_path):
     [
         ({"loss": {"gamma": 2}}, ["train"]),
         ({"model": {"cbam": False}}, ["train"]),
-        # The pretrained stage reads model.depth (which ImageNet file); with none its output
+        # The pretrained stage reads model.arch (which ImageNet file); with none its output
         # does not change, and it costs nothing.
-        ({"model": {"depth": 34}}, ["pretrained", "train"]),
+        ({"model": {"arch": "resnet34"}}, ["pretrained", "train"]),
         ({"split": {"method": "patient"}}, ["train", "evaluate"]),  # evaluate scores official parts only with official
         # A strict model is also evaluated on strict kernels.
         ({"train": {"precision": "strict"}}, ["train", "evaluate"]),

@@ -278,7 +278,10 @@ def test_a_checkpoint_with_other_classes_or_weights_is_refused(tiny_run, tmp_pat
         load_checkpoint(renamed)
     deeper = tmp_path / "deeper.pt"
     torch.save(
-        {**checkpoint, "params": {**checkpoint["params"], "model": {**checkpoint["params"]["model"], "depth": 34}}},
+        {
+            **checkpoint,
+            "params": {**checkpoint["params"], "model": {**checkpoint["params"]["model"], "arch": "resnet34"}},
+        },
         deeper,
     )
     with pytest.raises(CheckpointError, match=r"weights do not fit ResNet-34 \+ CBAM .*missing"):

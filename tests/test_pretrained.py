@@ -33,14 +33,9 @@ from respiro.evaluation.table3 import (
     to_csv,
     to_markdown,
 )
-from respiro.model import pretrained
-from respiro.model.pretrained import (
-    adapt_stem,
-    init_record,
-    is_new,
-    load_imagenet,
-    read_init,
-)
+from respiro.model import resnet
+from respiro.model.pretrained import adapt_stem, init_record, load_pretrained, read_init
+from respiro.model.registry import get_architecture
 from respiro.model.resnet import DEPTHS, build_model
 from respiro.training.checkpoint import upgrade_params
 from respiro.training.loop import make_optimizer, set_epoch_lr
@@ -48,6 +43,14 @@ from tests.conftest import DVC_ENV, ROOT, FinishedRun, copy_project, run, set_pa
 from tests.test_acquire import FileServer
 
 # --- files in torchvision's layout -------------------------------------------------------------
+
+
+def arch(depth: int):
+    return get_architecture(f"resnet{depth}")
+
+
+def is_new(key: str) -> bool:
+    return arch(34).param_group(key) == "new"
 
 
 def torchvision_layout(depth: int, seed: int = 0, counters: bool = True) -> dict[str, torch.Tensor]:
@@ -111,7 +114,7 @@ def test_every_tensor_lands_where_it_should_and_the_new_parts_keep_their_init(tm
     torch.manual_seed(3)
     model = build_model(depth, cbam=True)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    loaded = load_imagenet(model, path)
+    loaded = load_pretrained(arch(depth), model, path)
     after = model.state_dict()
 
     assert set(loaded) == set(file) - {"fc.weight", "fc.bias"}
@@ -140,7 +143,7 @@ def test_the_one_channel_stem_responds_as_the_rgb_stem_to_a_grey_image():
 def test_a_file_of_another_depth_or_shape_stops_with_one_line_naming_it(tmp_path):
     r18 = save_hub_file(tmp_path / "a", 18)
     with pytest.raises(PretrainedWeightsError, match=rf"^{r18}: does not fit ResNet-34 .*missing") as err:
-        load_imagenet(build_model(34, cbam=True), r18)
+        load_pretrained(arch(34), build_model(34, cbam=True), r18)
     assert "\n" not in str(err.value)
 
     state = torchvision_layout(34)
@@ -151,12 +154,12 @@ def test_a_file_of_another_depth_or_shape_stops_with_one_line_naming_it(tmp_path
         PretrainedWeightsError,
         match=rf"^{bad}: layer2.0.conv1.weight has shape \(128, 64, 5, 5\), ResNet-34 needs \(128, 64, 3, 3\)$",
     ):
-        load_imagenet(build_model(34, cbam=False), bad)
+        load_pretrained(arch(34), build_model(34, cbam=False), bad)
 
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a torch file")
     with pytest.raises(PretrainedWeightsError, match=rf"^{junk}: not a weights file"):
-        load_imagenet(build_model(34, cbam=False), junk)
+        load_pretrained(arch(34), build_model(34, cbam=False), junk)
 
 
 # --- finding and checking the file -------------------------------------------------------------
@@ -240,27 +243,31 @@ def test_offline_without_the_file_says_in_one_line_which_file_to_put_where(tmp_p
 
 
 def test_the_published_names_carry_torchvisions_hash_prefixes():
-    assert pretrained.WEIGHTS == {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth"}
-    assert {d: hash_prefix(n) for d, n in pretrained.WEIGHTS.items()} == {18: "f37072fd", 34: "b627a593"}
+    names = {d: arch(d).weights_file("imagenet") for d in (18, 34)}
+    assert names == {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth"}
+    assert {d: hash_prefix(n) for d, n in names.items()} == {18: "f37072fd", 34: "b627a593"}
 
 
 def test_the_train_stage_reads_only_a_record_that_fits_its_params(tmp_path):
     made = save_hub_file(tmp_path / "out", 34)
     digest = hashlib.sha256(made.read_bytes()).hexdigest()
-    (tmp_path / "out" / "weights.json").write_text(json.dumps(init_record("imagenet", 34, made.name, digest)))
-    assert read_init(tmp_path / "out", "imagenet", 34) == (made, {"file": made.name, "sha256": digest})
+    (tmp_path / "out" / "weights.json").write_text(json.dumps(init_record("imagenet", "resnet34", made.name, digest)))
+    assert read_init(tmp_path / "out", "imagenet", "resnet34") == (made, {"file": made.name, "sha256": digest})
     with pytest.raises(
-        DamagedArtifactError, match=r"made for model.pretrained=imagenet, model.depth=34, not model.pretrained=none"
+        DamagedArtifactError,
+        match=r"made for model.pretrained=imagenet, model.arch=resnet34, not model.pretrained=none",
     ):
-        read_init(tmp_path / "out", "none", 34)
-    with pytest.raises(DamagedArtifactError, match=r"model.depth=34, not model.pretrained=imagenet, model.depth=18"):
-        read_init(tmp_path / "out", "imagenet", 18)
+        read_init(tmp_path / "out", "none", "resnet34")
+    with pytest.raises(
+        DamagedArtifactError, match=r"model.arch=resnet34, not model.pretrained=imagenet, model.arch=resnet18"
+    ):
+        read_init(tmp_path / "out", "imagenet", "resnet18")
     made.write_bytes(made.read_bytes()[:-1])
     with pytest.raises(DamagedArtifactError, match="not the file"):
-        read_init(tmp_path / "out", "imagenet", 34)
+        read_init(tmp_path / "out", "imagenet", "resnet34")
     (tmp_path / "none").mkdir()
-    (tmp_path / "none" / "weights.json").write_text(json.dumps(init_record("none", 18)))
-    assert read_init(tmp_path / "none", "none", 34) is None  # from scratch the depth does not matter
+    (tmp_path / "none" / "weights.json").write_text(json.dumps(init_record("none", "resnet18")))
+    assert read_init(tmp_path / "none", "none", "resnet34") is None  # from scratch the network does not matter
 
 
 # --- fine-tuning controls ----------------------------------------------------------------------
@@ -276,7 +283,7 @@ def test_default_optimizer_is_one_group_at_the_plain_rate():
 def test_backbone_factor_and_freezing_move_exactly_the_layers_they_name(name):
     torch.manual_seed(0)
     model = build_model(18, cbam=True)
-    optimizer = make_optimizer(model, name, 1e-3, 1e-4, pretrained=True, backbone_lr_factor=0.1, freeze_epochs=1)
+    optimizer = make_optimizer(model, name, 1e-3, 1e-4, pretrained=arch(18), backbone_lr_factor=0.1, freeze_epochs=1)
     names = {id(p): n for n, p in model.named_parameters()}
     groups = [{names[id(p)] for p in g["params"]} for g in optimizer.param_groups]
     assert all(n.startswith(("conv1.", "bn1.", "layer1.")) for n in groups[0])
@@ -307,10 +314,13 @@ def test_an_older_checkpoints_params_read_as_from_scratch_at_one_rate():
     reader upgrades them to what they ran with; params.yaml without them is an error."""
     params = load_params(ROOT / "params.yaml").as_dict()
     del params["model"]["pretrained"], params["train"]["backbone_lr_factor"], params["train"]["freeze_epochs"]
-    with pytest.raises(ParamsError, match=r"^missing key model\.pretrained$"):
+    del params["model"]["arch"]
+    params["model"] = {"depth": 18, **params["model"]}  # before model.arch, the depth named the network
+    with pytest.raises(ParamsError, match=r"^unknown key model\.depth; model takes arch"):
         validate_group("model", params["model"])
     upgraded = upgrade_params(params)
-    assert validate_group("model", upgraded["model"]).pretrained == "none"
+    model = validate_group("model", upgraded["model"])
+    assert (model.arch, model.pretrained) == ("resnet18", "none")
     train = validate_group("train", upgraded["train"])
     assert (train.backbone_lr_factor, train.freeze_epochs) == (1.0, 0)
 
@@ -326,7 +336,7 @@ def evaluation_json(config: Config, seed: int, true: list[int], pred: list[int],
         **{k: s[k] for k in ("accuracy", "se", "sp", "icbhi_score")},
         "binary": s["binary"],
         "data_source": "synthetic(seed=1)", "synthetic_data": True, "note": "synthetic", "split_method": "official",
-        "depth": config.depth, "cbam": config.cbam, "loss": config.loss, "seed": seed,
+        "arch": config.arch, "cbam": config.cbam, "loss": config.loss, "seed": seed,
         "pretrained": "imagenet" if config.pretrained else "none", "init_weights": init,
     }  # fmt: skip
 
@@ -339,7 +349,7 @@ def predictions_csv(true: list[int], pred: list[int]) -> str:
 
 def test_table3_puts_each_imagenet_row_beside_its_paper_row_with_the_same_statistics():
     assert ALL_CONFIGS[0::2] == CONFIGS and all(c.pretrained for c in ALL_CONFIGS[1::2])
-    r34 = Config(34, True, "focal", pretrained=True)
+    r34 = Config("resnet34", True, "focal", pretrained=True)
     assert (r34.label, r34.experiment_name(0)) == (
         "ResNet-34 + CBAM + Focal Loss + ImageNet init",
         "t3-r34-cbam-focal-imagenet-s0",
@@ -371,7 +381,7 @@ def test_table3_puts_each_imagenet_row_beside_its_paper_row_with_the_same_statis
         "| ResNet-34 + CBAM + Focal Loss + ImageNet init | 2 |" in markdown and "trained from scratch only" in markdown
     )
     lines = to_csv([scratch, imagenet]).splitlines()
-    assert lines[0].split(",")[:5] == ["model", "depth", "cbam", "loss", "pretrained"]
+    assert lines[0].split(",")[:5] == ["model", "arch", "cbam", "loss", "pretrained"]
     assert lines[1].split(",")[4] == "none" and lines[2].split(",")[4] == "imagenet"
     # An evaluation.json from before model.pretrained existed is a from-scratch run.
     old = evaluation_json(r34.from_scratch, 0, true, preds[0], None)
@@ -384,7 +394,7 @@ def test_table3_pretrained_queues_the_imagenet_rows_after_fetching_both_files(tm
 
     for depth in (18, 34):
         made = save_hub_file(tmp_path / "made", depth, seed=depth)
-        monkeypatch.setitem(pretrained.WEIGHTS, depth, made.name)
+        monkeypatch.setitem(resnet.IMAGENET, depth, made.name)
         server_files = {made.name: made.read_bytes()}
         # ResNet-18's file waits in TORCH_HOME; ResNet-34's comes from the "mirror" below.
         if depth == 18:
@@ -410,7 +420,7 @@ def test_table3_pretrained_queues_the_imagenet_rows_after_fetching_both_files(tm
             command.run_grid([0], 1, ALL_CONFIGS, PretrainedParams(path=None, url=server.url("")))
     finally:
         server.close()
-    assert hub_checkpoint(pretrained.WEIGHTS[34]).read_bytes() == server_files[pretrained.WEIGHTS[34]]
+    assert hub_checkpoint(resnet.IMAGENET[34]).read_bytes() == server_files[resnet.IMAGENET[34]]
     queued = [c for c in calls if c[:4] == ["dvc", "exp", "run", "--queue"]]
     assert [c[c.index("-n") + 1] for c in queued] == [c.experiment_name(0) for c in ALL_CONFIGS]
     assert queued[1][-6:] == ["-S", "loss.name=ce", "-S", "model.pretrained=imagenet", "-S", "train.seed=0"]

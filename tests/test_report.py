@@ -39,7 +39,7 @@ RECORDINGS = {  # stem: (seconds, annotation lines or None for windows)
 
 def make_checkpoint(path: Path) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"]["depth"] = 18
+    params["model"]["arch"] = "resnet18"
     torch.manual_seed(0)
     model = build_model(18, True, params["model"]["cbam_reduction"], 4)
     with torch.no_grad():

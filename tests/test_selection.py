@@ -102,7 +102,7 @@ def test_train_stage_keeps_the_best_validation_epoch_and_never_sees_test(tmp_pat
 
     patients, labels, official = official_corpus()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"].update(depth=18)
+    params["model"].update(arch="resnet18")
     params["train"].update(epochs=3, batch_size=8, device="cpu", precision="fp32", processes=1)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     write_spectrograms(tmp_path / "data" / "spectrograms", patients, labels, official)

@@ -17,7 +17,8 @@ from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four
 from respiro.evaluation.metrics import scores_of
 from respiro.evaluation.table3 import (
     CONFIGS,
-    PAPER_TABLE3,
+    GRID,
+    OTHER_NETWORKS,
     Config,
     Run,
     aggregate,
@@ -35,7 +36,7 @@ SYNTHETIC = {
     "note": "synthetic: NOT ICBHI",
     "split_method": "official",
 }
-R34 = Config(34, True, "focal")
+R34 = Config("resnet34", True, "focal")
 
 
 def cycles(*groups: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -92,17 +93,38 @@ def test_configs_are_the_papers_eight_rows_in_its_order() -> None:
         "ResNet-18 + Focal Loss", "ResNet-34 + Focal Loss",
         "ResNet-18 + CBAM + Focal Loss", "ResNet-34 + CBAM + Focal Loss",
     ]  # fmt: skip
-    assert set(PAPER_TABLE3) == set(CONFIGS)
+    assert all(c.paper is not None for c in CONFIGS)
     assert R34.experiment_name(2) == "t3-r34-cbam-focal-s2"
-    assert Config(18, False, "ce").overrides(0) == {
-        "model.depth": "18",
+    assert Config("resnet18", False, "ce").overrides(0) == {
+        "model.arch": "resnet18",
         "model.cbam": "false",
         "loss.name": "ce",
         "model.pretrained": "none",
         "train.seed": "0",
     }
-    for _accuracy, se, sp, score in PAPER_TABLE3.values():  # the constant is the paper's as printed
+    for config in CONFIGS:  # the constants are the paper's as printed
+        assert config.paper is not None
+        _accuracy, se, sp, score = config.paper
         assert abs((se + sp) / 2 - score) <= 0.0011
+
+
+def test_other_networks_are_rows_after_the_papers_without_its_columns() -> None:
+    effb0 = Config("efficientnet_b0", True, "focal")
+    assert effb0 in OTHER_NETWORKS and effb0.paper is None and effb0.slug == "effb0-cbam-focal"
+    assert effb0.label == "EfficientNet-B0 + CBAM + Focal Loss"
+    assert effb0.overrides(1)["model.arch"] == "efficientnet_b0"
+    assert len({c.slug for c in GRID}) == len(GRID)  # every row has its own name
+    assert not set(CONFIGS) & set(OTHER_NETWORKS)
+    runs = [make_run(R34, 0, THREE_SEEDS[0]), make_run(effb0, 0, THREE_SEEDS[1])]
+    rows = aggregate(runs, 200, 0)
+    assert [r.config for r in rows] == [R34, effb0]  # the paper's rows first
+    assert rows[1].paper is None and rows[1].difference("se") is None
+    text = to_markdown(rows, SYNTHETIC, {})
+    assert "| EfficientNet-B0 + CBAM + Focal Loss | 1 |" in text and "no Paper columns (n/a)" in text
+    [line] = [line for line in text.splitlines() if line.startswith("| EfficientNet-B0")]
+    assert line.endswith("| n/a | n/a / n/a / n/a / n/a |")
+    table = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    assert table[1]["arch"] == "efficientnet_b0" and table[1]["paper_se"] == "" and table[0]["paper_se"] == "0.607"
 
 
 def test_mean_and_sample_std_over_seeds() -> None:
@@ -178,7 +200,7 @@ def test_run_from_files_reads_the_stage_outputs_and_rejects_a_mismatch() -> None
         **{k: s[k] for k in ("accuracy", "se", "sp", "icbhi_score")},
         "binary": s["binary"],
         **SYNTHETIC,
-        "depth": 18, "cbam": False, "loss": "ce", "gamma": 1.0, "alpha": None, "seed": 1,
+        "arch": "resnet18", "cbam": False, "loss": "ce", "gamma": 1.0, "alpha": None, "seed": 1,
     }  # fmt: skip
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -211,7 +233,10 @@ def test_run_from_files_reads_the_stage_outputs_and_rejects_a_mismatch() -> None
             ]
         )
     got = run_from_files(eval_json, out.getvalue())
-    assert (got.config, got.seed) == (Config(18, False, "ce"), 1)
+    assert (got.config, got.seed) == (Config("resnet18", False, "ce"), 1)
+    # An evaluation.json from before model.arch names the network by its depth.
+    old = {k: v for k, v in eval_json.items() if k != "arch"} | {"depth": 18}
+    assert run_from_files(old, out.getvalue()).config == Config("resnet18", False, "ce")
     assert got.scores["icbhi_score"] == pytest.approx(0.75) and got.provenance == SYNTHETIC
     assert (
         np.array_equal(got.patients, patients.astype(str))
@@ -253,11 +278,12 @@ GRID_PARAMS = {
 }
 
 
-# One row, the paper's first: it differs from params.yaml (ResNet-34 + CBAM, focal loss) in
-# depth, attention and loss, so an override that does not reach its experiment shows. Rows
-# are queued alike (the dry run lists all eight); how rows and seeds combine into the table
-# is tested above on fabricated runs.
-ROWS = ("r18-plain-ce",)
+# Two rows: the paper's first, which differs from params.yaml (ResNet-34 + CBAM, focal loss)
+# in network, attention and loss, so an override that does not reach its experiment shows;
+# and another network's (model.arch), which the table puts after the paper's. Rows are
+# queued alike (the dry run lists all eight); how rows and seeds combine into the table is
+# tested above on fabricated runs.
+ROWS = ("r18-plain-ce", "effb0-plain-ce")
 
 
 @pytest.mark.slow
@@ -302,7 +328,7 @@ def test_table3_grid_end_to_end(tmp_path: Path) -> None:
     head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
     [baseline] = [b for b in json.loads(run(["dvc", "exp", "show", "--json"], project).stdout) if b["rev"] == head]
     revs = {r["name"]: r["rev"] for exp in baseline["experiments"] for r in exp["revs"]}
-    configs = [c for c in CONFIGS if c.slug in ROWS]
+    configs = [c for c in GRID if c.slug in ROWS]
     names = {c.experiment_name(0): (c, 0) for c in configs}
     assert set(names) <= set(revs)
 
@@ -333,8 +359,8 @@ def test_table3_grid_end_to_end(tmp_path: Path) -> None:
         # One seed per configuration here (the statistics over seeds have their own tests above):
         # the mean is the run's score, the std undefined (an empty cell).
         evaluation = json.loads(cached(revs[config.experiment_name(0)], "data/reports/evaluation.json"))
-        assert (evaluation["depth"], evaluation["cbam"], evaluation["loss"], evaluation["seed"]) == (
-            config.depth,
+        assert (evaluation["arch"], evaluation["cbam"], evaluation["loss"], evaluation["seed"]) == (
+            config.arch,
             config.cbam,
             config.loss,
             0,

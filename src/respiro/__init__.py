@@ -5,7 +5,7 @@ The subpackages are the data flow, each importing only those above it in this li
     core/        plumbing: params.yaml schema, errors, atomic outputs, worker pool, logging
     data/        ICBHI files: formats, acquisition, the synthetic corpus, catalog, splits
     audio/       signal processing: read, resample, normalize, cut cycles, spectrograms
-    model/       ResNet-18/34, CBAM, focal loss
+    model/       the networks by model.arch (one module each), CBAM, focal loss
     evaluation/  ICBHI scores, reports, the paper's Table 3
     training/    the training loop, its devices and precision, the checkpoint format
     inference/   a trained model on new recordings, ONNX

@@ -6,11 +6,12 @@
     respiro table3 --run --report --pretrained # and a "+ ImageNet init" row beside each
     respiro table3 --run --dry-run             # list the experiments --run would queue
     respiro table3 --run --report --rows r18-plain-ce r34-cbam-focal   # some rows only
+    respiro table3 --run --report --rows r34-cbam-focal effb0-cbam-focal  # another network beside
 
 --run   runs the audio stages (download .. stft) once with `dvc repro stft`, which also
         records them in DVC's run cache; queues one experiment per
         configuration and seed (`dvc exp run --queue -n t3-r34-cbam-focal-s0 -S
-        model.depth=34 ...`) on top of the workspace's params.yaml; and runs the queue with
+        model.arch=resnet34 ...`) on top of the workspace's params.yaml; and runs the queue with
         `dvc exp run --run-all`, which starts the queue's workers and follows every
         experiment's log until the queue is empty (with --cluster ADDRESS: on a Ray cluster,
         as `respiro queue start --cluster ADDRESS` runs a queue; docs/cluster.md). In each
@@ -19,8 +20,12 @@
         exists for the current commit is kept, so an interrupted grid resumes.
 --pretrained  adds one "+ ImageNet init" configuration per paper row (model.pretrained:
         imagenet, experiments t3-<config>-imagenet-s<seed>), to --run and --report alike.
-        Before queueing, --run finds (or downloads) both ImageNet files into
+        Before queueing, --run finds (or downloads) every network's ImageNet file into
         $TORCH_HOME/hub/checkpoints, where every experiment's pretrained stage then reads them.
+--rows  only these rows: the paper's (r18-plain-ce .. r34-cbam-focal, -imagenet with
+        --pretrained) or the same grid of another network of model.arch (e.g.
+        effb0-cbam-focal, effb0-plain-ce-imagenet), tabulated after the paper's without
+        paper columns.
 --report  reads each experiment's evaluation details and test predictions
         (data/reports/evaluation.json and test_predictions.csv, outputs of its evaluate stage)
         from DVC's cache at its experiment commit, and writes reports/table3.md and
@@ -51,6 +56,7 @@ from respiro.evaluation.reports import DETAILS, PREDICTIONS
 from respiro.evaluation.table3 import (
     ALL_CONFIGS,
     CONFIGS,
+    OTHER_NETWORKS,
     Config,
     Run,
     aggregate,
@@ -59,7 +65,7 @@ from respiro.evaluation.table3 import (
     to_csv,
     to_markdown,
 )
-from respiro.model.pretrained import WEIGHTS
+from respiro.model.registry import get_architecture
 
 # Run from the project root, as dvc is.
 ROOT = Path.cwd()
@@ -105,16 +111,21 @@ def fetch_imagenet_weights(configs: Sequence[Config], pretrained: PretrainedPara
     once, before any experiment: queued experiments then find them there instead of each
     downloading, perhaps two at once into the same file; and a missing file stops the grid
     now, with one line, not after hours of other experiments."""
-    depths = sorted({c.depth for c in configs if c.pretrained})
-    if not depths:
+    archs = [get_architecture(name) for name in dict.fromkeys(c.arch for c in configs if c.pretrained)]
+    if not archs:
         return
-    if pretrained.path is not None:
+    if pretrained.path is not None and len(archs) > 1:
         raise StageError(
-            f"--pretrained trains ResNet-18 and ResNet-34, and pretrained.path={pretrained.path} names one file: "
-            f"set pretrained.path to null and put {' and '.join(WEIGHTS[d] for d in depths)} in $TORCH_HOME/hub/checkpoints"
+            f"--pretrained trains {' and '.join(a.label(False) for a in archs)}, and pretrained.path={pretrained.path} names one file: "
+            f"set pretrained.path to null and put {' and '.join(a.weights_file('imagenet') for a in archs)} in $TORCH_HOME/hub/checkpoints"
         )
-    for depth in depths:
-        found = find_hub_file(WEIGHTS[depth], f"ImageNet ResNet-{depth}, for table3 --pretrained", None, pretrained.url)
+    for arch in archs:
+        found = find_hub_file(
+            arch.weights_file("imagenet"),
+            f"ImageNet {arch.label(False)}, for table3 --pretrained",
+            pretrained.path,
+            pretrained.url,
+        )
         print(f"table3: {found.name} (SHA-256 {found.sha256}) at {found.path}", flush=True)
 
 
@@ -255,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--rows",
         nargs="+",
         metavar="ROW",
-        help="only these rows, by name: " + ", ".join(c.slug for c in ALL_CONFIGS) + " (default: every row)",
+        help="only these rows, by name: the paper's "
+        + ", ".join(c.slug for c in ALL_CONFIGS)
+        + "; or another network's, e.g. "
+        + ", ".join(c.slug for c in OTHER_NETWORKS[:2])
+        + " (default: the paper's rows)",
     )
     parser.add_argument(
         "--pretrained",
@@ -285,11 +300,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     table3 = params.table3
     configs = ALL_CONFIGS if args.pretrained else CONFIGS
     if args.rows is not None:
-        known = {c.slug: c for c in configs}
+        # The paper's rows as --pretrained chose them, and any row of another network.
+        known = {c.slug: c for c in (*configs, *OTHER_NETWORKS)}
         unknown = [r for r in args.rows if r not in known]
         if unknown:
             parser.error(f"--rows: unknown {', '.join(unknown)}; the rows are {', '.join(known)}")
-        configs = tuple(c for c in configs if c.slug in args.rows)
+        configs = tuple(c for c in known.values() if c.slug in args.rows)
     seeds = args.seeds if args.seeds is not None else list(table3.seeds)
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         parser.error(f"--seeds must be distinct integers >= 0; got {seeds}")

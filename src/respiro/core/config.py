@@ -5,11 +5,11 @@ run the experiment the user did not ask for; `strict`: "12" is not 12 and `true`
 every float finite: NaN slips through any range check). Cross-field rules sit with the
 fields they relate. `load_params` reads the file once and turns the first violation into a
 ParamsError of one line that names the key and what is allowed
-(`model.depth: input should be 18 or 34; got 50`). The code these values configure trusts
-them; a checkpoint's stored params go through the same models (`validate_group`).
+(`train.optimizer: input should be 'adam' or 'sgd'; got 'adamw'`). The code these values
+configure trusts them; a checkpoint's stored params go through the same models (`validate_group`).
 
 pydantic rather than dataclasses with hand-written checkers: allowed values become types
-(`Literal[18, 34]`, `Field(ge=1)`), and the messages come for free and stay in step with them.
+(`Literal["adam", "sgd"]`, `Field(ge=1)`), and the messages come for free and stay in step with them.
 """
 
 from __future__ import annotations
@@ -170,7 +170,11 @@ class SplitParams(Group):
 
 
 class ModelParams(Group):
-    depth: Literal[18, 34]
+    """The network. `arch` is checked against the registry of architectures
+    (respiro.model.registry), which also checks that the network has what `cbam` and
+    `pretrained` ask of it."""
+
+    arch: Annotated[str, Field(min_length=1)]
     cbam: bool
     cbam_reduction: Annotated[int, Field(ge=1)]
     pretrained: Literal["none", "imagenet"]

@@ -47,7 +47,7 @@ def provenance(params: dict[str, dict[str, Any]], init_weights: dict[str, str] |
         "synthetic_data": source == "synthetic",
         **({"note": SYNTHETIC_NOTE} if source == "synthetic" else {}),
         "split_method": params["split"]["method"],
-        "depth": model["depth"],
+        "arch": model["arch"],
         "cbam": model["cbam"],
         "loss": loss["name"],
         "gamma": loss["gamma"],

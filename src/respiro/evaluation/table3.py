@@ -1,6 +1,7 @@
 """The paper's Table 3 over several seeds: mean ± std, the paper beside it, a patient bootstrap.
 
-Pure functions: `respiro table3` runs the eight configurations as DVC experiments and
+Pure functions: `respiro table3` runs the eight configurations (and any other rows asked
+for: other architectures of model.arch, ImageNet initialisation) as DVC experiments and
 hands each one's data/reports/evaluation.json and test_predictions.csv to `run_from_files`; the rest
 happens here, testable without DVC.
 
@@ -39,6 +40,7 @@ import numpy as np
 
 from respiro.core.schemes import SCHEMES
 from respiro.evaluation.metrics import confusion_matrix, icbhi_scores, scores_of
+from respiro.model.registry import ARCHITECTURES, get_architecture, upgrade_model_group
 
 PAPER_CITATION = (
     'R. Oshima, T. Kamiya, S. Kido, "Automatic Classification of Respiratory Sounds by '
@@ -52,12 +54,16 @@ CLASSES = SCHEMES["four"].classes
 N_CLASSES = len(CLASSES)
 
 
+LOSSES: tuple[str, ...] = ("ce", "focal")
+
+
 @dataclass(frozen=True)
 class Config:
-    """One row of Table 3: network depth, CBAM on/off, loss; and, beyond the paper, whether
-    training starts from torchvision's ImageNet weights (model.pretrained: imagenet)."""
+    """One row of Table 3: the network (model.arch), CBAM on/off, loss; and, beyond the
+    paper, whether training starts from the network's ImageNet weights (model.pretrained:
+    imagenet). The paper's rows are those its architectures declare (`paper_table3`)."""
 
-    depth: int
+    arch: str
     cbam: bool
     loss: str
     pretrained: bool = False
@@ -66,8 +72,7 @@ class Config:
     def label(self) -> str:
         """The row's name, e.g. 'ResNet-34 + CBAM + Focal Loss' (the paper's) or '... + ImageNet init'."""
         parts = (
-            [f"ResNet-{self.depth}"]
-            + ["CBAM"] * self.cbam
+            [get_architecture(self.arch).label(self.cbam)]
             + ["Focal Loss"] * (self.loss == "focal")
             + ["ImageNet init"] * self.pretrained
         )
@@ -76,12 +81,18 @@ class Config:
     @property
     def slug(self) -> str:
         """Short name for experiment names and files, e.g. 'r34-cbam-focal' or 'r34-cbam-focal-imagenet'."""
-        return f"r{self.depth}-{'cbam' if self.cbam else 'plain'}-{self.loss}{'-imagenet' if self.pretrained else ''}"
+        short = get_architecture(self.arch).short
+        return f"{short}-{'cbam' if self.cbam else 'plain'}-{self.loss}{'-imagenet' if self.pretrained else ''}"
 
     @property
     def from_scratch(self) -> Config:
         """The paper's row of the same network (the paper trained from scratch only)."""
         return dataclasses.replace(self, pretrained=False)
+
+    @property
+    def paper(self) -> tuple[float, float, float, float] | None:
+        """The paper's scores of this network trained from scratch, or None: not one of its rows."""
+        return get_architecture(self.arch).paper_table3.get((self.cbam, self.loss))
 
     def experiment_name(self, seed: int) -> str:
         return f"t3-{self.slug}-s{seed}"
@@ -89,7 +100,7 @@ class Config:
     def overrides(self, seed: int) -> dict[str, str]:
         """The params.yaml values (as `dvc exp run -S` writes them) that select this run."""
         return {
-            "model.depth": str(self.depth),
+            "model.arch": self.arch,
             "model.cbam": str(self.cbam).lower(),
             "loss.name": self.loss,
             # Always set, so a workspace's params.yaml cannot change what a row means.
@@ -98,25 +109,31 @@ class Config:
         }
 
 
-# The paper's row order: depth varies fastest, then CBAM, then the loss.
+# The paper's rows in its order: the network varies fastest (in registry order), then CBAM,
+# then the loss.
 CONFIGS: tuple[Config, ...] = tuple(
-    Config(depth, cbam, loss) for loss in ("ce", "focal") for cbam in (False, True) for depth in (18, 34)
+    Config(name, cbam, loss)
+    for loss in LOSSES
+    for cbam in (False, True)
+    for name, arch in ARCHITECTURES.items()
+    if (cbam, loss) in arch.paper_table3
 )
 # `respiro table3 --pretrained` adds these; the table puts each right after its paper row.
 PRETRAINED_CONFIGS: tuple[Config, ...] = tuple(dataclasses.replace(c, pretrained=True) for c in CONFIGS)
 ALL_CONFIGS: tuple[Config, ...] = tuple(row for pair in zip(CONFIGS, PRETRAINED_CONFIGS) for row in pair)
-
-# The paper's Table 3 (accuracy, SE, SP, ICBHI score), as printed; see PAPER_CITATION.
-PAPER_TABLE3: dict[Config, tuple[float, float, float, float]] = {
-    Config(18, False, "ce"): (0.705, 0.584, 0.813, 0.699),
-    Config(34, False, "ce"): (0.716, 0.613, 0.807, 0.711),
-    Config(18, True, "ce"): (0.715, 0.605, 0.812, 0.709),
-    Config(34, True, "ce"): (0.726, 0.623, 0.818, 0.721),
-    Config(18, False, "focal"): (0.717, 0.584, 0.835, 0.710),
-    Config(34, False, "focal"): (0.717, 0.586, 0.834, 0.710),
-    Config(18, True, "focal"): (0.725, 0.604, 0.832, 0.718),
-    Config(34, True, "focal"): (0.732, 0.607, 0.843, 0.725),
-}
+# The same grid of every other network (`--rows` names them): CBAM only where it has a
+# placement, ImageNet rows only where it has ImageNet weights.
+OTHER_NETWORKS: tuple[Config, ...] = tuple(
+    Config(name, cbam, loss, pretrained)
+    for name, arch in ARCHITECTURES.items()
+    if not arch.paper_table3
+    for loss in LOSSES
+    for cbam in (False, True)
+    if not cbam or arch.cbam_placement is not None
+    for pretrained in (False, True)
+    if not pretrained or "imagenet" in arch.weights_choices
+)
+GRID: tuple[Config, ...] = ALL_CONFIGS + OTHER_NETWORKS  # every row, in the table's order
 
 
 @dataclass(frozen=True)
@@ -139,9 +156,10 @@ class Run:
 def run_from_files(eval_json: Mapping[str, Any], predictions_csv: str) -> Run:
     """A `Run` from the text of one experiment's evaluation.json and test_predictions.csv.
 
-    The configuration is read from evaluation.json's provenance (depth, cbam, loss, pretrained,
+    The configuration is read from evaluation.json's provenance (arch, cbam, loss, pretrained,
     seed), not from an experiment name that could lie (files from before model.pretrained
-    existed are from scratch). The ICBHI score recomputed from the predictions must
+    existed are from scratch; those from before model.arch name the network by its old keys,
+    which the registry reads). The ICBHI score recomputed from the predictions must
     match evaluation.json's: a mismatch means the two files come from different runs.
     """
     index = {name: i for i, name in enumerate(CLASSES)}
@@ -157,7 +175,7 @@ def run_from_files(eval_json: Mapping[str, Any], predictions_csv: str) -> Run:
         )
     return Run(
         config=Config(
-            int(eval_json["depth"]),
+            str(upgrade_model_group({k: v for k, v in eval_json.items() if k in ("arch", "depth")})["arch"]),
             bool(eval_json["cbam"]),
             str(eval_json["loss"]),
             eval_json.get("pretrained", "none") == "imagenet",
@@ -231,7 +249,7 @@ class Row:
     ci_low: float | None
     ci_high: float | None
     bootstrap_undefined: int
-    paper: dict[str, float]  # SCORE_KEYS; for an ImageNet row, the paper's from-scratch row
+    paper: dict[str, float] | None  # SCORE_KEYS; for an ImageNet row, the paper's from-scratch row; None: no paper row
     init_weights: tuple[str, ...] = ()  # `file sha256:hex` of each ImageNet file its runs used
 
     @property
@@ -239,25 +257,26 @@ class Row:
         return len(self.seeds)
 
     def difference(self, key: str) -> float | None:
-        """Ours (mean over seeds) − paper, for one of SCORE_KEYS."""
+        """Ours (mean over seeds) − paper, for one of SCORE_KEYS (None without a paper row)."""
         mean = self.scores[key].mean
-        return None if mean is None else mean - self.paper[key]
+        return None if mean is None or self.paper is None else mean - self.paper[key]
 
 
 def aggregate(runs: Sequence[Run], replicates: int, seed: int) -> list[Row]:
     """One `Row` per configuration that has runs, in the paper's row order, each "+ ImageNet
-    init" row right after the paper's row of the same network.
+    init" row right after the paper's row of the same network; rows of other networks
+    (model.arch) after the paper's, without paper columns.
 
     `replicates` and `seed` are the patient bootstrap's (params table3.bootstrap,
     table3.bootstrap_seed). Two runs of one configuration with the same seed are an error:
     they would count one training twice.
     """
     check_same_data(runs)
-    unknown = {r.config for r in runs} - set(ALL_CONFIGS)
+    unknown = {r.config for r in runs} - set(GRID)
     if unknown:
         raise ValueError(f"runs of configurations outside Table 3: {sorted(c.slug for c in unknown)}")
     rows = []
-    for config in ALL_CONFIGS:
+    for config in GRID:
         mine = sorted((r for r in runs if r.config == config), key=lambda r: r.seed)
         if not mine:
             continue
@@ -273,7 +292,7 @@ def aggregate(runs: Sequence[Run], replicates: int, seed: int) -> list[Row]:
                 ci_low=low,
                 ci_high=high,
                 bootstrap_undefined=undefined,
-                paper=dict(zip(SCORE_KEYS, PAPER_TABLE3[config.from_scratch])),
+                paper=None if config.paper is None else dict(zip(SCORE_KEYS, config.paper)),
                 init_weights=tuple(
                     sorted(
                         {f"{r.init_weights['file']} sha256:{r.init_weights['sha256']}" for r in mine if r.init_weights}
@@ -339,6 +358,10 @@ def to_markdown(
         "scratch only, so their Paper columns are its row of the same network."
         if any(row.config.pretrained for row in rows)
         else ""
+    ) + (
+        " Rows of networks the paper did not train have no Paper columns (n/a)."
+        if any(row.paper is None for row in rows)
+        else ""
     )
     lines += [
         "",
@@ -350,7 +373,7 @@ def to_markdown(
     ]
     for row in rows:
         ci = "n/a" if row.ci_low is None else f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
-        paper = " / ".join(_f(row.paper[k]) for k in SCORE_KEYS)
+        paper = "n/a" if row.paper is None else " / ".join(_f(row.paper[k]) for k in SCORE_KEYS)
         diff = " / ".join(_f(row.difference(k), signed=True) for k in SCORE_KEYS)
         cells = [
             row.config.label,
@@ -366,7 +389,7 @@ def to_markdown(
 
 
 CSV_FIELDS: tuple[str, ...] = (
-    "model", "depth", "cbam", "loss", "pretrained", "n", "seeds",
+    "model", "arch", "cbam", "loss", "pretrained", "n", "seeds",
     *(f"{k}_{stat}" for k in SCORE_KEYS for stat in ("mean", "std")),
     "icbhi_ci_low", "icbhi_ci_high", "bootstrap_undefined", "binary_icbhi_score_mean",
     *(f"paper_{k}" for k in SCORE_KEYS),
@@ -383,7 +406,7 @@ def to_csv(rows: Sequence[Row]) -> str:
     for row in rows:
         values: dict[str, Any] = {
             "model": row.config.label,
-            "depth": row.config.depth,
+            "arch": row.config.arch,
             "cbam": str(row.config.cbam).lower(),
             "loss": row.config.loss,
             "pretrained": "imagenet" if row.config.pretrained else "none",
@@ -398,7 +421,7 @@ def to_csv(rows: Sequence[Row]) -> str:
             values |= {
                 f"{k}_mean": row.scores[k].mean,
                 f"{k}_std": row.scores[k].std,
-                f"paper_{k}": row.paper[k],
+                f"paper_{k}": None if row.paper is None else row.paper[k],
                 f"diff_{k}": row.difference(k),
             }
         writer.writerow({k: cell(v) for k, v in values.items()})

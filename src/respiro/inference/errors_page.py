@@ -1,7 +1,7 @@
 """The evaluate stage's page of the test cycles the model got wrong (data/reports/errors.html).
 
 Grouped by confusion cell (annotated -> predicted), the most confident errors of each
-(evaluation/errors.py), each with the spectrogram the network saw, CBAM's attention and
+(evaluation/errors.py), each with the spectrogram the network saw, its attention view and
 Grad-CAM of the predicted class (report.unit_maps, as `predict --report` draws them) and
 the cycle's audio; after the scores per device and per patient as pictures. Offline and
 self-contained as predict's report is (page.py).
@@ -44,7 +44,15 @@ def _cell_section(
             f"{c['device_corrected']}): annotated {names[cell[0]]}, predicted {names[cell[1]]} ({probs[n, cell[1]]:.2f})"
         )
         spectrum = Spectrum(stack[k], chain.rate, chain.stft.hop_length, chain.stft.scale)
-        png = maps_figure(spectrum, None if attention is None else attention[k], cams[k], seconds, title)
+        png = maps_figure(
+            spectrum,
+            None if attention is None else attention[k],
+            cams[k],
+            seconds,
+            title,
+            trained.arch.attention_label,
+            trained.arch.no_attention,
+        )
         items.append(
             f'<div class="error"><audio controls preload="metadata" src="{data_uri("audio/wav", wav_bytes(audio[n], chain.rate))}">'
             f'</audio><img alt="{escape(title)}" src="{data_uri("image/png", png)}"></div>'
@@ -93,8 +101,8 @@ def error_page(
         "<h3>Confusion matrix of the test cycles</h3>",
         confusion_table(Agreement(scores, confusion), names),
         f"<p>Errors shown, per cell: {links or 'none: every test cycle is right'}. Each: the audio of the "
-        "cycle (as the pipeline normalized it), the spectrogram the network saw, CBAM's spatial attention "
-        "of the last block and Grad-CAM of the predicted class.</p>",
+        f"cycle (as the pipeline normalized it), the spectrogram the network saw, {trained.arch.attention_text} "
+        "and Grad-CAM of the predicted class.</p>",
         f'<img alt="scores per device" src="{data_uri("image/png", device_png)}">',
         f'<img alt="scores per patient" src="{data_uri("image/png", patient_png)}">',
         *sections,

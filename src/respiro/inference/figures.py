@@ -158,21 +158,24 @@ def maps_figure(
     cam: np.ndarray,
     audio_seconds: float,
     title: str,
+    attention_label: str,
+    no_attention: str,
 ) -> bytes:
-    """What the network saw of one cycle or window (its fixed-length spectrogram), CBAM's
-    spatial attention of the last block and Grad-CAM of the predicted class, both `(F, T)`
-    on the spectrogram's grid and laid over it; a dashed line where the unit's own audio
-    (`audio_seconds`) ends and the padding to the model's cycle length begins."""
-    panels = [("Spectrogram the model saw", None), ("CBAM spatial attention (last block)", attention)]
+    """What the network saw of one cycle or window (its fixed-length spectrogram), its
+    attention view (`attention_label`, e.g. CBAM's spatial attention of the last block; a
+    grey panel saying `no_attention` when None) and Grad-CAM of the predicted class, both
+    `(F, T)` on the spectrogram's grid and laid over it; a dashed line where the unit's own
+    audio (`audio_seconds`) ends and the padding to the model's cycle length begins."""
+    panels = [("Spectrogram the model saw", None), (attention_label, attention)]
     panels.append(("Grad-CAM of the predicted class", cam))
     fig, axes = plt.subplots(1, 3, figsize=(12, 2.6), sharey=True)
     fig.subplots_adjust(left=0.06, right=0.97, top=0.8, bottom=0.17, wspace=0.08)
     fig.suptitle(title, fontsize=10)
     end = spectrum.extent[1]
     for ax, (label, overlay) in zip(axes, panels):
-        if overlay is None and label.startswith("CBAM"):
+        if overlay is None and label == attention_label:
             _draw_spectrum(ax, spectrum, cmap="gray")
-            ax.text(0.5, 0.5, "no CBAM in this model", transform=ax.transAxes, ha="center", color="white")
+            ax.text(0.5, 0.5, no_attention, transform=ax.transAxes, ha="center", color="white")
         elif overlay is None:
             _draw_spectrum(ax, spectrum)
         else:

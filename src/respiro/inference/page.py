@@ -203,7 +203,7 @@ def recording_section(report: RecordingReport, names: Sequence[str]) -> str:
         + f"</p>{confusion_table(found, names)}"
     )
     if report.maps:
-        what = "CBAM's spatial attention of the last block and " if report.has_attention else ""
+        what = f"{report.attention_text[0].upper()}{report.attention_text[1:]} and " if report.has_attention else ""
         maps_html = (
             f"<h3>Where the model looked</h3><p>{what}Grad-CAM of the predicted class, on the spectrogram the "
             f"model saw (the {result.unit} fit to the model's cycle length; a dashed line where its own audio ends), "

@@ -25,7 +25,6 @@ from respiro.inference.recording import Piece, RecordingAnnotation, RecordingPre
 from respiro.training.checkpoint import TrainedModel
 
 NORMAL = "Normal"  # the class a unit is not flagged for
-LAST_STAGE = "layer4"  # ResNet's last stage: the features Grad-CAM weighs
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,7 @@ class RecordingReport:
     maps: list[UnitMaps]
     flagged: int  # units predicted other than Normal (maps are drawn for at most `max_maps`)
     has_attention: bool
+    attention_text: str  # what the attention view is, in the page's words (the architecture's)
 
     @property
     def counts(self) -> np.ndarray:
@@ -89,18 +89,20 @@ def wav_bytes(audio: np.ndarray, rate: int) -> bytes:
 
 
 def unit_maps(trained: TrainedModel, specs: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """CBAM attention (None without CBAM) and Grad-CAM of `classes (n,)`, both `(n, F, T)` on
-    the grid of spectrograms `specs (n, F, T)`, which are standardized as the evaluate stage does."""
+    """The architecture's attention view (None without one: a CNN without CBAM) and Grad-CAM
+    of `classes (n,)`, both `(n, F, T)` on the grid of spectrograms `specs (n, F, T)`, which
+    are standardized as the evaluate stage does."""
     loader = cycle_loader(specs, classes, np.arange(len(specs)), trained.mean, trained.std, 16, device=trained.device)
-    layer = trained.model.get_submodule(LAST_STAGE)
+    arch = trained.arch
+    grid = (arch.feature_stride, arch.feature_offset)
     attention: list[np.ndarray] = []
     cams: list[np.ndarray] = []
     for x, y in loader:
         x = x.to(trained.device).contiguous(memory_format=torch.channels_last)
-        a, cam = attention_and_grad_cam(trained.model, x, y, layer)
+        a, cam = attention_and_grad_cam(arch, trained.model, x, y)
         if a is not None:
-            attention.append(upsample(a, specs.shape[1:]))
-        cams.append(upsample(cam, specs.shape[1:]))
+            attention.append(upsample(a, specs.shape[1:], *grid))
+        cams.append(upsample(cam, specs.shape[1:], *grid))
     return (np.concatenate(attention) if attention else None), np.concatenate(cams)
 
 
@@ -134,7 +136,7 @@ def recording_report(
     )
     chosen, flagged = flagged_units(result.probabilities, names, max_maps)
     maps: list[UnitMaps] = []
-    attention_found = trained.params["model"]["cbam"]
+    attention_found = trained.arch.attention_layer(trained.model) is not None
     if chosen:
         _, units, _ = pieces_of(trained, result.file, len(audio), annotation, window_s, hop_s)
         wanted = set(chosen)
@@ -151,8 +153,23 @@ def recording_report(
                 f"({result.probabilities[n, classes[k]]:.2f})"
                 + ("" if piece.annotated is None else f", annotated {piece.annotated}")
             )
-            png = maps_figure(spectrum, None if attention is None else attention[k], cams[k], seconds, title)
+            png = maps_figure(
+                spectrum,
+                None if attention is None else attention[k],
+                cams[k],
+                seconds,
+                title,
+                trained.arch.attention_label,
+                trained.arch.no_attention,
+            )
             maps.append(UnitMaps(n, png))
     return RecordingReport(
-        result, duration, timeline, wav_bytes(audio, chain.rate), maps, flagged, bool(attention_found)
+        result,
+        duration,
+        timeline,
+        wav_bytes(audio, chain.rate),
+        maps,
+        flagged,
+        bool(attention_found),
+        trained.arch.attention_text,
     )

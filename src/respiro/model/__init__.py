@@ -1,1 +1,1 @@
-"""The classifier: ResNet-18/34 on one-channel spectrograms, optionally with CBAM."""
+"""The classifiers on one-channel spectrograms, by model.arch (registry.py: one module each), CBAM and the loss."""

@@ -1,10 +1,11 @@
-"""ImageNet initialisation: torchvision's published ResNet weights, recorded and mapped onto ours.
+"""Pretrained initialisation: a network's published weights, recorded and mapped onto ours.
 
-Our ResNet uses torchvision's module names (`conv1`, `bn1`, `layer1.0.conv1`, ...,
-`layer2.0.downsample.0`, `fc`), so torchvision's ImageNet-1k files fit every tensor but
-three kinds: the stem takes one channel, not three (adapted, see `adapt_stem`); CBAM
-(`*.attn.*`) does not exist in them; the head (`fc`) has 1000 classes, not 4. CBAM and the
-head keep the network's own init.
+Each architecture (model/architecture.py) names its published files (`weights_file`) and
+maps their tensors onto its network (`map_weights`); the torchvision-trained CNNs share
+`map_torchvision` below. Our CNNs use torchvision's module names, so its ImageNet-1k files fit
+every tensor but three kinds: the stem takes one channel, not three (adapted, see
+`adapt_stem`); CBAM does not exist in them; the head has 1000 classes, not the scheme's.
+CBAM and the head (the architecture's `new` group) keep the network's own init.
 
 Where the file comes from (the pretrained stage, stages/pretrained.py): `pretrained.path`,
 then `$TORCH_HOME/hub/checkpoints/<file>` (torchvision's own cache), then a resumable
@@ -17,31 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from respiro.core.errors import DamagedArtifactError, PretrainedWeightsError
 
-# torchvision's published ImageNet-1k weights (IMAGENET1K_V1), by model.depth.
-WEIGHTS: dict[int, str] = {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth"}
+if TYPE_CHECKING:
+    from respiro.model.architecture import Architecture
+
 RECORD = "weights.json"  # what the pretrained stage found, in its output folder
-STEM = "conv1.weight"
-
-
-# --- which tensors are new and which are pretrained ------------------------------------------
-
-
-def is_new(key: str) -> bool:
-    """A parameter or buffer that ImageNet weights do not provide: CBAM parts and the head."""
-    return key.startswith("fc.") or ".attn." in key
-
-
-def is_early(key: str) -> bool:
-    """The stem and the first stage (train.freeze_epochs keeps them frozen at first)."""
-    return key.startswith(("conv1.", "bn1.", "layer1."))
 
 
 def sha256_of(path: Path) -> str:
@@ -52,15 +41,15 @@ def sha256_of(path: Path) -> str:
 # --- the record the pretrained stage leaves for the train stage ------------------------------
 
 
-def init_record(pretrained: str, depth: int, file: str | None = None, sha256: str | None = None) -> dict[str, Any]:
-    """What models/pretrained/weights.json holds: the choice and, for imagenet, the depth
-    and the file (its name, as found, and full SHA-256)."""
+def init_record(pretrained: str, arch: str, file: str | None = None, sha256: str | None = None) -> dict[str, Any]:
+    """What models/pretrained/weights.json holds: the choice and, for pretrained weights, the
+    architecture and the file (its name, as found, and full SHA-256)."""
     if file is None:
         return {"pretrained": pretrained}
-    return {"pretrained": pretrained, "depth": depth, "file": file, "sha256": sha256}
+    return {"pretrained": pretrained, "arch": arch, "file": file, "sha256": sha256}
 
 
-def read_init(folder: Path, pretrained: str, depth: int) -> tuple[Path, dict[str, str]] | None:
+def read_init(folder: Path, pretrained: str, arch: str) -> tuple[Path, dict[str, str]] | None:
     """The weights file in the pretrained stage's output `folder` and {file, sha256}; None for
     model.pretrained: none. Checks the folder against the params and the file against its record."""
     record_path = folder / RECORD
@@ -70,12 +59,12 @@ def read_init(folder: Path, pretrained: str, depth: int) -> tuple[Path, dict[str
         raise DamagedArtifactError(
             f"{record_path}: unreadable ({err}); rerun the pretrained stage (`dvc repro`)"
         ) from None
-    made_for = (record.get("pretrained"), record.get("depth") if record.get("pretrained") == "imagenet" else None)
-    if made_for != (pretrained, depth if pretrained == "imagenet" else None):
+    made_for = (record.get("pretrained"), record.get("arch") if record.get("pretrained") != "none" else None)
+    if made_for != (pretrained, arch if pretrained != "none" else None):
         raise DamagedArtifactError(
             f"{record_path} was made for model.pretrained={made_for[0]}"
-            + (f", model.depth={made_for[1]}" if made_for[1] is not None else "")
-            + f", not model.pretrained={pretrained}, model.depth={depth}: rerun the pretrained stage (`dvc repro`)"
+            + (f", model.arch={made_for[1]}" if made_for[1] is not None else "")
+            + f", not model.pretrained={pretrained}, model.arch={arch}: rerun the pretrained stage (`dvc repro`)"
         )
     if pretrained == "none":
         return None
@@ -91,7 +80,7 @@ def read_init(folder: Path, pretrained: str, depth: int) -> tuple[Path, dict[str
 
 
 def adapt_stem(weight: Tensor) -> Tensor:
-    """The RGB stem's kernels (64, 3, 7, 7) as one-channel kernels (64, 1, 7, 7): their sum.
+    """The RGB stem's kernels (C, 3, k, k) as one-channel kernels (C, 1, k, k): their sum.
 
     Why the sum (timm's `adapt_input_conv` does the same): a grey image given to the RGB
     network as three equal channels x, x, x makes each filter respond with
@@ -122,9 +111,18 @@ def load_weights_file(path: Path) -> dict[str, Tensor]:
     return state
 
 
-def map_imagenet(state: dict[str, Tensor], model: nn.Module, source: Path | str) -> dict[str, Tensor]:
-    """torchvision's ResNet `state` as tensors for `model` (our names): every tensor but the
-    head's, the stem adapted to one channel. CBAM and fc are not in the result.
+def map_torchvision(
+    state: dict[str, Tensor],
+    model: nn.Module,
+    source: Path | str,
+    *,
+    name: str,
+    is_new: Callable[[str], bool],
+    stem: str,
+) -> dict[str, Tensor]:
+    """torchvision's `state` of the network `name` (for messages) as tensors for `model` (the
+    same names): every tensor `is_new` does not call ours (CBAM, the head), the RGB stem
+    `stem` adapted to one channel. The file's own head is left out.
 
     `num_batches_tracked` counters are taken when the file has them and left alone when it
     has not (files saved before PyTorch 0.4.1 lack them). Anything else missing, left over
@@ -133,43 +131,39 @@ def map_imagenet(state: dict[str, Tensor], model: nn.Module, source: Path | str)
     """
     ours = model.state_dict()
     wanted = {k for k in ours if not is_new(k)}
-    given = {k for k in state if not k.startswith("fc.")}
+    given = {k for k in state if not is_new(k)}
     counters = {k for k in wanted if k.endswith(".num_batches_tracked")}
     missing, unexpected = wanted - given - counters, given - wanted
     if missing or unexpected:
         first = min(missing or unexpected)
         raise PretrainedWeightsError(
-            f"{source}: does not fit ResNet-{_depth_of(model)} ({len(missing)} tensors missing, {len(unexpected)} unexpected, "
+            f"{source}: does not fit {name} ({len(missing)} tensors missing, {len(unexpected)} unexpected, "
             f"e.g. {first}): a weights file of another depth or network"
         )
     mapped = {}
     for key in sorted(wanted & given):
         tensor = (
-            adapt_stem(state[key]) if key == STEM and state[key].ndim == 4 and state[key].shape[1] == 3 else state[key]
+            adapt_stem(state[key]) if key == stem and state[key].ndim == 4 and state[key].shape[1] == 3 else state[key]
         )
         if tensor.shape != ours[key].shape:
             raise PretrainedWeightsError(
-                f"{source}: {key} has shape {tuple(state[key].shape)}, ResNet-{_depth_of(model)} needs "
-                f"{tuple(ours[key].shape)}{' (from 3 RGB channels)' if key == STEM else ''}"
+                f"{source}: {key} has shape {tuple(state[key].shape)}, {name} needs "
+                f"{tuple(ours[key].shape)}{' (from 3 RGB channels)' if key == stem else ''}"
             )
         mapped[key] = tensor.to(ours[key].dtype)
     return mapped
 
 
-def _depth_of(model: nn.Module) -> int:
-    blocks = [len(getattr(model, f"layer{i}")) for i in range(1, 5)]
-    return {(2, 2, 2, 2): 18, (3, 4, 6, 3): 34}.get((blocks[0], blocks[1], blocks[2], blocks[3]), sum(blocks) * 2 + 2)
+def load_pretrained(arch: Architecture, model: nn.Module, path: Path) -> list[str]:
+    """Load the weights file at `path` into `model` (a network of `arch`) in place; return the
+    keys loaded.
 
-
-def load_imagenet(model: nn.Module, path: Path) -> list[str]:
-    """Load the ImageNet file at `path` into `model` in place; return the keys loaded.
-
-    Draws no random numbers: the network's own init (already done) is kept for CBAM and the
-    head, exactly as a from-scratch run with the same seed would have them.
+    Draws no random numbers: the network's own init (already done) is kept for the new parts
+    (CBAM, the head), exactly as a from-scratch run with the same seed would have them.
     """
-    mapped = map_imagenet(load_weights_file(path), model, path)
+    mapped = arch.map_weights(load_weights_file(path), model, path)
     result = model.load_state_dict(mapped, strict=False)
     assert not result.unexpected_keys and all(
-        is_new(k) or k.endswith("num_batches_tracked") for k in result.missing_keys
+        arch.param_group(k) == "new" or k.endswith("num_batches_tracked") for k in result.missing_keys
     )
     return sorted(mapped)

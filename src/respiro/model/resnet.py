@@ -1,8 +1,10 @@
-"""ResNet-18/34 for one-channel spectrograms, with an optional attention part in every block.
+"""ResNet-18/34 for one-channel spectrograms, with an optional attention part in every block:
+the paper's network, and its two registry entries (`RESNETS`: model.arch resnet18, resnet34).
 
-Layout follows torchvision `models/resnet.py`: helpers, block, network, factory. Depth is
-data (`DEPTHS`), and attention is a factory `attn_layer(channels) -> nn.Module` handed to
-every block (timm style), so the network never branches on depth or on "use CBAM".
+Layout follows torchvision `models/resnet.py`: helpers, block, network, factory, then what
+the architecture declares to the rest of the code (`ResNetArchitecture`). Depth is data
+(`DEPTHS`), and attention is a factory `attn_layer(channels) -> nn.Module` handed to every
+block (timm style), so the network never branches on depth or on "use CBAM".
 
 Input is a spectrogram `(B, 1, F, T)` (frequency bins x time frames) of any size >= 1x1:
 every stride-2 layer pads, so small maps shrink to 1x1 rather than to nothing, and the head
@@ -11,12 +13,16 @@ uses adaptive average pooling.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
+from respiro.model.architecture import Architecture, PaperScores, ParamGroup
 from respiro.model.cbam import CBAM
+from respiro.model.pretrained import map_torchvision
 
 AttnLayer = Callable[[int], nn.Module]
 
@@ -167,3 +173,76 @@ def build_model(depth: int, cbam: bool, cbam_reduction: int = 16, num_classes: i
     """
     attn_layer = partial(CBAM, reduction=cbam_reduction) if cbam else None
     return ResNet(DEPTHS[depth], num_classes=num_classes, attn_layer=attn_layer)
+
+
+# --- what the architecture declares -------------------------------------------------------
+
+# torchvision's published ImageNet-1k weights (IMAGENET1K_V1), by depth.
+IMAGENET: dict[int, str] = {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth"}
+# The paper's Table 3 (accuracy, SE, SP, ICBHI score), as printed, by depth and (CBAM, loss).
+PAPER_TABLE3: dict[int, dict[tuple[bool, str], PaperScores]] = {
+    18: {
+        (False, "ce"): (0.705, 0.584, 0.813, 0.699),
+        (True, "ce"): (0.715, 0.605, 0.812, 0.709),
+        (False, "focal"): (0.717, 0.584, 0.835, 0.710),
+        (True, "focal"): (0.725, 0.604, 0.832, 0.718),
+    },
+    34: {
+        (False, "ce"): (0.716, 0.613, 0.807, 0.711),
+        (True, "ce"): (0.726, 0.623, 0.818, 0.721),
+        (False, "focal"): (0.717, 0.586, 0.834, 0.710),
+        (True, "focal"): (0.732, 0.607, 0.843, 0.725),
+    },
+}
+STEM = "conv1.weight"
+
+
+class ResNetArchitecture(Architecture):
+    """ResNet-`depth` (model.arch `resnet<depth>`): CBAM in every residual block, after bn2;
+    torchvision's ImageNet weights; Grad-CAM on layer4, stride 32."""
+
+    cbam_placement = "in every residual block, after bn2 and before the shortcut addition"
+    # 2 (stem) * 2 (max pool) * 2 * 2 * 2 (layer2, layer3, layer4): every strided layer keeps
+    # its kernel centred, so cell i of layer4 is centred on input position 32 i.
+    feature_stride = 32
+
+    def __init__(self, depth: int) -> None:
+        if depth not in DEPTHS:
+            raise ValueError(f"depth must be one of {', '.join(map(str, DEPTHS))}, got {depth}")
+        self.depth = depth
+        self.name = f"resnet{depth}"
+        self.short = f"r{depth}"
+        self.legacy: Mapping[str, Any] = {"depth": depth}  # model.depth, before model.arch
+        self.paper_table3 = PAPER_TABLE3[depth]
+
+    def label(self, cbam: bool) -> str:
+        return f"ResNet-{self.depth}{' + CBAM' if cbam else ''}"
+
+    def build(self, num_classes: int, cbam: bool, cbam_reduction: int) -> ResNet:
+        return build_model(self.depth, cbam, cbam_reduction, num_classes)
+
+    @property
+    def weights_choices(self) -> tuple[str, ...]:
+        return ("imagenet",)
+
+    def weights_file(self, pretrained: str) -> str:
+        if pretrained != "imagenet":
+            raise ValueError(f"{self.name} has no {pretrained} weights")
+        return IMAGENET[self.depth]
+
+    def map_weights(self, state: dict[str, Tensor], model: nn.Module, source: Path | str) -> dict[str, Tensor]:
+        is_new = lambda key: self.param_group(key) == "new"  # noqa: E731
+        return map_torchvision(state, model, source, name=self.label(False), is_new=is_new, stem=STEM)
+
+    def param_group(self, key: str) -> ParamGroup:
+        """CBAM (`*.attn.*`) and the head (`fc`) are new; the stem and layer1 are early (the
+        most generic, edge-like filters)."""
+        if key.startswith("fc.") or ".attn." in key:
+            return "new"
+        return "early" if key.startswith(("conv1.", "bn1.", "layer1.")) else "backbone"
+
+    def cam_layer(self, model: nn.Module) -> nn.Module:
+        return model.get_submodule("layer4")  # the last stage's features
+
+
+RESNETS: tuple[ResNetArchitecture, ...] = tuple(ResNetArchitecture(depth) for depth in DEPTHS)

@@ -39,7 +39,8 @@ from respiro.core.errors import CheckpointError, MissingInputError, ParamsError
 from respiro.core.kernels import KernelMode, kernel_mode
 from respiro.core.outputs import atomic_file
 from respiro.evaluation.reports import provenance
-from respiro.model.resnet import build_model
+from respiro.model.architecture import Architecture
+from respiro.model.registry import architecture_of, get_architecture, upgrade_model_group
 from respiro.training.device import to_device
 
 REQUIRED_KEYS = (
@@ -70,12 +71,14 @@ ADDED_KEYS: dict[tuple[str, str], Any] = {
 # Values renamed since: data.source `icbhi` is the database's own `download` now, and the
 # database's keys that data held moved to its own group (not stored in checkpoints).
 RENAMED_VALUES: dict[tuple[str, str], dict[str, str]] = {("data", "source"): {"icbhi": "download"}}
+# Keys replaced since: model.depth is model.arch now; the registry says which architecture
+# an old group meant (respiro.model.registry.upgrade_model_group).
 
 
 def upgrade_params(params: Any) -> Any:
-    """A checkpoint's params with every key of ADDED_KEYS it predates filled in and the values
-    of RENAMED_VALUES renamed (a copy;
-    anything that is not a mapping of groups is returned as it is, for the checks to name)."""
+    """A checkpoint's params with every key of ADDED_KEYS it predates filled in, the values
+    of RENAMED_VALUES renamed and a model group from before model.arch given its architecture
+    (a copy; anything that is not a mapping of groups is returned as it is, for the checks to name)."""
     if not isinstance(params, Mapping):
         return params
     upgraded = {group: dict(values) if isinstance(values, Mapping) else values for group, values in params.items()}
@@ -86,6 +89,8 @@ def upgrade_params(params: Any) -> Any:
         values = upgraded.get(group)
         if isinstance(values, dict) and values.get(key) in renames:
             values[key] = renames[values[key]]
+    if isinstance(upgraded.get("model"), dict):
+        upgraded["model"] = upgrade_model_group(upgraded["model"])
     return upgraded
 
 
@@ -148,6 +153,11 @@ class TrainedModel:
         return kernel_mode(str(self.params.get("train", {}).get("precision")))
 
     @property
+    def arch(self) -> Architecture:
+        """The network's architecture (model.arch): its label, Grad-CAM layer, attention view."""
+        return get_architecture(self.params["model"]["arch"])
+
+    @property
     def cycle_seconds(self) -> float:
         """The median length of the training cycles (before fitting), in seconds."""
         return float(self.checkpoint["cycle_seconds_median"])
@@ -159,10 +169,10 @@ class TrainedModel:
 
     def describe(self) -> str:
         """`ResNet-34 + CBAM (focal loss, epoch 7) trained on synthetic(...)`, for summaries."""
-        m, p = self.params["model"], self.provenance
+        p = self.provenance
         warning = " - NOT ICBHI data" if p["synthetic_data"] else ""
         init = f", from {p['init_weights']['file']}" if p["init_weights"] else ""
-        return f"ResNet-{m['depth']}{' + CBAM' if m['cbam'] else ''} ({p['loss']} loss, epoch {self.checkpoint['epoch']}{init}) trained on {p['data_source']}{warning}"
+        return f"{self.arch.label(self.params['model']['cbam'])} ({p['loss']} loss, epoch {self.checkpoint['epoch']}{init}) trained on {p['data_source']}{warning}"
 
 
 def _first(names: set[str]) -> str:
@@ -258,6 +268,7 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
         chain = AudioChain.from_params(params)
         m = validate_group("model", params["model"])
         assert isinstance(m, ModelParams)
+        arch = architecture_of(m)
         provenance(params, checkpoint.get("init_weights"))
     except ParamsError as err:
         raise CheckpointError(f"{path}: its params: {err}") from None
@@ -276,8 +287,8 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < 1e4:
         raise CheckpointError(f"{path}: cycle_seconds_median must be a positive number of seconds; got {seconds!r}")
     mean, std = _check_stats(path, checkpoint, chain.shape[0])
-    model = build_model(m.depth, m.cbam, m.cbam_reduction, len(names))
-    name = f"ResNet-{m.depth}{' + CBAM' if m.cbam else ''} (its params.model)"
+    model = arch.build(len(names), m.cbam, m.cbam_reduction)
+    name = f"{arch.label(m.cbam)} (its params.model)"
     _check_state_dict(path, model, checkpoint["state_dict"], name)
     model.load_state_dict(checkpoint["state_dict"])
     model = to_device(model, device).eval()

@@ -18,7 +18,7 @@ from torch import nn
 
 from respiro.core.config import Optimizer, Schedule
 from respiro.core.errors import UserError
-from respiro.model.pretrained import is_early, is_new
+from respiro.model.architecture import Architecture
 from respiro.training.batches import TrainBatches
 from respiro.training.distributed import all_reduce, unwrap
 from respiro.training.step import EagerStep
@@ -29,15 +29,16 @@ class NonFiniteLossError(UserError, FloatingPointError):
 
 
 def parameter_groups(
-    model: nn.Module, lr: float, backbone_lr_factor: float, freeze_epochs: int
+    model: nn.Module, arch: Architecture, lr: float, backbone_lr_factor: float, freeze_epochs: int
 ) -> list[dict[str, Any]]:
-    """The optimizer's groups for a network started from pretrained weights.
+    """The optimizer's groups for a network of `arch` started from pretrained weights.
 
-    stem + layer1 and layer2-4 (pretrained) train at `backbone_lr_factor` times `lr`; CBAM and
-    the head (new, `respiro.model.pretrained.is_new`) at `lr`. The stem counts as pretrained:
-    its summed RGB kernels are ImageNet's low-level filters, the most transferable part of
-    the network. stem + layer1 also carry `frozen_epochs` (`train.freeze_epochs`), which
-    `fit` reads. Empty groups are left out.
+    The early (stem and first stage) and backbone parameters (pretrained) train at
+    `backbone_lr_factor` times `lr`; the new ones (CBAM, the head) at `lr`: each parameter's
+    group is its architecture's `param_group`. The stem counts as pretrained: its summed RGB
+    kernels are ImageNet's low-level filters, the most transferable part of the network. The
+    early group also carries `frozen_epochs` (`train.freeze_epochs`), which `fit` reads.
+    Empty groups are left out.
     """
     groups: dict[str, dict[str, Any]] = {
         "early": {"params": [], "lr": lr * backbone_lr_factor, "frozen_epochs": freeze_epochs},
@@ -45,8 +46,7 @@ def parameter_groups(
         "new": {"params": [], "lr": lr},
     }
     for name, parameter in unwrap(model).named_parameters():
-        kind = "new" if is_new(name) else "early" if is_early(name) else "backbone"
-        groups[kind]["params"].append(parameter)
+        groups[arch.param_group(name)]["params"].append(parameter)
     return [group for group in groups.values() if group["params"]]
 
 
@@ -56,13 +56,14 @@ def make_optimizer(
     lr: float,
     weight_decay: float,
     *,
-    pretrained: bool = False,
+    pretrained: Architecture | None = None,
     backbone_lr_factor: float = 1.0,
     freeze_epochs: int = 0,
     device: torch.device = torch.device("cpu"),
 ) -> torch.optim.Optimizer:
-    """`adam` (AdamW) or `sgd` (Nesterov momentum 0.9) over `model`; with `pretrained`, over
-    `parameter_groups` (per-group peak rates, early layers frozen for `freeze_epochs`).
+    """`adam` (AdamW) or `sgd` (Nesterov momentum 0.9) over `model`; with `pretrained` (the
+    architecture of a network started from pretrained weights), over its `parameter_groups`
+    (per-group peak rates, early layers frozen for `freeze_epochs`).
 
     From scratch every parameter is in one group, as it always was: nothing about the default
     run's arithmetic changes. On CUDA, adam is torch's fused AdamW (one kernel for all
@@ -71,12 +72,14 @@ def make_optimizer(
     (training/step.py) needs. On the CPU it is the default (foreach) AdamW, as always.
     """
     parameters: Any = (
-        parameter_groups(model, lr, backbone_lr_factor, freeze_epochs) if pretrained else model.parameters()
+        parameter_groups(model, pretrained, lr, backbone_lr_factor, freeze_epochs)
+        if pretrained is not None
+        else model.parameters()
     )
     if name == "adam":
         if device.type != "cuda":
             return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-        if pretrained:
+        if pretrained is not None:
             for group in parameters:
                 group["lr"] = torch.tensor(group["lr"], device=device)
         rate = torch.tensor(lr, device=device)

@@ -152,9 +152,9 @@ class Board:
     def started(self, name: str, node: str) -> None:
         self.events.append((name, node))
 
-    def drain(self) -> list[tuple[str, str]]:
-        events, self.events = self.events, []
-        return events
+    def since(self, seen: int) -> list[tuple[str, str]]:
+        """The events after the first `seen`: asking again after a lost reply loses none."""
+        return self.events[seen:]
 
 
 def connect(address: str) -> None:
@@ -247,10 +247,18 @@ def _fan_out(root: Path, remotes: Remotes, jobs: Sequence[Job], retries: int, cp
         say(f"queue: {job.name}: queued")
     tries: dict[str, int] = {}
     failed: list[str] = []
+    seen = 0  # board events shown so far
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for name, node in ray.get(board.drain.remote()):
+            try:
+                news = ray.get(board.since.remote(seen))
+            except ray.exceptions.ActorUnavailableError:
+                # A node going away can reset the board's connection for a moment (seen when a
+                # worker node was killed): its events wait for the next look.
+                news = []
+            seen += len(news)
+            for name, node in news:
                 tries[name] = tries.get(name, 0) + 1
                 again = f" (try {tries[name]}: the last one's worker or node was lost)" if tries[name] > 1 else ""
                 say(f"queue: {name}: running on {node}{again}")

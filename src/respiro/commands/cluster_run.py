@@ -142,8 +142,14 @@ def try_on_node(job: Job, board: Any) -> Outcome:
     return run_job(job, node)
 
 
+# A resource Ray gives the head node alone (its HEAD_NODE_RESOURCE_NAME; ray.train places its
+# state actor the same way): the board lives there, with the cluster itself. The driver's own
+# node may be a worker that dies: on one machine a driver can attach to any node's raylet.
+HEAD_NODE = "node:__internal_head__"
+
+
 class Board:
-    """Where tries announce their start (a Ray actor on the driver's node): the driver shows
+    """Where tries announce their start (a Ray actor on the head node): the driver shows
     'running on NODE' while the experiment runs, and a retry on another node."""
 
     def __init__(self) -> None:
@@ -236,10 +242,8 @@ def exp_table(root: Path, heads: Sequence[str]) -> str:
 
 def _fan_out(root: Path, remotes: Remotes, jobs: Sequence[Job], retries: int, cpus: int, say: Say) -> list[str]:
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
-    board: Any = ray.remote(num_cpus=0)(Board).options(scheduling_strategy=here).remote()
+    board: Any = ray.remote(num_cpus=0, resources={HEAD_NODE: 0.001})(Board).remote()
     # Ray runs a task of N CPUs with OMP_NUM_THREADS=N: an experiment trains with the threads it asked for.
     task = ray.remote(try_on_node).options(num_cpus=cpus, max_retries=retries, retry_exceptions=False)
     pending = {task.remote(job, board): job for job in jobs}

@@ -2,10 +2,14 @@
 
 Per architecture, with and without CBAM where it has a placement: parameters, multiply-adds
 of one 8 s cycle (every Conv2d and Linear: output elements x input channels per group x
-kernel area; the elementwise work of activations, norms and gates is not counted), the CPU
-training step (forward, loss, backward, AdamW step; batch 32, train mode) in fp32 and under
-bf16 autocast, and inference per cycle (eval mode, fp32, batch 64, as evaluate and predict
-run it). The input is the default front-end's spectrogram, (1, 129, 126) for 8 s at 4 kHz.
+kernel area; the elementwise work of activations, norms, gates and attention's softmax is
+not counted, nor attention's two token-by-token products), the CPU training step (forward,
+loss, backward, AdamW step; train mode) in fp32 and under bf16 autocast, per cycle, and
+inference per cycle (eval mode, fp32, as evaluate and predict run it). Each network gets one
+8 s cycle of its own front-end: the default spectrogram (1, 129, 126) at 4 kHz for the CNNs,
+the AST's fbank (1, 128, 798) at 16 kHz for the AST, at AST-Base size (params.yaml's
+model.ast). The AST is timed on smaller batches (--ast-batch): AST-Base's step on 32 cycles
+takes minutes on 2 cores; the times are per cycle so that the rows compare.
 
 Run from the repository root and paste the printed table into benchmarks/RESULTS_model.md:
 
@@ -21,9 +25,14 @@ import time
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
-from respiro.model.registry import ARCHITECTURES
+from respiro.core.config import ModelParams
+from respiro.model.registry import ARCHITECTURES, create_model
+
+# One 8 s cycle of each network's front-end, where it is not the default spectrogram's.
+OWN_INPUT = {"ast": (128, 798)}
 
 
 def macs(model: nn.Module, shape: tuple[int, int]) -> int:
@@ -97,33 +106,38 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=126, help="time frames T of one 8 s cycle")
     parser.add_argument("--batch", type=int, default=32, help="training batch (train.batch_size)")
     parser.add_argument("--infer-batch", type=int, default=64, help="inference batch (evaluate.batch_size)")
+    parser.add_argument("--ast-batch", type=int, default=4, help="the AST's training and inference batch")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
-    shape = (args.freq, args.frames)
+    model_params = yaml.safe_load(open("params.yaml"))["model"]
 
     print(
-        f"{cpu_model()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; input (1, {args.freq}, "
-        f"{args.frames}); training batch {args.batch}, inference batch {args.infer_batch}; "
-        f"{args.warmup} warm-up + {args.steps} timed repeats"
+        f"{cpu_model()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; one 8 s cycle of each "
+        f"network's front-end; training batch {args.batch} (AST {args.ast_batch}), inference batch "
+        f"{args.infer_batch} (AST {args.ast_batch}); {args.warmup} warm-up + {args.steps} timed repeats"
     )
     print(
-        "\n| model.arch | network | parameters | MMACs / cycle | train step fp32 (s) | train step bf16 (s) "
-        "| inference fp32 (ms / cycle) |"
+        "\n| model.arch | network | input | parameters | MMACs / cycle | train fp32 (ms / cycle) "
+        "| train bf16 (ms / cycle) | inference fp32 (ms / cycle) |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     for name, arch in ARCHITECTURES.items():
+        shape = OWN_INPUT.get(name, (args.freq, args.frames))
+        batch, infer_batch = (args.ast_batch, args.ast_batch) if name in OWN_INPUT else (args.batch, args.infer_batch)
         for cbam in (False, True) if arch.cbam_placement is not None else (False,):
-            build = lambda arch=arch, cbam=cbam: arch.build(4, cbam, 16)  # noqa: E731
+            params = ModelParams(**{**model_params, "arch": name, "cbam": cbam})
+            build = lambda params=params: create_model(params, 4)  # noqa: E731
             torch.manual_seed(0)
             model = build()
-            params = sum(p.numel() for p in model.parameters())
+            count = sum(p.numel() for p in model.parameters())
             mmacs = macs(model, shape) / 1e6
-            fp32 = seconds_per_step(build(), shape, args.batch, False, args.warmup, args.steps)
-            bf16 = seconds_per_step(build(), shape, args.batch, True, args.warmup, args.steps)
-            infer = seconds_per_cycle(build(), shape, args.infer_batch, args.warmup, args.steps)
+            fp32 = seconds_per_step(build(), shape, batch, False, args.warmup, args.steps) / batch
+            bf16 = seconds_per_step(build(), shape, batch, True, args.warmup, args.steps) / batch
+            infer = seconds_per_cycle(build(), shape, infer_batch, args.warmup, args.steps)
             print(
-                f"| {name} | {arch.label(cbam)} | {params:,} | {mmacs:,.0f} | {fp32:.2f} | {bf16:.2f} | {1000 * infer:.1f} |",
+                f"| {name} | {arch.label(cbam)} | {shape[0]} x {shape[1]} | {count:,} | {mmacs:,.0f} "
+                f"| {1000 * fp32:.0f} | {1000 * bf16:.0f} | {1000 * infer:.1f} |",
                 flush=True,
             )
 

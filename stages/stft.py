@@ -18,7 +18,12 @@ from tqdm import tqdm
 
 from respiro.audio.arrays import create_npy
 from respiro.audio.segment import CycleTable, cycle_samples
-from respiro.audio.spectrogram import SpectrogramBatch, write_spectrogram_batch
+from respiro.audio.spectrogram import (
+    SpectrogramBatch,
+    describe_front_end,
+    front_end_shape,
+    write_spectrogram_batch,
+)
 from respiro.audio.store import AudioStore
 from respiro.core.cli import run_stage
 from respiro.core.config import load_params
@@ -38,14 +43,13 @@ def main() -> None:
     params, workers = loaded.stft, worker_count(loaded.audio.workers)
     cycles, segment = CycleTable.open(IN, AudioStore(STORE)), loaded.segment
     count, length = len(cycles), cycle_samples(segment.duration, cycles.rate)
-    freqs, frames = params.n_fft // 2 + 1, 1 + length // params.hop_length
-    settings = (params.n_fft, params.hop_length, params.window, params.scale, params.top_db)
+    freqs, frames = front_end_shape(params, length)
     with atomic_dir(OUT) as tmp:
         # Each worker cuts its batch of cycles, fits them and writes their spectrograms' rows.
         create_npy(tmp / "spectrograms.npy", (count, freqs, frames))
         batches = [
             SpectrogramBatch(
-                STORE, IN, tmp / "spectrograms.npy", first, min(BATCH, count - first), length, segment.pad, settings
+                STORE, IN, tmp / "spectrograms.npy", first, min(BATCH, count - first), length, segment.pad, params
             )
             for first in range(0, count, BATCH)
         ]
@@ -58,9 +62,7 @@ def main() -> None:
         ):
             pass
         shutil.copyfile(IN / "manifest.csv", tmp / "manifest.csv")
-    timer.done(
-        f"{count} cycles -> {freqs} x {frames} {params.scale} spectrograms (n_fft {params.n_fft}, hop {params.hop_length}), {workers} workers"
-    )
+    timer.done(f"{count} cycles -> {freqs} x {frames} {describe_front_end(params)}, {workers} workers")
 
 
 if __name__ == "__main__":

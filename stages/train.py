@@ -21,7 +21,7 @@ from respiro.core.config import load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, write_csv, write_json
 from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
-from respiro.data.dataset import frequency_stats, load_spectrograms
+from respiro.data.dataset import input_stats, load_spectrograms
 from respiro.data.splits import PARTS, assign_parts, held_out_masks, split_rows
 from respiro.model.loss import build_loss
 from respiro.model.pretrained import load_pretrained, read_init
@@ -78,13 +78,13 @@ def main() -> None:
             raise StageError(f"split.method={sp.method} leaves no {part} cycles ({len(rows)} cycles in all)")
 
     seed_everything(tp.seed)
-    mean, std = frequency_stats(specs, index["train"])
+    mean, std = input_stats(specs, index["train"], tp.standardize)
     batches = TrainBatches.load(
         specs, labels, index["train"], mean, std, device,
         batch_size=tp.batch_size, time_mask=tp.time_mask, freq_mask=tp.freq_mask, seed=tp.seed, shard=shard,
     )  # fmt: skip
     val = HeldCycles.load(specs, labels, index["val"], mean, std, device, tp.batch_size)
-    network = arch.build(len(classes), params.model.cbam, params.model.cbam_reduction)
+    network = arch.build(len(classes), params.model)
     if init is not None:
         load_pretrained(arch, network, init[0])  # after the usual init, which CBAM and the head keep
     model = distributed.wrap(to_device(network, device), device)

@@ -31,8 +31,14 @@ NAMES = list(ARCHITECTURES)
 CNNS = [n for n in NAMES if ARCHITECTURES[n].cbam_placement is not None]
 
 
+# A small AST (the base size, 86 M parameters, is not needed to test what it declares).
+SMALL_AST = {"dim": 32, "layers": 2, "heads": 4, "position_bins": 128, "position_frames": 1024}
+
+
 def params(arch: str, cbam: bool = False, pretrained: str = "none") -> ModelParams:
-    return ModelParams(arch=arch, cbam=cbam, cbam_reduction=16, pretrained=pretrained)
+    """model.* for `arch`, CBAM where asked and the network has a place for it."""
+    cbam = cbam and (arch not in ARCHITECTURES or ARCHITECTURES[arch].cbam_placement is not None)
+    return ModelParams(arch=arch, cbam=cbam, cbam_reduction=16, pretrained=pretrained, ast=SMALL_AST)
 
 
 @functools.cache
@@ -160,7 +166,7 @@ def test_weights_from_a_local_file_land_where_they_should_and_new_parts_keep_the
     path = torchvision_file(tmp_path, name)
     file = torch.load(path, weights_only=True)
     torch.manual_seed(3)
-    model = arch.build(4, True, 16)
+    model = arch.build(4, params(name, True))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     loaded = load_pretrained(arch, model, path)
     after = model.state_dict()
@@ -187,7 +193,7 @@ def test_another_networks_file_stops_with_one_line_naming_it(tmp_path):
     resnet_file = torchvision_file(tmp_path, "resnet18")
     arch = get_architecture("efficientnet_b0")
     with pytest.raises(PretrainedWeightsError, match=rf"^{resnet_file}: does not fit EfficientNet-B0 \(") as err:
-        load_pretrained(arch, arch.build(4, False, 16), resnet_file)
+        load_pretrained(arch, arch.build(4, params("efficientnet_b0")), resnet_file)
     assert "\n" not in str(err.value)
 
 
@@ -198,7 +204,7 @@ def test_another_networks_file_stops_with_one_line_naming_it(tmp_path):
 def test_parameter_groups_cover_the_network_and_freezing_holds_exactly_the_early_group(name):
     arch = get_architecture(name)
     torch.manual_seed(0)
-    model = arch.build(4, True, 16)
+    model = arch.build(4, params(name, True))
     groups = {
         kind: {n for n, _ in model.named_parameters() if arch.param_group(n) == kind}
         for kind in ("early", "backbone", "new")

@@ -201,8 +201,11 @@ def test_npy_rows_written_in_place_give_numpys_file(tmp_path):
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
 
 
-@pytest.mark.parametrize("duration, pad", [(1.0, "repeat"), (1.0, "zero"), (0.3, "repeat")])
-def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike(tmp_path, duration, pad):
+@pytest.mark.parametrize(
+    "duration, pad, frontend",
+    [(1.0, "repeat", "stft"), (1.0, "zero", "stft"), (0.3, "repeat", "stft"), (1.0, "repeat", "fbank")],
+)
+def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike(tmp_path, duration, pad, frontend):
     # The segment stage stores where each cycle lies and its recording's gain; the stft
     # stage's workers cut it, scale it and fit it to segment.duration (fit_cycles). The
     # predict chain scales the whole recording, cuts and fits: the same bytes.
@@ -238,7 +241,7 @@ def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike
         ResampleParams(rate=rate, method="soxr"),
         NormalizeParams(method="rms", target_dbfs=-20.0),
         SegmentParams(duration=duration, pad=pad),
-        StftParams(n_fft=256, hop_length=128, window="hann", scale="log", top_db=80.0),
+        StftParams(frontend=frontend, n_fft=256, hop_length=128, window="hann", scale="log", top_db=80.0, n_mels=64),
     )
     create_npy(tmp_path / "specs.npy", (3, *chain.shape))
     for first, count in ((0, 2), (2, 1)):
@@ -251,7 +254,7 @@ def test_stft_stage_batches_and_the_predict_chain_fit_and_transform_cycles_alike
                 count,
                 chain.cycle_samples,
                 pad,
-                (256, 128, "hann", "log", 80.0),
+                chain.stft,
             )
         )
     expected = chain.spectrograms(chain.cycles(chain.recording(recording, rate), spans))

@@ -113,13 +113,21 @@ def test_a_checkpoints_stored_params_go_through_the_same_schema():
         validate_group("model", {**model, "cbam_reduction": 0})
     with pytest.raises(ParamsError, match=r"unknown key model.depth; model takes arch, cbam"):
         validate_group("model", {**model, "depth": 18})
-    with pytest.raises(ParamsError, match=r"unknown key stft.nfft; stft takes n_fft, hop_length"):
+    with pytest.raises(ParamsError, match=r"unknown key stft.nfft; stft takes frontend, n_fft, hop_length"):
         validate_group("stft", {"nfft": 256})
 
 
 def _every_key() -> list[tuple[str, str]]:
+    """Every key of params.yaml but the settings of networks other than model.arch's (a
+    network's own settings are read, and required, only when it is the one chosen)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    return [(group, key) for group, values in raw.items() for key in values]
+    arch = raw["model"]["arch"]
+    return [
+        (group, key)
+        for group, values in raw.items()
+        for key in values
+        if not (group == "model" and isinstance(values[key], dict) and key != arch)
+    ]
 
 
 @pytest.mark.parametrize("group,key", _every_key(), ids=lambda v: v)

@@ -417,7 +417,7 @@ def test_table3_pretrained_queues_the_imagenet_rows_after_fetching_both_files(tm
 
     try:
         with pytest.raises(Exception, match="experiments failed"):  # the fake queue leaves no results
-            command.run_grid([0], 1, ALL_CONFIGS, PretrainedParams(path=None, url=server.url("")))
+            command.run_grid([0], 1, ALL_CONFIGS, PretrainedParams(path=None, url=server.url(""), sha256=None))
     finally:
         server.close()
     assert hub_checkpoint(resnet.IMAGENET[34]).read_bytes() == server_files[resnet.IMAGENET[34]]
@@ -426,7 +426,7 @@ def test_table3_pretrained_queues_the_imagenet_rows_after_fetching_both_files(tm
     assert queued[1][-6:] == ["-S", "loss.name=ce", "-S", "model.pretrained=imagenet", "-S", "train.seed=0"]
     assert "model.pretrained=none" in queued[0]
     with pytest.raises(Exception, match="pretrained.path=/x.pth names one file"):
-        command.fetch_imagenet_weights(ALL_CONFIGS, PretrainedParams(path="/x.pth", url=server.url("")))
+        command.fetch_imagenet_weights(ALL_CONFIGS, PretrainedParams(path="/x.pth", url=server.url(""), sha256=None))
 
 
 # --- the pipeline, end to end ------------------------------------------------------------------

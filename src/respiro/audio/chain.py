@@ -2,7 +2,7 @@
 
 The stages run these steps one at a time over the whole corpus, so that DVC caches each
 step; a model in use needs them on one recording at a time. `AudioChain` composes the very
-functions the stages call (Resampler, normalize, cycle_span, fit_cycles, Spectrogram) with
+functions the stages call (Resampler, normalize, cycle_span, fit_cycles, the front-end) with
 one set of params, the ones a checkpoint was trained with, so that a recording gives the
 network the same input at inference as in training (checked bit for bit by
 tests/test_predict.py against the stages' own spectrograms).
@@ -18,7 +18,7 @@ import numpy as np
 from respiro.audio.normalize import normalize
 from respiro.audio.resample import Resampler
 from respiro.audio.segment import CycleSpan, cycle_samples, fit_cycles
-from respiro.audio.spectrogram import Spectrogram
+from respiro.audio.spectrogram import front_end, front_end_shape
 from respiro.core.config import NormalizeParams, ResampleParams, SegmentParams, StftParams, validate_group
 from respiro.core.errors import ParamsError
 
@@ -35,7 +35,7 @@ class AudioChain:
     ) -> None:
         self.resample, self.normalize, self.segment, self.stft = resample, normalize, segment, stft
         self._resampler = Resampler(resample.rate, resample.method)
-        self._spectrogram = Spectrogram(stft.n_fft, stft.hop_length, stft.window, stft.scale, stft.top_db)
+        self._spectrogram = front_end(stft, resample.rate)
 
     @classmethod
     def from_params(cls, groups: Mapping[str, Any]) -> AudioChain:
@@ -64,7 +64,7 @@ class AudioChain:
     @property
     def shape(self) -> tuple[int, int]:
         """`(F, T)` of one spectrogram."""
-        return self.stft.n_fft // 2 + 1, 1 + self.cycle_samples // self.stft.hop_length
+        return front_end_shape(self.stft, self.cycle_samples)
 
     def recording(self, samples: np.ndarray, rate: int) -> np.ndarray:
         """A recording `(time,)` at `rate` -> resampled to the chain's rate and normalized,

@@ -1,4 +1,5 @@
-"""Short-time Fourier spectrograms of cycles fit to one length, in numpy.
+"""Short-time Fourier spectrograms of cycles fit to one length, in numpy; and the choice of
+front-end (`stft.frontend`: these, or the AST's log-mel fbanks of audio/fbank.py).
 
 numpy's FFT (pocketfft) rather than torch.stft: the stft stage then starts without torch
 (seconds of imports per run, more than its work on a small corpus), and a row's spectrogram
@@ -16,9 +17,10 @@ from typing import assert_never
 import numpy as np
 
 from respiro.audio.arrays import write_npy_rows
+from respiro.audio.fbank import LogMelFbank, fbank_frames
 from respiro.audio.segment import CycleTable, fit_cycles
 from respiro.audio.store import AudioStore
-from respiro.core.config import PadMode, Scale, Window
+from respiro.core.config import PadMode, Scale, StftParams, Window
 
 LOG_FLOOR = 1e-6  # power floor of the log scale: ~ -60 dB below a unit-level frame
 # Periodic windows (the DFT-even form, as torch.hann_window(periodic=True)): cos terms.
@@ -60,10 +62,34 @@ class Spectrogram:
         return np.ascontiguousarray(out, dtype=np.float32)
 
 
+FrontEnd = Spectrogram | LogMelFbank  # cycles (B, L) -> network inputs (B, F, T) float32
+
+
+def front_end(stft: StftParams, rate: int) -> FrontEnd:
+    """The transform `stft.frontend` names, for cycles at `rate` Hz."""
+    if stft.frontend == "fbank":
+        return LogMelFbank(rate, stft.n_fft, stft.hop_length, stft.n_mels, stft.window)
+    return Spectrogram(stft.n_fft, stft.hop_length, stft.window, stft.scale, stft.top_db)
+
+
+def front_end_shape(stft: StftParams, length: int) -> tuple[int, int]:
+    """`(F, T)` of the front-end's output for a cycle of `length` samples."""
+    if stft.frontend == "fbank":
+        return stft.n_mels, fbank_frames(length, stft.n_fft, stft.hop_length)
+    return stft.n_fft // 2 + 1, 1 + length // stft.hop_length
+
+
+def describe_front_end(stft: StftParams) -> str:
+    """The front-end in words, for a stage's summary line."""
+    if stft.frontend == "fbank":
+        return f"AST-normalised log-mel fbanks (n_fft {stft.n_fft}, hop {stft.hop_length})"
+    return f"{stft.scale} spectrograms (n_fft {stft.n_fft}, hop {stft.hop_length})"
+
+
 @functools.lru_cache(maxsize=2)
-def _transform(n_fft: int, hop_length: int, window: Window, scale: Scale, top_db: float) -> Spectrogram:
-    """One Spectrogram per process and settings: its window is built once per worker."""
-    return Spectrogram(n_fft, hop_length, window, scale, top_db)
+def _transform(stft: StftParams, rate: int) -> FrontEnd:
+    """One front-end per process and settings: its window is built once per worker."""
+    return front_end(stft, rate)
 
 
 @functools.lru_cache(maxsize=2)
@@ -87,7 +113,7 @@ class SpectrogramBatch:
     count: int
     length: int  # samples of a fixed-length cycle (segment.duration at the store's rate)
     pad: PadMode  # segment.pad
-    settings: tuple[int, int, str, str, float]  # n_fft, hop_length, window, scale, top_db
+    stft: StftParams  # the front-end's settings
 
 
 def write_spectrogram_batch(batch: SpectrogramBatch) -> int:
@@ -95,5 +121,5 @@ def write_spectrogram_batch(batch: SpectrogramBatch) -> int:
     returns how many were written."""
     store, table = _cycles(batch.store, batch.cycles)
     cycles = fit_cycles(table.cut(store, batch.first, batch.count), batch.length, batch.pad)
-    write_npy_rows(batch.out, batch.first, _transform(*batch.settings)(cycles))
+    write_npy_rows(batch.out, batch.first, _transform(batch.stft, table.rate)(cycles))
     return batch.count

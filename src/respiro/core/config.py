@@ -31,6 +31,8 @@ NormalizeMethod = Literal["rms", "peak", "none"]
 PadMode = Literal["repeat", "zero"]
 Window = Literal["hann", "hamming"]
 Scale = Literal["log", "db", "linear"]
+# stft: the paper's power spectrogram; fbank: the AST's log-mel filterbank (audio/fbank.py).
+Frontend = Literal["stft", "fbank"]
 SplitMethod = Literal["official", "patient", "folds", "random"]
 LossName = Literal["focal", "ce"]
 Optimizer = Literal["adam", "sgd"]
@@ -42,6 +44,9 @@ Capture = Literal["auto", "off"]
 # kernels that give the same bytes on any thread count (core/kernels.py).
 Precision = Literal["auto", "fp32", "tf32", "bf16", "strict"]
 Path_ = Annotated[str, Field(min_length=1)]
+
+
+UNKNOWN_KEY = "unknown key"  # what a validator says of an extra key that is no group's
 
 
 class Group(BaseModel):
@@ -137,11 +142,13 @@ class SegmentParams(Group):
 
 
 class StftParams(Group):
+    frontend: Frontend
     n_fft: Annotated[int, Field(ge=16, le=8192)]
     hop_length: Annotated[int, Field(ge=1)]
     window: Window
     scale: Scale
     top_db: Annotated[Finite, Field(gt=0.0)]
+    n_mels: Annotated[int, Field(ge=1, le=1024)]
 
     @model_validator(mode="after")
     def _hop_within_window(self) -> StftParams:
@@ -174,15 +181,34 @@ class ModelParams(Group):
     (respiro.model.registry), which also checks that the network has what `cbam` and
     `pretrained` ask of it."""
 
+    # A network's own settings sit in a mapping under its name (model.<arch>: {...}),
+    # validated by that architecture (Architecture.options_schema); only mappings may be extra.
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
     arch: Annotated[str, Field(min_length=1)]
     cbam: bool
     cbam_reduction: Annotated[int, Field(ge=1)]
-    pretrained: Literal["none", "imagenet"]
+    pretrained: Literal["none", "imagenet", "audioset"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extras_are_groups(cls, raw: Any) -> Any:
+        # Before the fields: a misspelt key is named first, as extra="forbid" would.
+        for key, value in raw.items() if isinstance(raw, Mapping) else ():
+            if key not in cls.model_fields and not isinstance(value, Mapping):
+                raise ValueError(f"{key}: {UNKNOWN_KEY}")
+        return raw
+
+    def options_of(self, arch: str) -> Mapping[str, Any]:
+        """The settings written under the network's name (model.<arch>), {} where none are."""
+        return (self.model_extra or {}).get(arch, {})
 
 
 class PretrainedParams(Group):
     path: Path_ | None
     url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    # For a weights file whose published name carries no hash (model.pretrained: audioset).
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None
 
 
 Weight = Annotated[Finite, Field(ge=0.0)]
@@ -223,6 +249,9 @@ class TrainParams(Group):
     # Fine-tuning controls, ignored with model.pretrained: none (so a grid can mix both).
     backbone_lr_factor: Annotated[Finite, Field(gt=0.0)]
     freeze_epochs: Annotated[int, Field(ge=0)]
+    # bins: standardize each frequency bin on the training cycles; frontend: keep the
+    # front-end's own scale (the fbank's AST normalisation, what AudioSet weights saw).
+    standardize: Literal["bins", "frontend"]
 
     @model_validator(mode="after")
     def _strict_on_one_cpu_process(self) -> TrainParams:
@@ -338,6 +367,10 @@ def _one_line(err: ValidationError, prefix: str = "", schema: type[Group] | None
     if first["type"] == "value_error":
         # Our validators start with the field: `fold: must be < ...`.
         field, _, rest = message.removeprefix("Value error, ").partition(": ")
+        if rest == UNKNOWN_KEY:  # an extra key a group allows only as a mapping (model.<arch>)
+            group = schema or GROUPS.get(prefix)
+            known = f"; {prefix} takes {', '.join(group.model_fields)}" if group else ""
+            return f"unknown key {prefix}.{field}{known}"
         return f"{_key(key, (field,), names) if field in names else field}: {rest}"
     if first["type"] == "extra_forbidden":
         group = schema or GROUPS.get(prefix)

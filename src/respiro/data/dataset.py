@@ -26,6 +26,15 @@ def load_spectrograms(folder: Path) -> tuple[np.ndarray, list[dict[str, str]]]:
     return specs, rows
 
 
+def input_stats(specs: np.ndarray, index: np.ndarray, standardize: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (F,) mean and std the network's inputs are standardized with (train.standardize):
+    `frequency_stats` of the cycles in `index` for `bins`; 0 and 1 for `frontend`, which
+    keeps the front-end's own scale (the same checkpoint fields then say so)."""
+    if standardize == "frontend":
+        return np.zeros(specs.shape[1], np.float32), np.ones(specs.shape[1], np.float32)
+    return frequency_stats(specs, index)
+
+
 def frequency_stats(specs: np.ndarray, index: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of every frequency bin over the cycles in `index`.
 

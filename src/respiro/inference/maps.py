@@ -47,9 +47,22 @@ def attention(arch: Architecture, model: nn.Module, x: Tensor) -> np.ndarray | N
     if layer is None:
         return None
     outputs: list[Tensor] = []
-    with torch.inference_mode(), _hook(layer, outputs):
+    grid: list[Tensor] = []
+    with torch.inference_mode(), _hook(layer, outputs), _hook(arch.cam_layer(model), grid):
         model(x)
-    return arch.attention_map(outputs[-1]).float().cpu().numpy()  # (B, h, w)
+    return arch.attention_map(outputs[-1], _grid_of(grid[-1])).float().cpu().numpy()  # (B, h, w)
+
+
+def _grid_of(features: Tensor) -> tuple[int, int]:
+    """`(h, w)` of the Grad-CAM layer's output `(B, K, h, w)`."""
+    return features.shape[2], features.shape[3]
+
+
+def _detached(output: Tensor | tuple[Tensor | None, ...]) -> Tensor | tuple[Tensor | None, ...]:
+    """A hooked output (a tensor, or a tuple of them such as an attention's) off the graph."""
+    if isinstance(output, tuple):
+        return tuple(t.detach() if t is not None else None for t in output)
+    return output.detach()
 
 
 def attention_and_grad_cam(
@@ -68,7 +81,7 @@ def attention_and_grad_cam(
     cam = torch.relu((weights * acts[-1]).sum(dim=1)).detach().float().cpu()  # (B, h, w)
     peak = cam.amax(dim=(1, 2), keepdim=True)
     cam = torch.where(peak > 0, cam / peak.clamp_min(1e-12), cam)
-    view = arch.attention_map(seen[-1].detach()).float().cpu().numpy() if seen else None
+    view = arch.attention_map(_detached(seen[-1]), _grid_of(acts[-1])).float().cpu().numpy() if seen else None
     return view, cam.numpy()
 
 

@@ -17,6 +17,7 @@ an `Architecture` that says, for the code around it:
   (`feature_stride`: cell i of the grid is centred on bin / frame `feature_stride * i`),
   and its attention view for the report (`attention_layer` and `attention_map`; by default
   the spatial gate of the last CBAM);
+- its own settings, if any (`options_schema`: the mapping model.<name> in params.yaml);
 - the old model params that meant it, for checkpoints written before model.arch existed
   (`legacy`: `{"depth": 34}`), and the paper's Table 3 rows of this network, if any.
 
@@ -34,7 +35,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from respiro.core.config import ModelParams
+from respiro.core.config import Group, ModelParams, validate_group
 from respiro.core.errors import ParamsError
 from respiro.model.cbam import SpatialAttention
 
@@ -66,10 +67,19 @@ class Architecture(ABC):
     def label(self, cbam: bool) -> str:
         """The display name, e.g. `ResNet-34 + CBAM`."""
 
+    # The schema of the network's own settings (model.<name>: {...}), or None where it has none.
+    options_schema: type[Group] | None = None
+
     @abstractmethod
-    def build(self, num_classes: int, cbam: bool, cbam_reduction: int) -> nn.Module:
+    def build(self, num_classes: int, params: ModelParams) -> nn.Module:
         """The network `(B, 1, F, T) -> (B, num_classes)` with its own init, CBAM where
-        `cbam_placement` says when `cbam`; draws its random numbers from torch's generator."""
+        `cbam_placement` says when `params.cbam`; draws its random numbers from torch's generator."""
+
+    def options(self, params: ModelParams) -> Group | None:
+        """The network's own settings (model.<name>), validated by `options_schema`."""
+        if self.options_schema is None:
+            return None
+        return validate_group(f"model.{self.name}", params.options_of(self.name), self.options_schema)
 
     @abstractmethod
     def weights_file(self, pretrained: str) -> str:
@@ -80,6 +90,12 @@ class Architecture(ABC):
     @abstractmethod
     def weights_choices(self) -> tuple[str, ...]:
         """The model.pretrained values besides `none` this network has weights for."""
+
+    def read_weights(self, path: Path) -> dict[str, Tensor]:
+        """The tensors of a weights file of this network's (torch.save's, by default)."""
+        from respiro.model.pretrained import load_weights_file
+
+        return load_weights_file(path)
 
     @abstractmethod
     def map_weights(self, state: dict[str, Tensor], model: nn.Module, source: Path | str) -> dict[str, Tensor]:
@@ -101,13 +117,15 @@ class Architecture(ABC):
         found = [m for m in model.modules() if isinstance(m, SpatialAttention)]
         return found[-1].conv if found else None
 
-    def attention_map(self, output: Tensor) -> Tensor:
-        """`attention_layer`'s output as maps `(B, h, w)` in [0, 1] on cam_layer's grid: by
-        default the spatial gate, sigmoid of its logits `(B, 1, h, w)`."""
+    def attention_map(self, output: Any, grid: tuple[int, int]) -> Tensor:
+        """`attention_layer`'s output as maps `(B, h, w)` in [0, 1] on cam_layer's grid (`grid`
+        is its `(h, w)`): by default the spatial gate, sigmoid of its logits `(B, 1, h, w)`."""
         return torch.sigmoid(output[:, 0])
 
     def check(self, params: ModelParams) -> None:
-        """ParamsError of one line when `params` (model.*) ask this network for what it lacks."""
+        """ParamsError of one line when `params` (model.*) ask this network for what it lacks,
+        or hold settings of a network that is not in the registry (a misspelt name)."""
+        self.options(params)
         if params.cbam and self.cbam_placement is None:
             raise ParamsError(f"model.cbam: {self.name} has no CBAM placement; set model.cbam to false")
         if params.pretrained != "none" and params.pretrained not in self.weights_choices:

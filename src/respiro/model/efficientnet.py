@@ -21,6 +21,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from respiro.core.config import ModelParams
 from respiro.model.architecture import Architecture, ParamGroup
 from respiro.model.cbam import CBAM
 from respiro.model.pretrained import map_torchvision
@@ -71,8 +72,8 @@ class EfficientNetB0Architecture(Architecture):
     def label(self, cbam: bool) -> str:
         return f"EfficientNet-B0{' + CBAM' if cbam else ''}"
 
-    def build(self, num_classes: int, cbam: bool, cbam_reduction: int) -> EfficientNetB0:
-        return EfficientNetB0(num_classes, cbam, cbam_reduction)
+    def build(self, num_classes: int, params: ModelParams) -> EfficientNetB0:
+        return EfficientNetB0(num_classes, params.cbam, params.cbam_reduction)
 
     @property
     def weights_choices(self) -> tuple[str, ...]:

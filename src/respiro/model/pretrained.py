@@ -161,7 +161,7 @@ def load_pretrained(arch: Architecture, model: nn.Module, path: Path) -> list[st
     Draws no random numbers: the network's own init (already done) is kept for the new parts
     (CBAM, the head), exactly as a from-scratch run with the same seed would have them.
     """
-    mapped = arch.map_weights(load_weights_file(path), model, path)
+    mapped = arch.map_weights(arch.read_weights(path), model, path)
     result = model.load_state_dict(mapped, strict=False)
     assert not result.unexpected_keys and all(
         arch.param_group(k) == "new" or k.endswith("num_batches_tracked") for k in result.missing_keys

@@ -14,12 +14,14 @@ from torch import nn
 from respiro.core.config import ModelParams
 from respiro.core.errors import ParamsError
 from respiro.model.architecture import Architecture
+from respiro.model.ast import ASTArchitecture
 from respiro.model.efficientnet import EfficientNetB0Architecture
 from respiro.model.resnet import RESNETS
 
 ARCHITECTURES: dict[str, Architecture] = {
     **{arch.name: arch for arch in RESNETS},
     EfficientNetB0Architecture.name: EfficientNetB0Architecture(),
+    ASTArchitecture.name: ASTArchitecture(),
 }
 
 
@@ -35,13 +37,16 @@ def architecture_of(params: ModelParams) -> Architecture:
     """model.arch's architecture, after checking that it has what the other model.* ask of it
     (a CBAM placement, the model.pretrained weights)."""
     arch = get_architecture(params.arch)
+    for name in params.model_extra or {}:
+        if name not in ARCHITECTURES:
+            raise ParamsError(f"model.{name}: no network of that name has settings; known: {', '.join(ARCHITECTURES)}")
     arch.check(params)
     return arch
 
 
 def create_model(params: ModelParams, num_classes: int) -> nn.Module:
     """The network the `model.*` params name, with its own init: `(B, 1, F, T) -> (B, num_classes)`."""
-    return architecture_of(params).build(num_classes, params.cbam, params.cbam_reduction)
+    return architecture_of(params).build(num_classes, params)
 
 
 def upgrade_model_group(model: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from respiro.core.config import ModelParams
 from respiro.model.architecture import Architecture, PaperScores, ParamGroup
 from respiro.model.cbam import CBAM
 from respiro.model.pretrained import map_torchvision
@@ -218,8 +219,8 @@ class ResNetArchitecture(Architecture):
     def label(self, cbam: bool) -> str:
         return f"ResNet-{self.depth}{' + CBAM' if cbam else ''}"
 
-    def build(self, num_classes: int, cbam: bool, cbam_reduction: int) -> ResNet:
-        return build_model(self.depth, cbam, cbam_reduction, num_classes)
+    def build(self, num_classes: int, params: ModelParams) -> ResNet:
+        return build_model(self.depth, params.cbam, params.cbam_reduction, num_classes)
 
     @property
     def weights_choices(self) -> tuple[str, ...]:

@@ -67,6 +67,9 @@ ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("train", "backbone_lr_factor"): 1.0,
     ("train", "freeze_epochs"): 0,
     ("train", "capture"): "off",
+    ("train", "standardize"): "bins",
+    ("stft", "frontend"): "stft",
+    ("stft", "n_mels"): 128,
 }
 # Values renamed since: data.source `icbhi` is the database's own `download` now, and the
 # database's keys that data held moved to its own group (not stored in checkpoints).
@@ -204,7 +207,7 @@ def _check_stats(path: Path, checkpoint: dict[str, Any], bins: int) -> tuple[np.
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != (bins,):
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise CheckpointError(
-                f"{path}: {key} must be a tensor of {bins} frequency bins (stft.n_fft // 2 + 1); got {shape}"
+                f"{path}: {key} must be a tensor of {bins} frequency bins (the front-end's); got {shape}"
             )
         array = value.detach().cpu().numpy().astype(np.float32)
         if not np.isfinite(array).all():
@@ -287,7 +290,7 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < 1e4:
         raise CheckpointError(f"{path}: cycle_seconds_median must be a positive number of seconds; got {seconds!r}")
     mean, std = _check_stats(path, checkpoint, chain.shape[0])
-    model = arch.build(len(names), m.cbam, m.cbam_reduction)
+    model = arch.build(len(names), m)
     name = f"{arch.label(m.cbam)} (its params.model)"
     _check_state_dict(path, model, checkpoint["state_dict"], name)
     model.load_state_dict(checkpoint["state_dict"])

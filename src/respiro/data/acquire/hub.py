@@ -120,3 +120,32 @@ def find_hub_file(
         cached.unlink()  # our own download: never leave a file that fails its check in the cache
         raise
     return HubFile(name, cached, digest, "download")
+
+
+def find_local_file(name: str, what: str, path: str | None, sha256: str | None) -> HubFile:
+    """A weights file published without a hash in its name (`name`, e.g. a hub's
+    model.safetensors), from `path` only, never downloaded: `path` is the file or a folder
+    holding `name` (a hub snapshot). Checked against `sha256` (pretrained.sha256) when given;
+    its SHA-256 comes back to be recorded either way.
+
+    Raises PretrainedWeightsError with one line: no path (which file to put where), no file
+    there, or a file that is not the pinned one.
+    """
+    if path is None:
+        raise PretrainedWeightsError(
+            f"{name} ({what}) is never downloaded at run time: download it once, put it in a folder "
+            "and set pretrained.path to that folder or the file"
+        )
+    given = Path(path).expanduser()
+    found = given / name if given.is_dir() else given
+    if not found.is_file():
+        raise PretrainedWeightsError(
+            f"pretrained.path={path}: no {name} there ({what}); point it at the file or the folder holding it"
+        )
+    digest = sha256_of(found)
+    if sha256 is not None and digest != sha256:
+        raise PretrainedWeightsError(
+            f"{found}: SHA-256 {digest[:16]}... is not pretrained.sha256 {sha256[:16]}...: a damaged or "
+            "different file; replace it with the published one (or correct pretrained.sha256)"
+        )
+    return HubFile(name, found, digest, "pretrained.path")

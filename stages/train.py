@@ -14,6 +14,7 @@ if __name__ == "__main__":
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from respiro.core.cli import run_stage
@@ -29,8 +30,15 @@ from respiro.model.registry import architecture_of
 from respiro.training import distributed
 from respiro.training.batches import HeldCycles, TrainBatches
 from respiro.training.checkpoint import VAL_SCORES, save_checkpoint
-from respiro.training.device import seed_everything, set_training_kernels, to_device, training_device
+from respiro.training.device import (
+    round_optimizer_sqrt,
+    seed_everything,
+    set_training_kernels,
+    to_device,
+    training_device,
+)
 from respiro.training.fit import EpochResult, fit
+from respiro.training.kernel_check import ensure_bf16_kernels, refuse_restart, restart_capped
 from respiro.training.loop import make_optimizer
 from respiro.training.precision import autocast_dtype, resolve_arithmetic
 from respiro.training.step import make_step
@@ -87,12 +95,24 @@ def main() -> None:
     network = arch.build(len(classes), params.model)
     if init is not None:
         load_pretrained(arch, network, init[0])  # after the usual init, which CBAM and the head keep
-    model = distributed.wrap(to_device(network, device), device)
+    network = to_device(network, device)
+    # On an AMX CPU a bf16 run first checks oneDNN's kernels at its own layers' shapes, and
+    # starts again capped where one is wrong (training/kernel_check.py).
+    checked = ensure_bf16_kernels(
+        network, val.x[: tp.batch_size].contiguous(memory_format=torch.channels_last), arithmetic, device,
+        restart=None if tp.precision == "auto" else restart_capped if shard.world == 1 else refuse_restart,
+    )  # fmt: skip
+    kernels.update(checked.record())
+    if checked.kernels == "fp32":  # auto, and a bf16 kernel failed: float32 uses none of them
+        arithmetic = precision = "fp32"
+    model = distributed.wrap(network, device)
     loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha, len(classes)).to(device)
     optimizer = make_optimizer(
         model, tp.optimizer, tp.lr, tp.weight_decay,
         pretrained=arch if init is not None else None, backbone_lr_factor=tp.backbone_lr_factor, freeze_epochs=tp.freeze_epochs, device=device,
     )  # fmt: skip
+    if tp.precision == "strict":
+        round_optimizer_sqrt(optimizer)  # MKL's sqrt rounds by CPU vendor (training/device.py)
     step = make_step(model, batches, loss_fn, optimizer, autocast_dtype(arithmetic), tp.capture)
 
     live = open_live(TRAIN_DIR) if main_process else None
@@ -147,7 +167,7 @@ def main() -> None:
     timer.done(
         f"{arch.label(params.model.cbam)}, {params.loss.name} loss, {tp.epochs} epochs on "
         f"{counts['train']} cycles ({device.type}, {precision}, {step.kind} step, {kernels.get('threads', 1)} threads, {shard.world} process{'es' if shard.world > 1 else ''}); "
-        f"best val score {_fmt(best.val['icbhi_score'])} at epoch {best.epoch}"
+        f"best val score {_fmt(best.val['icbhi_score'])} at epoch {best.epoch}{checked.summary()}"
     )
 
 

@@ -101,9 +101,18 @@ def lock_outs(lock: dict[str, Any], stages: tuple[str, ...]) -> dict[str, str]:
 
 
 def training_key(lock: dict[str, Any]) -> str:
-    """What training and evaluation read (their deps, data included, and params), as one
-    hash: a recorded type's md5s hold only while it is the same."""
-    read = {name: {k: lock["stages"][name].get(k) for k in ("deps", "params")} for name in TRAINING_STAGES}
+    """What training and evaluation read (their deps, data included, and params; not the
+    outputs of training that evaluation reads), as one hash: a recorded type's md5s hold
+    only while it is the same, and two machine types of one run share it."""
+    # Not what training wrote: evaluate reads models/model.pt, whose bytes are the result compared.
+    written = {out["path"] for name in TRAINING_STAGES for out in lock["stages"][name].get("outs", [])}
+    read = {
+        name: {
+            "deps": [d for d in lock["stages"][name].get("deps", []) if d["path"] not in written],
+            "params": lock["stages"][name].get("params"),
+        }
+        for name in TRAINING_STAGES
+    }
     return hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from respiro.core.kernels import AMX_CAP, MODE_VARIABLE, STRICT_ENV, kernel_environment, kernel_mode
+from respiro.core.kernels import MODE_VARIABLE, STRICT_ENV, kernel_environment, kernel_mode
 from tests.conftest import ROOT
-
-EPYC = frozenset({"avx2", "avx512f", "avx512_bf16"})
-SAPPHIRE_RAPIDS = EPYC | {"amx_tile", "amx_bf16", "avx512_fp16"}
 
 
 def python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -32,12 +29,10 @@ def test_each_precision_has_its_kernels():
     assert [kernel_mode(p) for p in ("auto", "fp32", "bf16", "strict")] == ["default"] * 3 + ["strict"]
 
 
-def test_amx_is_capped_for_the_default_kernels_unless_the_user_chose_a_cap():
-    assert kernel_environment("default", EPYC, {}) == {MODE_VARIABLE: "default"}
-    assert kernel_environment("default", SAPPHIRE_RAPIDS, {})[AMX_CAP[0]] == AMX_CAP[1]
-    assert AMX_CAP[0] not in kernel_environment("default", SAPPHIRE_RAPIDS, {AMX_CAP[0]: "AVX2"})
-    strict = kernel_environment("strict", SAPPHIRE_RAPIDS, {})
-    assert strict == {**STRICT_ENV, MODE_VARIABLE: "strict"}
+def test_the_default_kernels_are_not_capped_up_front_even_on_amx():
+    """AMX runs are tested per run instead (training/kernel_check.py, tests/test_kernel_check.py)."""
+    assert kernel_environment("default") == {MODE_VARIABLE: "default"}
+    assert kernel_environment("strict") == {**STRICT_ENV, MODE_VARIABLE: "strict"}
 
 
 def test_strict_set_before_torch_loads_holds_and_is_checked():
@@ -79,3 +74,40 @@ def test_strict_that_cannot_hold_stops_with_one_line_naming_the_key():
     message = result.stdout.strip()
     assert message.startswith("train.precision is strict but this process cannot be:")
     assert "MKL runs OFF, not COMPATIBLE" in message and "MKL_CBWR=COMPATIBLE" in message
+
+
+def test_strict_square_roots_are_correctly_rounded():
+    """MKL's vector sqrt (what ATen runs on float32 CPU tensors) is not correctly rounded and
+    rounds differently by CPU vendor; under CorrectlyRoundedSqrt every float32 sqrt is float64's
+    rounded once, the IEEE result, in the optimizer's step (train.precision: strict)."""
+    import torch
+
+    from respiro.training.device import CorrectlyRoundedSqrt, round_optimizer_sqrt
+
+    x = torch.rand(4096, generator=torch.Generator().manual_seed(0)) * 1e-3
+    exact = torch.sqrt(x.double()).float()
+    with CorrectlyRoundedSqrt():
+        assert torch.equal(torch.sqrt(x), exact) and torch.equal(x.sqrt(), exact)
+        (y,) = torch._foreach_sqrt([x])
+        assert torch.equal(y, exact)
+        assert torch.equal(x + 1, x.add(1))  # every other op as it is
+
+    seen = []
+    original = CorrectlyRoundedSqrt.__torch_dispatch__
+
+    def spy(self, func, types, args=(), kwargs=None):
+        seen.append(func)
+        return original(self, func, types, args, kwargs)
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.AdamW([weight], lr=0.1)
+    round_optimizer_sqrt(optimizer)
+    weight.sum().backward()
+    try:
+        CorrectlyRoundedSqrt.__torch_dispatch__ = spy  # type: ignore[method-assign]
+        optimizer.step()
+    finally:
+        CorrectlyRoundedSqrt.__torch_dispatch__ = original  # type: ignore[method-assign]
+    assert {torch.ops.aten.sqrt.default, torch.ops.aten._foreach_sqrt.default} & set(seen)
+    # AdamW's first step: decay by lr x 0.01, then lr x the gradient's sign.
+    assert torch.allclose(weight, torch.full((3,), 0.999 - 0.1), atol=1e-6)

@@ -7,9 +7,11 @@ re-executes itself with them. This module imports no torch for that reason.
 
 What repeats byte for byte where (docs/reproducibility-bad-input.md has the table):
 - `default` (train.precision auto, fp32, bf16): the same CPU type and thread count. oneDNN's
-  AMX bf16 kernels (Intel Sapphire Rapids and later) are not deterministic for some shapes:
-  on a CPU with AMX, oneDNN is capped at AVX512_CORE_BF16, the kernels an AVX512-BF16 CPU
-  without AMX runs, which repeat. A user's own ONEDNN_MAX_CPU_ISA is kept.
+  AMX bf16 kernels (Intel Sapphire Rapids and later) compute wrong, unrepeatable numbers for
+  some narrow input shapes, and are right (and 2.5x faster) for the rest: a bf16 run on an
+  AMX CPU tests its own layers first (training/kernel_check.py) and starts again capped at
+  AMX_CAP, the kernels of an AVX512-BF16 CPU without AMX, only when one fails. A user's own
+  ONEDNN_MAX_CPU_ISA is kept (and nothing is tested).
 - `strict` (train.precision strict): oneDNN and NNPACK off, ATen's AVX2 kernels, MKL's
   COMPATIBLE branch (SSE2 code on any x86-64 vendor), deterministic algorithms, one thread.
   The bytes do not move with the machine's core count or the instruction sets of one CPU;
@@ -33,6 +35,7 @@ STRICT_ENV = {
     "OMP_DYNAMIC": "FALSE",
 }
 AMX_FLAGS = frozenset({"amx_bf16", "amx_tile"})
+# The oneDNN cap a bf16 run falls back to when its AMX kernels fail the self-test.
 AMX_CAP = ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
 # Set in the environment this module prepared, so a re-executed process does not loop.
 MODE_VARIABLE = "RESPIRO_KERNELS"
@@ -57,14 +60,11 @@ def kernel_mode(precision: str) -> KernelMode:
     return "strict" if precision == "strict" else "default"
 
 
-def kernel_environment(mode: KernelMode, flags: frozenset[str], environ: dict[str, str]) -> dict[str, str]:
-    """The variables to set in `environ` for `mode` on a CPU with `flags`."""
+def kernel_environment(mode: KernelMode) -> dict[str, str]:
+    """The variables to set for `mode`."""
     if mode == "strict":
         return {**STRICT_ENV, MODE_VARIABLE: mode}
-    wanted: dict[str, str] = {MODE_VARIABLE: mode}
-    if AMX_FLAGS & flags and AMX_CAP[0] not in environ:
-        wanted[AMX_CAP[0]] = AMX_CAP[1]
-    return wanted
+    return {MODE_VARIABLE: mode}  # AMX: tested per run, training/kernel_check.py
 
 
 def use_kernels(mode: KernelMode) -> None:
@@ -75,7 +75,7 @@ def use_kernels(mode: KernelMode) -> None:
     leaked = mode == "default" and environ.get(MODE_VARIABLE) == "strict"
     if leaked:  # a default-mode command started from a strict one
         environ = {k: v for k, v in environ.items() if k not in STRICT_ENV}
-    environ.update(kernel_environment(mode, cpu_flags(), environ))
+    environ.update(kernel_environment(mode))
     if environ == dict(os.environ):
         return
     if "torch" in sys.modules and (mode == "strict" or leaked):

@@ -2,11 +2,13 @@
 
 What repeats byte for byte where (docs/reproducibility-bad-input.md has the table):
 - CPU, default kernels: the same CPU type and thread count. Each oneDNN or MKL kernel is
-  deterministic on one CPU and thread count, except oneDNN's AMX bf16 kernels, which
-  core/kernels.py keeps off (on an AMX CPU, oneDNN is capped at AVX512-BF16).
+  deterministic on one CPU and thread count, except oneDNN's AMX bf16 kernels for some
+  shapes, which a bf16 run tests first (training/kernel_check.py).
 - CPU, strict kernels (train.precision: strict): any instruction set of one CPU vendor, on
   one thread whatever the machine has; `set_kernels` checks at run time that they are in
-  place.
+  place. The optimizer's square roots are correctly rounded (`CorrectlyRoundedSqrt`): MKL's
+  vector sqrt, which ATen calls, is not, and rounds differently on Intel and AMD (the only
+  op of a whole training step whose bytes did, docs/reproducibility-bad-input.md).
 - CUDA: the same GPU model, driver and library versions, with deterministic algorithms
   (cuDNN's choice fixed below).
 """
@@ -21,6 +23,7 @@ from typing import Any, TypeVar, assert_never
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from respiro.core.config import Device, Precision
 from respiro.core.errors import StageError
@@ -107,6 +110,34 @@ def set_kernels(mode: KernelMode) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
+
+
+class CorrectlyRoundedSqrt(TorchDispatchMode):
+    """float32 square roots computed in float64 and rounded once to float32: the correctly
+    rounded result IEEE 754 defines, the same bytes on every CPU (a float64 square root is
+    correctly rounded, and rounding it to float32 is exact for sqrt: float64 carries more than
+    2 x 24 + 2 bits). Every other op runs as it is."""
+
+    SQRT = frozenset({torch.ops.aten.sqrt.default, torch.ops.aten._foreach_sqrt.default})
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in self.SQRT and not kwargs:
+            (x,) = args
+            if func is torch.ops.aten.sqrt.default:
+                return torch.sqrt(x.double()).float() if x.dtype == torch.float32 else func(x)
+            return [torch.sqrt(t.double()).float() if t.dtype == torch.float32 else t.sqrt() for t in x]
+        return func(*args, **(kwargs or {}))
+
+
+def round_optimizer_sqrt(optimizer: torch.optim.Optimizer) -> None:
+    """Run `optimizer.step` under CorrectlyRoundedSqrt from now on (train.precision: strict)."""
+    step = optimizer.step
+
+    def correctly_rounded_step(*args: Any, **kwargs: Any) -> Any:
+        with CorrectlyRoundedSqrt():
+            return step(*args, **kwargs)
+
+    optimizer.step = correctly_rounded_step  # type: ignore[method-assign]
 
 
 def use_model_kernels(mode: KernelMode, device: torch.device = torch.device("cpu")) -> dict[str, Any]:

@@ -329,3 +329,31 @@ def test_with_cbam_the_attention_view_is_the_last_gate_on_the_grad_cam_grid(name
 
 def test_architecture_of_checks_the_params():
     assert architecture_of(params("efficientnet_b0", cbam=True, pretrained="imagenet")).name == "efficientnet_b0"
+
+
+def test_no_code_outside_the_networks_modules_names_a_network():
+    """The registry is the one place a network is named: no string or name in src/ or stages/
+    outside src/respiro/model/ is a model.arch (comments and docstrings aside)."""
+    import ast
+
+    from tests.conftest import ROOT
+
+    names = set(ARCHITECTURES)
+    found = []
+    files = [*(ROOT / "src/respiro").rglob("*.py"), *(ROOT / "stages").rglob("*.py")]
+    for path in files:
+        if (ROOT / "src/respiro/model") in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            value = (
+                node.value
+                if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                else node.id
+                if isinstance(node, ast.Name)
+                else node.attr
+                if isinstance(node, ast.Attribute)
+                else None
+            )
+            if value in names:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {value!r}")
+    assert found == []

@@ -133,6 +133,7 @@ def test_spectrogram_batches_from_several_workers_match_one_call_in_this_process
     from respiro.audio.segment import CycleTable, fit_cycles
     from respiro.audio.spectrogram import Spectrogram, SpectrogramBatch, write_spectrogram_batch
     from respiro.audio.store import AudioStore, AudioStoreWriter
+    from respiro.core.config import StftParams
 
     # 300 cycles of many lengths, shorter and longer than the fixed 2048 samples, from three
     # recordings with their own gains.
@@ -150,7 +151,9 @@ def test_spectrogram_batches_from_several_workers_match_one_call_in_this_process
     assert [c.tobytes() for c in CycleTable.open(tmp_path, AudioStore(tmp_path)).cut(AudioStore(tmp_path), 0, 300)] == [
         c.tobytes() for c in cycles
     ]
-    settings = (256, 128, "hann", "log", 80.0)
+    settings = StftParams(
+        frontend="stft", n_fft=256, hop_length=128, window="hann", scale="log", top_db=80.0, n_mels=128
+    )
     create_npy(tmp_path / "specs.npy", (300, 129, 17))
     batches = [
         SpectrogramBatch(
@@ -159,5 +162,5 @@ def test_spectrogram_batches_from_several_workers_match_one_call_in_this_process
         for first in range(0, 300, 64)
     ]
     assert sum(ordered_map(write_spectrogram_batch, batches, 3)) == 300
-    expected = Spectrogram(*settings)(fit_cycles(cycles, 2048, "repeat"))  # one call, all 300 rows
+    expected = Spectrogram(256, 128, "hann", "log", 80.0)(fit_cycles(cycles, 2048, "repeat"))  # one call, all 300 rows
     assert np.load(tmp_path / "specs.npy").tobytes() == expected.tobytes()

@@ -109,7 +109,7 @@ def test_train_stage_keeps_the_best_validation_epoch_and_never_sees_test(tmp_pat
     monkeypatch.chdir(tmp_path)
 
     loaded, stats_rows, scored = [], [], []
-    real_held, real_stats = train_stage.HeldCycles.load, train_stage.frequency_stats
+    real_held, real_stats = train_stage.HeldCycles.load, train_stage.input_stats
     monkeypatch.setattr(  # on the class: a plain function there is called unbound, as HeldCycles.load is
         train_stage.HeldCycles,
         "load",
@@ -117,8 +117,8 @@ def test_train_stage_keeps_the_best_validation_epoch_and_never_sees_test(tmp_pat
     )
     monkeypatch.setattr(
         train_stage,
-        "frequency_stats",
-        lambda specs, index: (stats_rows.append(np.array(index)), real_stats(specs, index))[1],
+        "input_stats",
+        lambda specs, index, how: (stats_rows.append(np.array(index)), real_stats(specs, index, how))[1],
     )
     # Validation scores scripted per epoch: epoch 2 is the best, and the last is not.
     scripted = iter([0.55, 0.80, 0.70])

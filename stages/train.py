@@ -24,6 +24,7 @@ from respiro.core.outputs import StageTimer, write_csv, write_json
 from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
 from respiro.data.dataset import input_stats, load_spectrograms
 from respiro.data.splits import PARTS, assign_parts, held_out_masks, split_rows
+from respiro.evaluation.metrics import format_score
 from respiro.model.loss import build_loss
 from respiro.model.pretrained import load_pretrained, read_init
 from respiro.model.registry import architecture_of
@@ -49,10 +50,6 @@ REPORT = Path("data/reports/train.json")
 # DVCLive rewrites the git-tracked curves every epoch, and DVC keeps no copy of them
 # (cache: false): after a failed or interrupted run git restores them, or a rerun rewrites them.
 CURVES_NOTE = f"{TRAIN_DIR}/ may hold the curves of the epochs it reached: `git checkout -- {TRAIN_DIR}` restores the committed ones"
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def main() -> None:
@@ -124,7 +121,7 @@ def main() -> None:
         log_epoch(live, e.epoch, e.curves())
         bar.write(
             f"epoch {e.epoch}/{tp.epochs}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}, "
-            f"val SE {_fmt(e.val['se'])} SP {_fmt(e.val['sp'])} score {_fmt(e.val['icbhi_score'])}, "
+            f"val SE {format_score(e.val['se'])} SP {format_score(e.val['sp'])} score {format_score(e.val['icbhi_score'])}, "
             f"{e.seconds:.0f} s{' *' if e.improved else ''}"
         )
 
@@ -167,7 +164,7 @@ def main() -> None:
     timer.done(
         f"{arch.label(params.model.cbam)}, {params.loss.name} loss, {tp.epochs} epochs on "
         f"{counts['train']} cycles ({device.type}, {precision}, {step.kind} step, {kernels.get('threads', 1)} threads, {shard.world} process{'es' if shard.world > 1 else ''}); "
-        f"best val score {_fmt(best.val['icbhi_score'])} at epoch {best.epoch}{checked.summary()}"
+        f"best val score {format_score(best.val['icbhi_score'])} at epoch {best.epoch}{checked.summary()}"
     )
 
 

@@ -32,7 +32,7 @@ from respiro.evaluation.reports import DETAILS, PREDICTIONS, evaluation_details,
 from respiro.inference.errors_page import error_page
 from respiro.training.checkpoint import load_checkpoint
 from respiro.training.device import resolve_device, use_model_kernels
-from respiro.training.loop import predict
+from respiro.training.prediction import predict
 
 SPECS, MODEL, SPLIT = Path("data/spectrograms"), Path("models/model.pt"), Path("models/split.csv")
 # The audio of the wrong cycles: the resampled recordings and where each cycle lies in them.

@@ -35,9 +35,9 @@ largest single process's peak RSS (wait4) comes from the timed runs. "CPU" is th
 system time of all the command's processes. The load average is printed per repeat.
 
     pip install -r benchmarks/requirements.txt
-    python benchmarks/bench_audio.py --repeats 3                       # ICBHI scale
-    python benchmarks/bench_audio.py --repeats 3 --baseline HEAD~1
-    python benchmarks/bench_audio.py --patients 40 --recordings 160 --seconds 20   # default corpus
+    python -m benchmarks.bench_audio --repeats 3                       # ICBHI scale
+    python -m benchmarks.bench_audio --repeats 3 --baseline HEAD~1
+    python -m benchmarks.bench_audio --patients 40 --recordings 160 --seconds 20   # default corpus
 
 Target (issue 19): `dvc repro` download -> stft in at most the reference's time (ratio <=
 1.0, DVC included; aim for 0.5), peak memory under 1 GB. `audio_rows()` returns the table's
@@ -61,11 +61,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.conftest, when run as `python benchmarks/bench_audio.py`
 
 from respiro.core.config import SyntheticParams
 from respiro.data.synthetic.corpus import generate_corpus
-from tests.conftest import DVC_ENV, make_project_copy, set_params  # noqa: E402
+from tests.conftest import DVC_ENV, make_project_copy, set_params
 
 STAGES = ("download", "resample", "normalize", "segment", "stft")
 # What DVC does at least once to a new input folder: md5 every file, on one thread.

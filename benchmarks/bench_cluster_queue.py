@@ -13,7 +13,7 @@ It prints the wall time of each and, from the driver's lines, the per-experiment
 the cluster path (fetch on the node, push from it, pull back by the driver) beside the run
 itself, then the machine (`lscpu` model, cores).
 
-    python benchmarks/bench_cluster_queue.py [--keep DIR]
+    python -m benchmarks.bench_cluster_queue [--keep DIR]
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ import argparse
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from tests.conftest import copy_project, make_project_copy, run  # noqa: I001
+from tests.conftest import copy_project, make_project_copy, run
 from tests.ray_nodes import ClusterNodes
 from tests.test_cluster_queue import CLUSTER_PARAMS, DRIVER, SEEDS, user_project
 

@@ -1,6 +1,6 @@
 """Inference benchmark: the deployable model's size and CPU time per cycle, PyTorch vs ONNX.
 
-Exports the checkpoint with the export command's function (src/inference/export.py) to a
+Exports the checkpoint with the export command's function (src/respiro/commands/export.py) to a
 temporary file, then times, on CPU, the probabilities of a batch of spectrograms:
 
 - PyTorch: predict's own path (src/inference/recording.classify_spectrograms: per-bin

@@ -14,7 +14,7 @@ Two tables, each printed as Markdown (paste them into benchmarks/RESULTS_reprodu
           hash of the parameters after the steps, the cross-CPU micro-test: the strict
           hash of one machine against another's (same code, same --steps).
 
-    python benchmarks/bench_reproducibility.py --trace --speed
+    python -m benchmarks.bench_reproducibility --trace --speed
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from tests.conftest import make_project_copy, run, set_params  # noqa: E402
-from tests.machine import TRACE, first_losses  # noqa: E402
+from tests.conftest import make_project_copy, run, set_params
+from tests.machine import TRACE, first_losses
 
 # (label, params overrides): kernel-only settings first, then changes to the method.
 TRACE_SETTINGS = [

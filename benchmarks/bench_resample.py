@@ -16,7 +16,7 @@ on one thread (as each of the resample stage's workers runs):
     output's RMS relative to the tone's, in dB (any frequency it folds to counts).
 
     pip install soxr      # LGPL-2.1-or-later; manylinux wheels for CPython 3.11
-    python benchmarks/bench_resample.py
+    python -m benchmarks.bench_resample
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ For each stage script, the best of --repeat wall times of `python -m stages.<nam
 (every import at the top of the script runs, then argparse prints and exits) against a
 no-op `python -c pass`, and whether torch was imported (`python -X importtime`).
 
-    python benchmarks/bench_startup.py                       # this checkout
-    python benchmarks/bench_startup.py --root /path/to/other/checkout
+    python -m benchmarks.bench_startup                       # this checkout
+    python -m benchmarks.bench_startup --root /path/to/other/checkout
 """
 
 from __future__ import annotations

@@ -27,11 +27,12 @@ from respiro.core.outputs import StageTimer, atomic_file, read_csv, write_csv, w
 from respiro.core.tracking import EVAL_DIR, log_test_results, open_live
 from respiro.data.dataset import cycle_loader, load_spectrograms
 from respiro.evaluation.errors import most_confident_errors
+from respiro.evaluation.metrics import format_score
 from respiro.evaluation.reports import DETAILS, PREDICTIONS, evaluation_details, headline_metrics, prediction_rows
 from respiro.inference.errors_page import error_page
 from respiro.training.checkpoint import load_checkpoint
 from respiro.training.device import resolve_device, use_model_kernels
-from respiro.training.loop import predict
+from respiro.training.prediction import predict
 
 SPECS, MODEL, SPLIT = Path("data/spectrograms"), Path("models/model.pt"), Path("models/split.csv")
 # The audio of the wrong cycles: the resampled recordings and where each cycle lies in them.
@@ -91,15 +92,14 @@ def main() -> None:
     page = error_page(loaded, cells, spectrograms, audio, [rows[i] for i in test], true, pred, probs, details)
     with atomic_file(ERRORS) as tmp:
         tmp.write_text(page, encoding="utf-8")
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     # The scheme's challenge names the mean of SE and SP: the ICBHI score, or SPRSound's AS (with HS).
     score = "AS" if scheme.scores == "sprsound" else "ICBHI score"
 
     def scores(s: dict) -> str:
-        return f"{score} {fmt(s['icbhi_score'])}" + (f", HS {fmt(s['hs'])}" if "hs" in s else "")
+        return f"{score} {format_score(s['icbhi_score'])}" + (f", HS {format_score(s['hs'])}" if "hs" in s else "")
 
     timer.done(
-        f"{len(test)} test cycles: accuracy {fmt(details['accuracy'])}, SE {fmt(details['se'])}, SP {fmt(details['sp'])}, "
+        f"{len(test)} test cycles: accuracy {format_score(details['accuracy'])}, SE {format_score(details['se'])}, SP {format_score(details['sp'])}, "
         + scores(details)
         + "".join(f"; {part}: {scores(s)}" for part, s in details.get("per_official_part", {}).items())
         + f" ({details['database']}, {scheme.name} classes, {details['data_source']}); {len(shown)} wrong cycles -> {ERRORS}"

@@ -24,6 +24,7 @@ from respiro.core.outputs import StageTimer, write_csv, write_json
 from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
 from respiro.data.dataset import input_stats, load_spectrograms
 from respiro.data.splits import PARTS, assign_parts, held_out_masks, split_rows
+from respiro.evaluation.metrics import format_score
 from respiro.model.loss import build_loss
 from respiro.model.pretrained import load_pretrained, read_init
 from respiro.model.registry import architecture_of
@@ -51,10 +52,6 @@ REPORT = Path("data/reports/train.json")
 CURVES_NOTE = f"{TRAIN_DIR}/ may hold the curves of the epochs it reached: `git checkout -- {TRAIN_DIR}` restores the committed ones"
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def main() -> None:
     timer = StageTimer("train")
     params = load_params()
@@ -76,9 +73,16 @@ def main() -> None:
     patients = np.array([r["patient"] for r in rows])
     official = np.array([r["official_split"] for r in rows])
     test, excluded = held_out_masks(
-        patients, labels, official, method=sp.method, test_fraction=sp.test_fraction, n_folds=sp.n_folds, fold=sp.fold,
-        folds_file=Path(sp.folds_file) if sp.folds_file else None, seed=sp.seed,
-    )  # fmt: skip
+        patients,
+        labels,
+        official,
+        method=sp.method,
+        test_fraction=sp.test_fraction,
+        n_folds=sp.n_folds,
+        fold=sp.fold,
+        folds_file=Path(sp.folds_file) if sp.folds_file else None,
+        seed=sp.seed,
+    )
     parts = assign_parts(patients, labels, test, excluded, tp.val_fraction, sp.seed)
     index = {part: np.flatnonzero(parts == part) for part in PARTS}
     for part in ("train", "val", "test"):
@@ -88,9 +92,18 @@ def main() -> None:
     seed_everything(tp.seed)
     mean, std = input_stats(specs, index["train"], tp.standardize)
     batches = TrainBatches.load(
-        specs, labels, index["train"], mean, std, device,
-        batch_size=tp.batch_size, time_mask=tp.time_mask, freq_mask=tp.freq_mask, seed=tp.seed, shard=shard,
-    )  # fmt: skip
+        specs,
+        labels,
+        index["train"],
+        mean,
+        std,
+        device,
+        batch_size=tp.batch_size,
+        time_mask=tp.time_mask,
+        freq_mask=tp.freq_mask,
+        seed=tp.seed,
+        shard=shard,
+    )
     val = HeldCycles.load(specs, labels, index["val"], mean, std, device, tp.batch_size)
     network = arch.build(len(classes), params.model)
     if init is not None:
@@ -99,18 +112,27 @@ def main() -> None:
     # On an AMX CPU a bf16 run first checks oneDNN's kernels at its own layers' shapes, and
     # starts again capped where one is wrong (training/kernel_check.py).
     checked = ensure_bf16_kernels(
-        network, val.x[: tp.batch_size].contiguous(memory_format=torch.channels_last), arithmetic, device,
+        network,
+        val.x[: tp.batch_size].contiguous(memory_format=torch.channels_last),
+        arithmetic,
+        device,
         restart=None if tp.precision == "auto" else restart_capped if shard.world == 1 else refuse_restart,
-    )  # fmt: skip
+    )
     kernels.update(checked.record())
     if checked.kernels == "fp32":  # auto, and a bf16 kernel failed: float32 uses none of them
         arithmetic = precision = "fp32"
     model = distributed.wrap(network, device)
     loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha, len(classes)).to(device)
     optimizer = make_optimizer(
-        model, tp.optimizer, tp.lr, tp.weight_decay,
-        pretrained=arch if init is not None else None, backbone_lr_factor=tp.backbone_lr_factor, freeze_epochs=tp.freeze_epochs, device=device,
-    )  # fmt: skip
+        model,
+        tp.optimizer,
+        tp.lr,
+        tp.weight_decay,
+        pretrained=arch if init is not None else None,
+        backbone_lr_factor=tp.backbone_lr_factor,
+        freeze_epochs=tp.freeze_epochs,
+        device=device,
+    )
     if tp.precision == "strict":
         round_optimizer_sqrt(optimizer)  # MKL's sqrt rounds by CPU vendor (training/device.py)
     step = make_step(model, batches, loss_fn, optimizer, autocast_dtype(arithmetic), tp.capture)
@@ -124,14 +146,21 @@ def main() -> None:
         log_epoch(live, e.epoch, e.curves())
         bar.write(
             f"epoch {e.epoch}/{tp.epochs}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}, "
-            f"val SE {_fmt(e.val['se'])} SP {_fmt(e.val['sp'])} score {_fmt(e.val['icbhi_score'])}, "
+            f"val SE {format_score(e.val['se'])} SP {format_score(e.val['sp'])} score {format_score(e.val['icbhi_score'])}, "
             f"{e.seconds:.0f} s{' *' if e.improved else ''}"
         )
 
     best = fit(
-        step, batches, val,
-        epochs=tp.epochs, schedule=tp.schedule, class_names=classes, validates=main_process, on_epoch=log, on_step=lambda: bar.update(1),
-    )  # fmt: skip
+        step,
+        batches,
+        val,
+        epochs=tp.epochs,
+        schedule=tp.schedule,
+        class_names=classes,
+        validates=main_process,
+        on_epoch=log,
+        on_step=lambda: bar.update(1),
+    )
     bar.close()
     distributed.stop()
     if best is None:  # a process that only trained
@@ -139,10 +168,17 @@ def main() -> None:
     assert live is not None  # the main process validated, so it logged
 
     save_checkpoint(
-        MODEL, state_dict=best.state_dict, class_names=classes, params=params.as_dict(), input_mean=mean, input_std=std, epoch=best.epoch, val_scores=best.val,
+        MODEL,
+        state_dict=best.state_dict,
+        class_names=classes,
+        params=params.as_dict(),
+        input_mean=mean,
+        input_std=std,
+        epoch=best.epoch,
+        val_scores=best.val,
         cycle_seconds_median=float(np.median([float(rows[i]["seconds"]) for i in index["train"]])),
         init_weights=None if init is None else init[1],
-    )  # fmt: skip
+    )
     write_csv(SPLIT, split_rows(rows, parts))
     live.end()
     counts = {part: int(len(index[part])) for part in PARTS}
@@ -167,7 +203,7 @@ def main() -> None:
     timer.done(
         f"{arch.label(params.model.cbam)}, {params.loss.name} loss, {tp.epochs} epochs on "
         f"{counts['train']} cycles ({device.type}, {precision}, {step.kind} step, {kernels.get('threads', 1)} threads, {shard.world} process{'es' if shard.world > 1 else ''}); "
-        f"best val score {_fmt(best.val['icbhi_score'])} at epoch {best.epoch}{checked.summary()}"
+        f"best val score {format_score(best.val['icbhi_score'])} at epoch {best.epoch}{checked.summary()}"
     )
 
 

@@ -24,7 +24,8 @@ from respiro.data.dataset import cycle_loader, load_spectrograms
 from respiro.model.resnet import build_model
 from respiro.training import distributed
 from respiro.training.batches import Shard, TrainBatches
-from respiro.training.loop import predict, train_one_epoch
+from respiro.training.loop import train_one_epoch
+from respiro.training.prediction import predict
 from respiro.training.step import EagerStep
 from tests.conftest import FinishedRun, copy_project, run, set_params
 

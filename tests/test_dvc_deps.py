@@ -126,10 +126,18 @@ def test_the_check_fails_naming_the_module_when_a_dep_is_removed():
     assert "src/respiro/model/loss.py" in uncovered(script, without)
 
 
-def test_training_code_reaches_only_train_and_evaluate():
-    loop = SRC / "respiro" / "training" / "loop.py"
-    reaching = {name for name, (script, _) in stage_code_deps().items() if loop in reached_from(script)}
-    assert reaching == {"train", "evaluate"}
+def test_training_code_reaches_only_train_and_prediction_reaches_evaluate_too():
+    """The training loop and step reach the train stage alone: a comment edit in the step
+    reruns train, not evaluate (which runs its model through training/prediction.py)."""
+    training = SRC / "respiro" / "training"
+
+    def reaching(module: Path) -> set[str]:
+        return {name for name, (script, _) in stage_code_deps().items() if module in reached_from(script)}
+
+    assert reaching(training / "loop.py") == reaching(training / "step.py") == {"train"}
+    assert reaching(training / "prediction.py") == {"train", "evaluate"}
+    evaluate_deps = stage_code_deps()["evaluate"][1]
+    assert training / "step.py" not in evaluate_deps and training not in evaluate_deps
 
 
 def test_no_module_imports_a_layer_above_it():

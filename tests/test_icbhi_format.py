@@ -1,4 +1,4 @@
-"""src/icbhi.py against the real database's files, and against the ways a file can be wrong.
+"""src/respiro/data/icbhi.py against the real database's files, and against the ways a file can be wrong.
 
 The real files stay beside the project (five recordings in ../shared/icbhi-sample, the
 metadata files in ../shared/icbhi-metadata, or the folders named by ICBHI_SAMPLE_DIR and

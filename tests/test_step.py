@@ -22,7 +22,8 @@ from respiro.model.loss import build_loss
 from respiro.model.resnet import build_model
 from respiro.training.batches import HeldCycles, Shard, TrainBatches
 from respiro.training.device import to_device
-from respiro.training.loop import lr_factor, make_optimizer, set_epoch_lr, train_one_epoch, validate
+from respiro.training.loop import lr_factor, make_optimizer, set_epoch_lr, train_one_epoch
+from respiro.training.prediction import validate
 from respiro.training.step import WARMUP_STEPS, EagerStep, GraphStep, captures, make_step
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the real graph capture)")

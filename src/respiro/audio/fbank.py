@@ -5,7 +5,7 @@ network `torchaudio.compliance.kaldi.fbank` of 16 kHz audio (25 ms windows, 10 m
 mel bins, a Hann window, no dither), shifted and scaled by AudioSet's statistics. The same
 call is made here, so that pretrained weights see what they were trained on: torchaudio's
 Kaldi port is the reference implementation of those features (transformers'
-ASTFeatureExtractor calls it too), and tests/test_fbank.py holds ours to the extractor's.
+ASTFeatureExtractor calls it too), and tests/test_ast.py holds ours to the extractor's.
 
 Each cycle is transformed on its own (Kaldi's fbank takes one signal), so a row does not
 depend on the batch it is computed in, as for `Spectrogram`.

@@ -29,7 +29,7 @@ from respiro.core.errors import MissingInputError, StageError
 from respiro.core.outputs import StageTimer, atomic_file, check_output_file
 from respiro.core.schemes import scheme_of_classes
 from respiro.data.dataset import load_spectrograms
-from respiro.evaluation.metrics import challenge_scores, confusion_matrix
+from respiro.evaluation.metrics import challenge_scores, confusion_matrix, format_score
 from respiro.evaluation.reports import provenance
 from respiro.inference.recording import classify_spectrograms
 from respiro.training.checkpoint import load_checkpoint
@@ -124,12 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     }
     with atomic_file(args.out, (".json",), [args.model]) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     for part, s in scores.items():
         print(
             f"crossdb: trained on {trained_on}; tested on {tested_on}, {'every test part' if part == 'all' else part} "
-            f"({s['cycles']} cycles): SE {fmt(s['se'])}, SP {fmt(s['sp'])}, score {fmt(s['icbhi_score'])}"
-            + (f", HS {fmt(s['hs'])}" if "hs" in s else "")
+            f"({s['cycles']} cycles): SE {format_score(s['se'])}, SP {format_score(s['sp'])}, score {format_score(s['icbhi_score'])}"
+            + (f", HS {format_score(s['hs'])}" if "hs" in s else "")
         )
     timer.done(f"{len(test)} test cycles -> {args.out}")
 

@@ -50,6 +50,29 @@ class ClassScheme:
     classes: tuple[str, ...]
     scores: ScoreKind
 
+    @property
+    def normal(self) -> str:
+        """The normal class (index 0): what SP is measured on, and what a report does not flag."""
+        return self.classes[0]
+
+    @property
+    def score_labels(self) -> dict[str, str]:
+        """The challenge's scores in a page's words, by their key in the metrics."""
+        return dict(SCORE_LABELS[self.scores])
+
+    @property
+    def challenge(self) -> str:
+        """Whose definitions the scores follow, for a page's words."""
+        return CHALLENGES[self.scores]
+
+
+# The scores each kind of scheme is judged by (evaluation/metrics.py computes them).
+SCORE_LABELS: dict[str, tuple[tuple[str, str], ...]] = {
+    "icbhi": (("se", "SE"), ("sp", "SP"), ("icbhi_score", "ICBHI score")),
+    "sprsound": (("se", "SE"), ("sp", "SP"), ("as", "AS"), ("hs", "HS")),
+}
+CHALLENGES = {"icbhi": "the ICBHI challenge's", "sprsound": "SPRSound's (BioCAS 2022)"}
+
 
 SCHEMES: dict[str, ClassScheme] = {
     "four": ClassScheme("four", FOUR_CLASSES, "icbhi"),

@@ -87,7 +87,7 @@ def cycle_loader(
 ) -> DataLoader:
     """Batches `(x (B, 1, F, T), y (B,))` of the cycles in `index`, in index order: the
     validation, test and predict loaders. (Training batches come from the device-resident
-    split, src/training/batches.py.)"""
+    split, src/respiro/training/batches.py.)"""
     return DataLoader(
         CycleDataset(specs, labels, index, mean, std),
         batch_size=batch_size,

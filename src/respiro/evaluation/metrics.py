@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn import metrics
 
-from respiro.core.schemes import ScoreKind
+from respiro.core.schemes import ScoreKind, scheme_of_classes
 
 
 def confusion_matrix(true: ArrayLike, pred: ArrayLike, n_classes: int) -> np.ndarray:
@@ -91,4 +91,14 @@ def challenge_scores(cm: np.ndarray, class_names: Sequence[str], kind: ScoreKind
 
 
 def scores_of(true: ArrayLike, pred: ArrayLike, class_names: Sequence[str]) -> dict[str, Any]:
-    return icbhi_scores(confusion_matrix(true, pred, len(class_names)), class_names)
+    """`challenge_scores` of the scheme whose classes are `class_names`."""
+    kind = scheme_of_classes(tuple(class_names)).scores
+    return challenge_scores(confusion_matrix(true, pred, len(class_names)), class_names, kind)
+
+
+def format_score(value: float | None, signed: bool = False) -> str:
+    """A score as the project prints it: three decimals (`+` for a difference with `signed`),
+    or `n/a` where its denominator was empty."""
+    if value is None:
+        return "n/a"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"

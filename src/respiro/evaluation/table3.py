@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from respiro.core.schemes import SCHEMES
-from respiro.evaluation.metrics import confusion_matrix, icbhi_scores, scores_of
+from respiro.evaluation.metrics import confusion_matrix, format_score, icbhi_scores, scores_of
 from respiro.model.registry import ARCHITECTURES, get_architecture, upgrade_model_group
 
 PAPER_CITATION = (
@@ -316,16 +316,10 @@ def check_same_data(runs: Sequence[Run]) -> dict[str, Any]:
 # --- rendering -----------------------------------------------------------------------------
 
 
-def _f(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
 def _mean_std(summary: Summary) -> str:
     if summary.mean is None:
         return "n/a"
-    return _f(summary.mean) if summary.std is None else f"{summary.mean:.3f} ± {summary.std:.3f}"
+    return format_score(summary.mean) if summary.std is None else f"{summary.mean:.3f} ± {summary.std:.3f}"
 
 
 def title(provenance: Mapping[str, Any]) -> str:
@@ -373,14 +367,14 @@ def to_markdown(
     ]
     for row in rows:
         ci = "n/a" if row.ci_low is None else f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
-        paper = "n/a" if row.paper is None else " / ".join(_f(row.paper[k]) for k in SCORE_KEYS)
-        diff = " / ".join(_f(row.difference(k), signed=True) for k in SCORE_KEYS)
+        paper = "n/a" if row.paper is None else " / ".join(format_score(row.paper[k]) for k in SCORE_KEYS)
+        diff = " / ".join(format_score(row.difference(k), signed=True) for k in SCORE_KEYS)
         cells = [
             row.config.label,
             str(row.n),
             *(_mean_std(row.scores[k]) for k in SCORE_KEYS),
             ci,
-            _f(row.scores["binary_icbhi_score"].mean),
+            format_score(row.scores["binary_icbhi_score"].mean),
             paper,
             diff,
         ]

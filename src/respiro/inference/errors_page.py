@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from respiro.core.schemes import scheme_of_classes
+from respiro.evaluation.metrics import format_score
 from respiro.evaluation.reports import per_group_scores
 from respiro.inference.figures import Spectrum, group_scores_figure, maps_figure
-from respiro.inference.page import SCORE_NAMES, STYLE, confusion_table, data_uri
+from respiro.inference.page import STYLE, confusion_table, data_uri, score_names
 from respiro.inference.report import Agreement, unit_maps, wav_bytes
 from respiro.training.checkpoint import TrainedModel
 
@@ -81,12 +83,14 @@ def error_page(
     evaluate stage's evaluation.json."""
     names = trained.class_names
     confusion = np.asarray(details["confusion_matrix"]["counts"])
-    scores = {k: details[k] for k in SCORE_NAMES}
-    overall = ", ".join(f"{SCORE_NAMES[k]} {'n/a' if v is None else f'{v:.3f}'}" for k, v in scores.items())
+    words = score_names(names)
+    scores = {k: details[k] for k in words}
+    overall = ", ".join(f"{words[k]} {format_score(v)}" for k, v in scores.items())
+    labels = scheme_of_classes(names).score_labels
     patients = np.array([c["patient"] for c in cycles])
-    device_png = group_scores_figure(details["per_device"], "Scores per device (test cycles)", "Device")
+    device_png = group_scores_figure(details["per_device"], labels, "Scores per device (test cycles)", "Device")
     patient_png = group_scores_figure(
-        per_group_scores(true, pred, patients, trained.class_names), "Scores per patient (test cycles)", "Patient"
+        per_group_scores(true, pred, patients, names), labels, "Scores per patient (test cycles)", "Patient"
     )
     note = details.get("note")
     sections = [

@@ -201,11 +201,14 @@ def maps_figure(
     return png_bytes(fig)
 
 
-def group_scores_figure(scores: Mapping[str, Mapping[str, float | None]], title: str, what: str) -> bytes:
-    """SE, SP and ICBHI score per group (device, patient): one bar each, a group per column;
-    a score with an empty denominator has no bar but `n/a` where it would stand."""
+def group_scores_figure(
+    scores: Mapping[str, Mapping[str, float | None]], labels: Mapping[str, str], title: str, what: str
+) -> bytes:
+    """The scheme's scores (`labels`: key -> name, e.g. SE, SP, ICBHI score) per group (device,
+    patient): one bar each, a group per column; a score with an empty denominator has no bar
+    but `n/a` where it would stand."""
     names = list(scores)
-    keys = (("se", "SE"), ("sp", "SP"), ("icbhi_score", "ICBHI score"))
+    keys = tuple(labels.items())
     # At least 5 inches, so that a few groups leave room for the legend on the right.
     fig, ax = plt.subplots(figsize=(min(max(5, 2.5 + 0.45 * len(names)), 14), 3.2))
     fig.subplots_adjust(left=0.6 / fig.get_figwidth(), right=1 - 1.3 / fig.get_figwidth(), bottom=0.28, top=0.88)
@@ -215,7 +218,7 @@ def group_scores_figure(scores: Mapping[str, Mapping[str, float | None]], title:
         values = [scores[n][key] for n in names]
         shown = [(i, v) for i, v in enumerate(values) if v is not None]
         ax.bar(
-            [x[i] + (k - 1) * width for i, _ in shown],
+            [x[i] + (k - (len(keys) - 1) / 2) * width for i, _ in shown],
             [v for _, v in shown],
             width,
             color=OKABE_ITO[k],
@@ -223,9 +226,17 @@ def group_scores_figure(scores: Mapping[str, Mapping[str, float | None]], title:
         )
         for i, v in enumerate(values):  # an undefined score must not read as a bar of 0
             if v is None:
-                ax.text(x[i] + (k - 1) * width, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=7)
-    labels = [f"{n}\n({scores[n].get('cycles', '?')})" for n in names]
-    ax.set_xticks(x, labels, rotation=90 if len(names) > 8 else 0, fontsize=8)
+                ax.text(
+                    x[i] + (k - (len(keys) - 1) / 2) * width,
+                    0.02,
+                    "n/a",
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+    ticks = [f"{n}\n({scores[n].get('cycles', '?')})" for n in names]
+    ax.set_xticks(x, ticks, rotation=90 if len(names) > 8 else 0, fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("Score")
     ax.set_xlabel(f"{what} (test cycles)")

@@ -16,6 +16,8 @@ from html import escape
 
 import numpy as np
 
+from respiro.core.schemes import scheme_of_classes
+from respiro.evaluation.metrics import format_score
 from respiro.inference.figures import class_colour
 from respiro.inference.recording import RecordingPrediction
 from respiro.inference.report import Agreement, RecordingReport, agreement, annotated_pairs
@@ -53,15 +55,8 @@ document.querySelectorAll('section.recording').forEach(function (sec) {
 """
 
 
-SCORE_NAMES = {"accuracy": "accuracy", "se": "SE", "sp": "SP", "icbhi_score": "ICBHI score"}
-
-
 def data_uri(mime: str, payload: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
-
-
-def _score(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _seconds(value: float) -> str:
@@ -95,9 +90,18 @@ def confusion_table(found: Agreement, names: Sequence[str]) -> str:
     return f'<table class="confusion"><tr><th>annotated \\ predicted</th>{head}</tr>{rows}</table>'
 
 
-def _agreement_cells(found: Agreement | None) -> str:
-    keys = ("accuracy", "se", "sp", "icbhi_score")
-    return "".join(f"<td>{'' if found is None else _score(found.scores[k])}</td>" for k in keys)
+def score_names(names: Sequence[str]) -> dict[str, str]:
+    """Accuracy and the scheme's scores (the scheme whose classes are `names`), in a page's words."""
+    return {"accuracy": "accuracy", **scheme_of_classes(tuple(names)).score_labels}
+
+
+def _in_words(labels: Sequence[str]) -> str:
+    """`SE, SP and ICBHI score`."""
+    return ", ".join(labels[:-1]) + f" and {labels[-1]}" if len(labels) > 1 else "".join(labels)
+
+
+def _agreement_cells(found: Agreement | None, names: Sequence[str]) -> str:
+    return "".join(f"<td>{'' if found is None else format_score(found.scores[k])}</td>" for k in score_names(names))
 
 
 def summary_section(
@@ -119,7 +123,7 @@ def summary_section(
             f'<tr><td><a href="#{escape(result.file.stem)}">{escape(result.file.name)}</a></td><td>{escape(result.unit)}s</td>'
             f"<td>{len(result.starts)}</td>"
             + "".join(f"<td>{c}</td>" for c in counts)
-            + _agreement_cells(found)
+            + _agreement_cells(found, names)
             + "</tr>"
         )
     totals = sum((np.bincount(r.predicted, minlength=n_classes) for r in results), np.zeros(n_classes, np.int64))
@@ -129,10 +133,13 @@ def summary_section(
     rows.append(
         f"<tr><th>all {len(results)} recordings</th><td>{what}</td><td>{int(totals.sum())}</td>"
         + "".join(f"<td>{c}</td>" for c in totals)
-        + _agreement_cells(overall)
+        + _agreement_cells(overall, names)
         + "</tr>"
     )
     note = one_class_note(totals, names, what)
+    scheme = scheme_of_classes(tuple(names))
+    labels = list(scheme.score_labels.values())
+    score_heads = "".join(f"<th>{escape(n)}</th>" for n in score_names(names).values())
     parts = [
         "<h1>respiro predict: report</h1>",
         f"<p>Model: {escape(model_line)}. The output is {escape(disclaimer)}.</p>",
@@ -141,9 +148,9 @@ def summary_section(
         else "",
         f'<p class="warning">{escape(note)}.</p>' if note else "",
         '<table class="summary"><tr><th>recording</th><th>unit</th><th>count</th>'
-        f"{head}<th>accuracy</th><th>SE</th><th>SP</th><th>ICBHI score</th></tr>{''.join(rows)}</table>",
-        "<p>Counts are of predicted classes. Accuracy, SE, SP and ICBHI score compare predicted with "
-        "annotated cycles (the ICBHI challenge's definitions; empty where a recording has no annotation, "
+        f"{head}{score_heads}</tr>{''.join(rows)}</table>",
+        f"<p>Counts are of predicted classes. Accuracy, {_in_words(labels)} compare predicted with "
+        f"annotated cycles ({scheme.challenge} definitions; empty where a recording has no annotation, "
         "n/a where a denominator is empty).</p>",
     ]
     if overall is not None:
@@ -199,7 +206,7 @@ def recording_section(report: RecordingReport, names: Sequence[str]) -> str:
         ""
         if found is None
         else "<p>Against the annotation: "
-        + ", ".join(f"{SCORE_NAMES[k]} {_score(v)}" for k, v in found.scores.items())
+        + ", ".join(f"{score_names(names)[k]} {format_score(v)}" for k, v in found.scores.items())
         + f"</p>{confusion_table(found, names)}"
     )
     if report.maps:

@@ -1,7 +1,7 @@
 """Classifying one recording with a trained model: its annotated cycles, or windows.
 
 Each recording goes through the checkpoint's own audio chain (audio/chain.py) and the
-evaluate stage's batching and standardization (data/dataset.cycle_loader, training.loop.predict),
+evaluate stage's batching and standardization (data/dataset.cycle_loader, training.prediction.predict),
 then is dropped: a folder of any size needs the memory of one recording at a time. Within a
 recording, cycles or windows are cut, turned into spectrograms and classified one batch at
 a time, so a long recording cut into many windows needs the memory of the recording and one
@@ -24,7 +24,7 @@ from respiro.data.databases.base import AnnotationRef, Database
 from respiro.data.dataset import cycle_loader
 from respiro.inference.windows import batched, iter_window_spans
 from respiro.training.checkpoint import TrainedModel
-from respiro.training.loop import predict
+from respiro.training.prediction import predict
 
 # A recording's annotation: the database that wrote it and where its events are.
 RecordingAnnotation = tuple[Database, AnnotationRef]

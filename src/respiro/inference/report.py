@@ -17,14 +17,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from respiro.core.schemes import scheme_of_classes
 from respiro.data.dataset import cycle_loader
 from respiro.evaluation.metrics import confusion_matrix, scores_of
 from respiro.inference.figures import Spectrum, TimelineFigure, maps_figure, timeline_figure
 from respiro.inference.maps import attention_and_grad_cam, upsample
 from respiro.inference.recording import Piece, RecordingAnnotation, RecordingPrediction, pieces_of, read_recording
 from respiro.training.checkpoint import TrainedModel
-
-NORMAL = "Normal"  # the class a unit is not flagged for
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class UnitMaps:
 class Agreement:
     """Predicted against annotated classes: scores (evaluation.metrics) and the confusion counts."""
 
-    scores: dict[str, float | None]  # accuracy, se, sp, icbhi_score
+    scores: dict[str, float | None]  # accuracy and the scheme's scores (ClassScheme.score_labels)
     confusion: np.ndarray  # (C, C) rows annotated, columns predicted
 
 
@@ -48,7 +47,7 @@ class RecordingReport:
     timeline: TimelineFigure
     wav: bytes  # the prepared audio as 16-bit PCM WAV
     maps: list[UnitMaps]
-    flagged: int  # units predicted other than Normal (maps are drawn for at most `max_maps`)
+    flagged: int  # units predicted other than the normal class (maps are drawn for at most `max_maps`)
     has_attention: bool
     attention_text: str  # what the attention view is, in the page's words (the architecture's)
 
@@ -62,9 +61,8 @@ def agreement(true: list[int], pred: list[int], class_names: Sequence[str]) -> A
     if not true:
         return None
     s = scores_of(true, pred, class_names)
-    return Agreement(
-        {k: s[k] for k in ("accuracy", "se", "sp", "icbhi_score")}, confusion_matrix(true, pred, len(class_names))
-    )
+    keys = ("accuracy", *scheme_of_classes(tuple(class_names)).score_labels)
+    return Agreement({k: s[k] for k in keys}, confusion_matrix(true, pred, len(class_names)))
 
 
 def annotated_pairs(results: list[RecordingPrediction]) -> tuple[list[int], list[int]]:
@@ -107,10 +105,10 @@ def unit_maps(trained: TrainedModel, specs: np.ndarray, classes: np.ndarray) -> 
 
 
 def flagged_units(probabilities: np.ndarray, class_names: tuple[str, ...], max_maps: int) -> tuple[list[int], int]:
-    """`(chosen, flagged)`: the units predicted other than Normal, the `max_maps` most
-    confident of them in time order, and how many there are in all."""
+    """`(chosen, flagged)`: the units predicted other than the scheme's normal class, the
+    `max_maps` most confident of them in time order, and how many there are in all."""
     predicted = probabilities.argmax(axis=1)
-    normal = class_names.index(NORMAL) if NORMAL in class_names else -1
+    normal = class_names.index(scheme_of_classes(class_names).normal)
     flagged = np.flatnonzero(predicted != normal)
     confidence = probabilities[flagged, predicted[flagged]]
     chosen = flagged[np.argsort(-confidence, kind="stable")[:max_maps]]

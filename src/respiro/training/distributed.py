@@ -4,7 +4,7 @@ The train stage runs distributed when `torchrun` launched it (it sets RANK, WORL
 LOCAL_RANK and the rendezvous variables) with more than one process, or when
 `train.processes` > 1 makes the stage launch torchrun itself on this machine. Backends:
 NCCL between GPUs (one GPU per process, cuda:LOCAL_RANK), gloo on CPU. Every process
-trains on its shard of the training split (src/training/batches.py); process 0 validates,
+trains on its shard of the training split (src/respiro/training/batches.py); process 0 validates,
 keeps the best checkpoint and writes every output, the others write nothing.
 
 BatchNorm: on CUDA the model's BatchNorm layers become SyncBatchNorm, so statistics are

@@ -19,7 +19,8 @@ from respiro.core.config import Schedule
 from respiro.evaluation.metrics import scores_of
 from respiro.training.batches import TrainBatches
 from respiro.training.distributed import plain_state_dict, unwrap
-from respiro.training.loop import Batches, lr_factor, set_epoch_lr, train_one_epoch, validate
+from respiro.training.loop import lr_factor, set_epoch_lr, train_one_epoch
+from respiro.training.prediction import Batches, validate
 from respiro.training.step import EagerStep
 
 CURVE_SCORES = ("accuracy", "se", "sp", "icbhi_score")  # the validation scores logged per epoch

@@ -1,4 +1,5 @@
-"""The parts of the training loop: one epoch of updates, inference, the optimizer and schedule.
+"""The parts of the training loop: one epoch of updates, the optimizer and schedule (inference,
+which the evaluate stage also runs, is in training/prediction.py).
 
 Device-agnostic: the caller picks the device and the precision; the same code runs on CPU
 and CUDA, in one process or under DistributedDataParallel. A step never waits for the
@@ -9,10 +10,9 @@ first step it happened at) and reported when the epoch ends.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any, assert_never
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -159,54 +159,3 @@ def train_one_epoch(
         value = float(bad_value) if int(first_bad) == bad_step else float("nan")
         raise NonFiniteLossError(f"training loss became {value} at epoch {epoch}, step {bad_step}; lower train.lr")
     return float(totals[0] / max(float(totals[1]), 1.0))
-
-
-Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]  # (x (B, 1, F, T), y (B,)): a DataLoader, HeldCycles
-
-
-def _outputs(model: nn.Module, batches: Batches, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Logits `(B, C)` float32 and labels `(B,)`, on `device`, batch by batch.
-
-    Always float32 (no autocast), whatever precision the model was trained in: the
-    evaluate stage and any later prediction from the same checkpoint give the same numbers.
-    """
-    model.eval()
-    for x, y in batches:
-        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        yield model(x).float(), y.to(device, non_blocking=True)
-
-
-def _probabilities(logits: torch.Tensor) -> torch.Tensor:
-    # Softmax batch by batch, on the device, as predictions have always been computed; the
-    # caller copies them to the host once.
-    return torch.softmax(logits, dim=1).double()
-
-
-@torch.inference_mode()
-def predict(model: nn.Module, batches: Batches, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities (N, C) float64 and true labels (N,) for every item of `batches`."""
-    probs, labels = [], []
-    for logits, y in _outputs(model, batches, device):
-        probs.append(_probabilities(logits))
-        labels.append(y)
-    return torch.cat(probs).cpu().numpy(), torch.cat(labels).cpu().numpy()
-
-
-@torch.inference_mode()
-def validate(
-    model: nn.Module,
-    batches: Batches,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    device: torch.device,
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """One pass over `batches`: the loss of all its items at once, from the logits (as in
-    training), and `predict`'s probabilities (N, C) and labels (N,). Everything stays on the
-    device until the pass ends."""
-    logits, probs, labels = [], [], []
-    for out, y in _outputs(model, batches, device):
-        logits.append(out)
-        probs.append(_probabilities(out))
-        labels.append(y)
-    true = torch.cat(labels)
-    loss = loss_fn(torch.cat(logits), true).item()
-    return loss, torch.cat(probs).cpu().numpy(), true.cpu().numpy()

@@ -1,0 +1,88 @@
+"""The report speaks the model's class scheme: its scores (SPRSound's AS and HS, not the ICBHI
+score), its normal class (what is not flagged), whatever the scheme's class names are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from respiro.commands.predict import main as predict
+from respiro.core.schemes import SCHEMES, own_scheme
+from respiro.inference.figures import group_scores_figure
+from respiro.inference.page import score_names
+from respiro.inference.report import agreement, flagged_units
+from respiro.model.resnet import build_model
+from respiro.training.checkpoint import save_checkpoint
+from tests.conftest import ROOT
+from tests.test_report import make_recordings
+
+EVENT_BINARY = SCHEMES["event_binary"]
+
+
+def event_binary_checkpoint(path: Path) -> Path:
+    """A ResNet-18 of SPRSound's event task 1-1 (Normal / Adventitious), every unit Adventitious."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["arch"] = "resnet18"
+    params["classes"]["scheme"] = "event_binary"
+    torch.manual_seed(0)
+    model = build_model(18, True, params["model"]["cbam_reduction"], 2)
+    with torch.no_grad():
+        model.fc.bias.copy_(torch.tensor([0.0, 6.0]))
+    bins = params["stft"]["n_fft"] // 2 + 1
+    save_checkpoint(
+        path,
+        state_dict=model.state_dict(),
+        params=params,
+        input_mean=np.full(bins, -9.0, np.float32),
+        input_std=np.full(bins, 3.0, np.float32),
+        epoch=1,
+        val_scores={"icbhi_score": None, "se": None, "sp": None},
+        cycle_seconds_median=2.0,
+        class_names=EVENT_BINARY.classes,
+    )
+    return path
+
+
+def test_an_event_binary_models_report_says_as_and_hs_not_icbhi_score(tmp_path):
+    model = event_binary_checkpoint(tmp_path / "model.pt")
+    page = tmp_path / "report.html"
+    predict(
+        [
+            str(make_recordings(tmp_path / "rec")),
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / "p.csv"),
+            "--report",
+            str(page),
+        ]
+    )
+    html = page.read_text()
+    assert "<th>AS</th><th>HS</th>" in html and "SPRSound&#x27;s" not in html
+    assert "Accuracy, SE, SP, AS and HS compare" in html and "SPRSound's (BioCAS 2022) definitions" in html
+    assert "ICBHI score" not in html and "ICBHI challenge" not in html
+
+
+def test_agreement_and_the_pages_words_follow_the_scheme():
+    found = agreement([0, 1, 1, 0], [0, 1, 0, 0], EVENT_BINARY.classes)
+    assert found is not None and list(found.scores) == ["accuracy", "se", "sp", "as", "hs"]
+    assert found.scores["se"] == 0.5 and found.scores["sp"] == 1.0 and found.scores["hs"] == 2 * 0.5 / 1.5
+    assert score_names(EVENT_BINARY.classes) == {"accuracy": "accuracy", "se": "SE", "sp": "SP", "as": "AS", "hs": "HS"}
+    four = SCHEMES["four"].classes
+    assert list(score_names(four).values()) == ["accuracy", "SE", "SP", "ICBHI score"]
+
+
+def test_the_normal_class_is_the_schemes_first_whatever_its_name():
+    """A lab's own classes with a lower-case `normal` (classes.own): its units are not flagged."""
+    classes = own_scheme(("normal", "crackles", "wheezes")).classes
+    probabilities = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+    assert flagged_units(probabilities, classes, max_maps=5) == ([1, 2], 2)
+
+
+def test_the_score_bars_take_the_schemes_scores():
+    scores = {"A": {"se": 0.5, "sp": 0.9, "as": 0.7, "hs": None, "cycles": 10}}
+    png = group_scores_figure(scores, EVENT_BINARY.score_labels, "Scores per device", "Device")
+    assert png.startswith(b"\x89PNG")

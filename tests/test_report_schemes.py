@@ -86,3 +86,16 @@ def test_the_score_bars_take_the_schemes_scores():
     scores = {"A": {"se": 0.5, "sp": 0.9, "as": 0.7, "hs": None, "cycles": 10}}
     png = group_scores_figure(scores, EVENT_BINARY.score_labels, "Scores per device", "Device")
     assert png.startswith(b"\x89PNG")
+
+
+def test_scores_per_group_carry_the_schemes_scores():
+    """The error page draws per-device and per-patient bars of the scheme's scores: SPRSound's
+    groups carry AS and HS as well, ICBHI's the keys they always had."""
+    from respiro.evaluation.reports import per_group_scores
+
+    true, pred, groups = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), np.array(["a", "a", "b", "b"])
+    sprsound = per_group_scores(true, pred, groups, EVENT_BINARY.classes)
+    assert list(sprsound["a"]) == ["accuracy", "se", "sp", "icbhi_score", "as", "hs", "cycles"]
+    four = per_group_scores(true, pred, groups, SCHEMES["four"].classes)
+    assert list(four["a"]) == ["accuracy", "se", "sp", "icbhi_score", "cycles"]
+    group_scores_figure(sprsound, EVENT_BINARY.score_labels, "Scores per device", "Device")

@@ -37,13 +37,15 @@ RECORDINGS = {  # stem: (seconds, annotation lines or None for windows)
 }
 
 
-def make_checkpoint(path: Path) -> Path:
+def make_checkpoint(path: Path, class_names: tuple[str, ...] = CLASS_NAMES, scheme: str = "four") -> Path:
+    """A ResNet-18 checkpoint of `scheme` that predicts its second class for every unit."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"]["arch"] = "resnet18"
+    params["classes"]["scheme"] = scheme
     torch.manual_seed(0)
-    model = build_model(18, True, params["model"]["cbam_reduction"], 4)
+    model = build_model(18, True, params["model"]["cbam_reduction"], len(class_names))
     with torch.no_grad():
-        model.fc.bias.copy_(torch.tensor([0.0, 6.0, 0.0, 0.0]))
+        model.fc.bias.copy_(torch.tensor([0.0, 6.0] + [0.0] * (len(class_names) - 2)))
     bins = params["stft"]["n_fft"] // 2 + 1
     save_checkpoint(
         path,
@@ -54,7 +56,7 @@ def make_checkpoint(path: Path) -> Path:
         epoch=1,
         val_scores={"icbhi_score": None, "se": None, "sp": None},
         cycle_seconds_median=2.0,
-        class_names=CLASS_NAMES,
+        class_names=class_names,
     )
     return path
 

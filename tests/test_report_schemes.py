@@ -3,51 +3,20 @@ score), its normal class (what is not flagged), whatever the scheme's class name
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import torch
-import yaml
 
 from respiro.commands.predict import main as predict
 from respiro.core.schemes import SCHEMES, own_scheme
 from respiro.inference.figures import group_scores_figure
 from respiro.inference.page import score_names
 from respiro.inference.report import agreement, flagged_units
-from respiro.model.resnet import build_model
-from respiro.training.checkpoint import save_checkpoint
-from tests.conftest import ROOT
-from tests.test_report import make_recordings
+from tests.test_report import make_checkpoint, make_recordings
 
 EVENT_BINARY = SCHEMES["event_binary"]
 
 
-def event_binary_checkpoint(path: Path) -> Path:
-    """A ResNet-18 of SPRSound's event task 1-1 (Normal / Adventitious), every unit Adventitious."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"]["arch"] = "resnet18"
-    params["classes"]["scheme"] = "event_binary"
-    torch.manual_seed(0)
-    model = build_model(18, True, params["model"]["cbam_reduction"], 2)
-    with torch.no_grad():
-        model.fc.bias.copy_(torch.tensor([0.0, 6.0]))
-    bins = params["stft"]["n_fft"] // 2 + 1
-    save_checkpoint(
-        path,
-        state_dict=model.state_dict(),
-        params=params,
-        input_mean=np.full(bins, -9.0, np.float32),
-        input_std=np.full(bins, 3.0, np.float32),
-        epoch=1,
-        val_scores={"icbhi_score": None, "se": None, "sp": None},
-        cycle_seconds_median=2.0,
-        class_names=EVENT_BINARY.classes,
-    )
-    return path
-
-
 def test_an_event_binary_models_report_says_as_and_hs_not_icbhi_score(tmp_path):
-    model = event_binary_checkpoint(tmp_path / "model.pt")
+    model = make_checkpoint(tmp_path / "model.pt", EVENT_BINARY.classes, "event_binary")
     page = tmp_path / "report.html"
     predict(
         [

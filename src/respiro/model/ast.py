@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from respiro.core.config import Group, ModelParams
 from respiro.core.errors import ParamsError, PretrainedWeightsError
 from respiro.model.architecture import Architecture, ParamGroup
+from respiro.model.pretrained import check_keys
 
 PATCH, STRIDE = 16, 10  # AST's patches: 16 x 16, every 10 bins and frames (overlapping)
 SPECIAL = 2  # the CLS and distillation tokens, before the patches
@@ -217,13 +218,14 @@ class ASTArchitecture(Architecture):
         ours = model.state_dict()
         given = {our_name(k): v for k, v in state.items()}
         wanted = {k for k in ours if self.param_group(k) != "new"}
-        missing, unexpected = wanted - set(given), {k for k in given if self.param_group(k) != "new"} - wanted
-        if missing or unexpected:
-            first = min(missing or unexpected)
-            raise PretrainedWeightsError(
-                f"{source}: does not fit this AST ({len(missing)} tensors missing, {len(unexpected)} unexpected, "
-                f"e.g. {first}): model.ast must be the file's size (AST-Base: dim 768, layers 12, heads 12)"
-            )
+        pretrained = {k for k in given if self.param_group(k) != "new"}
+        check_keys(
+            wanted,
+            pretrained,
+            source,
+            "this AST",
+            "model.ast must be the file's size (AST-Base: dim 768, layers 12, heads 12)",
+        )
         mapped = {}
         for key in sorted(wanted):
             tensor = given[key]

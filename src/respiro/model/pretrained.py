@@ -111,6 +111,26 @@ def load_weights_file(path: Path) -> dict[str, Tensor]:
     return state
 
 
+def check_keys(
+    wanted: set[str],
+    given: set[str],
+    source: Path | str,
+    network: str,
+    hint: str,
+    optional: frozenset[str] = frozenset(),
+) -> None:
+    """PretrainedWeightsError of one line naming `source` when the file's tensors `given` are
+    not the `wanted` ones of `network` (those in `optional` may be absent; `hint`: what such a
+    file probably is)."""
+    missing, unexpected = wanted - given - optional, given - wanted
+    if missing or unexpected:
+        first = min(missing or unexpected)
+        raise PretrainedWeightsError(
+            f"{source}: does not fit {network} ({len(missing)} tensors missing, {len(unexpected)} unexpected, "
+            f"e.g. {first}): {hint}"
+        )
+
+
 def map_torchvision(
     state: dict[str, Tensor],
     model: nn.Module,
@@ -133,13 +153,7 @@ def map_torchvision(
     wanted = {k for k in ours if not is_new(k)}
     given = {k for k in state if not is_new(k)}
     counters = {k for k in wanted if k.endswith(".num_batches_tracked")}
-    missing, unexpected = wanted - given - counters, given - wanted
-    if missing or unexpected:
-        first = min(missing or unexpected)
-        raise PretrainedWeightsError(
-            f"{source}: does not fit {name} ({len(missing)} tensors missing, {len(unexpected)} unexpected, "
-            f"e.g. {first}): a weights file of another depth or network"
-        )
+    check_keys(wanted, given, source, name, "a weights file of another depth or network", frozenset(counters))
     mapped = {}
     for key in sorted(wanted & given):
         tensor = (

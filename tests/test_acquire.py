@@ -21,7 +21,7 @@ import soundfile as sf
 from respiro.core.config import Params, load_params, parse_params
 from respiro.core.errors import ArchiveError, DownloadError
 from respiro.data.acquire.archive import extract_zip
-from respiro.data.acquire.http import download
+from respiro.data.acquire.http import Retries, download
 from respiro.data.databases import database_of
 from respiro.data.icbhi import SPLIT_FILE, scan_folder
 from respiro.data.raw_folder import IN_PLACE_FILE, raw_root, write_in_place
@@ -152,7 +152,7 @@ def fetch(srv: FileServer, dest: Path, payload: bytes, **kwargs: object) -> Path
     options = {
         "expected_size": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(),
-        "backoff": 0.01,
+        "retry": Retries(backoff=0.01),
         "progress": False,
     }
     return download(srv.url("ICBHI_final_database.zip"), dest, **{**options, **kwargs})
@@ -209,7 +209,7 @@ def test_a_wrong_checksum_is_refused_and_the_download_deleted(
 def test_a_failing_server_is_retried_then_given_up(server: FileServer, archive_bytes: bytes, tmp_path: Path) -> None:
     server.always_500 = True
     with pytest.raises(DownloadError, match="giving up after 3 failed attempts.*HTTP 500"):
-        fetch(server, tmp_path / "db.zip", archive_bytes, retries=2, backoff=0.001)
+        fetch(server, tmp_path / "db.zip", archive_bytes, retry=Retries(retries=2, backoff=0.001))
     assert len(server.requests) == 3
     assert not (tmp_path / "db.zip").exists()
 
@@ -223,7 +223,7 @@ def test_a_missing_file_is_not_retried(server: FileServer, tmp_path: Path) -> No
 def test_an_interrupted_download_never_looks_complete(server: FileServer, archive_bytes: bytes, tmp_path: Path) -> None:
     server.drop_once = True
     with pytest.raises(DownloadError, match="connection closed after"):
-        fetch(server, tmp_path / "db.zip", archive_bytes, retries=0)
+        fetch(server, tmp_path / "db.zip", archive_bytes, retry=Retries(retries=0, backoff=0.01))
     assert not (tmp_path / "db.zip").exists()
     assert (tmp_path / "db.zip.part").stat().st_size == len(archive_bytes) // 2
 

@@ -23,6 +23,7 @@ import yaml
 
 from respiro.core.config import load_params, validate_group
 from respiro.core.errors import DamagedArtifactError, ParamsError, PretrainedWeightsError
+from respiro.data.acquire.http import Retries
 from respiro.data.acquire.hub import find_hub_file, hash_prefix, hub_checkpoint
 from respiro.evaluation.table3 import (
     ALL_CONFIGS,
@@ -183,7 +184,9 @@ def test_download_from_a_local_server_into_torch_home_resuming_a_broken_transfer
     server = FileServer({made.name: made.read_bytes()})
     server.drop_once = True  # the first transfer breaks halfway; the downloader resumes it
     try:
-        found = find_hub_file(made.name, "test", None, server.url(""), backoff=0.01, progress=False)
+        found = find_hub_file(
+            made.name, "test", None, server.url(""), retry=Retries(retries=3, backoff=0.01), progress=False
+        )
     finally:
         server.close()
     assert found.source == "download" and found.path == torch_home / "hub" / "checkpoints" / made.name
@@ -215,7 +218,9 @@ def test_the_hash_check_refuses_a_changed_file_from_every_source(tmp_path, torch
     server = FileServer({made.name: changed.read_bytes()})
     try:
         with pytest.raises(PretrainedWeightsError, match="does not start with"):
-            find_hub_file(made.name, "test", None, server.url(""), backoff=0.01, progress=False)
+            find_hub_file(
+                made.name, "test", None, server.url(""), retry=Retries(retries=3, backoff=0.01), progress=False
+            )
     finally:
         server.close()
     assert not cached.exists() and not list(cached.parent.iterdir())
@@ -228,8 +233,7 @@ def test_offline_without_the_file_says_in_one_line_which_file_to_put_where(tmp_p
             "ImageNet ResNet-34",
             None,
             "http://127.0.0.1:9/",
-            retries=1,
-            backoff=0.01,
+            retry=Retries(retries=1, backoff=0.01),
             progress=False,
         )
     message = str(err.value)
@@ -473,7 +477,7 @@ def test_pipeline_trains_from_imagenet_weights_offline_and_records_them(tiny_bas
         "train.backbone_lr_factor=0.1",
     )
     output = out.stdout + out.stderr
-    assert sorted(set(re.findall(r"Running stage '(\w+)'", output))) == ["evaluate", "pretrained", "train"]
+    assert sorted(set(re.findall(r"Running stage '(\w+)'", output))) == ["errors", "evaluate", "pretrained", "train"]
     assert f"pretrained: {weights.name} (SHA-256 {digest}) from pretrained.path" in output
     stage = lock(project)["stages"]["pretrained"]
     assert stage["params"]["params.yaml"]["model.pretrained"] == "imagenet"

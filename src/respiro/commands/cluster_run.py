@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -197,18 +198,27 @@ def describe(outcome: Outcome, pulled_s: float) -> str:
     return f"pushed from {outcome.node} in {seconds(sum(steps.values()))} ({', '.join(parts)}); pulled"
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """Where and how the experiments run: the cluster's `address`, the CPUs each experiment
+    asks Ray for (and trains with), and how many more times a failed one is tried."""
+
+    address: str = LOCAL
+    cpus: int = 1
+    retries: int = DEFAULT_RETRIES
+
+
 def run_queue(
     root: Path,
-    address: str = LOCAL,
+    cluster: Cluster = Cluster(),
     git_remote: str = "origin",
     dvc_remote: str | None = None,
     names: Sequence[str] | None = None,
-    retries: int = DEFAULT_RETRIES,
-    cpus: int = 1,
     say: Say = _say,
 ) -> list[str]:
-    """Run the queued experiments (or those of `names`) on the cluster at `address`; the names
-    of those that failed, still queued. See the module's docstring."""
+    """Run the queued experiments (or those of `names`) on `cluster`; the names of those that
+    failed, still queued. See the module's docstring."""
+    address = cluster.address
     check_reachable(address)
     with driver_lock(root):
         remotes = find_remotes(root, git_remote, dvc_remote)
@@ -219,7 +229,7 @@ def run_queue(
         publish(root, remotes, jobs, say)
         connect(address)
         try:
-            failed = _fan_out(root, remotes, jobs, retries, cpus, say)
+            failed = _fan_out(root, remotes, jobs, cluster, say)
         finally:
             import ray
 
@@ -240,12 +250,12 @@ def exp_table(root: Path, heads: Sequence[str]) -> str:
     return result.stdout.rstrip()
 
 
-def _fan_out(root: Path, remotes: Remotes, jobs: Sequence[Job], retries: int, cpus: int, say: Say) -> list[str]:
+def _fan_out(root: Path, remotes: Remotes, jobs: Sequence[Job], cluster: Cluster, say: Say) -> list[str]:
     import ray
 
     board: Any = ray.remote(num_cpus=0, resources={HEAD_NODE: 0.001})(Board).remote()
     # Ray runs a task of N CPUs with OMP_NUM_THREADS=N: an experiment trains with the threads it asked for.
-    task = ray.remote(try_on_node).options(num_cpus=cpus, max_retries=retries, retry_exceptions=False)
+    task = ray.remote(try_on_node).options(num_cpus=cluster.cpus, max_retries=cluster.retries, retry_exceptions=False)
     pending = {task.remote(job, board): job for job in jobs}
     for job in jobs:
         say(f"queue: {job.name}: queued")
@@ -271,7 +281,9 @@ def _fan_out(root: Path, remotes: Remotes, jobs: Sequence[Job], retries: int, cp
                 try:
                     outcome: Outcome = ray.get(ref)
                 except ray.exceptions.RayError as err:  # its node died more often than `retries`
-                    outcome = Outcome(job.name, "?", "failed", f"lost {retries + 1} times: {error_line(str(err))}")
+                    outcome = Outcome(
+                        job.name, "?", "failed", f"lost {cluster.retries + 1} times: {error_line(str(err))}"
+                    )
                 if outcome.state == "failed":
                     failed.append(job.name)
                     say(f"queue: {job.name}: failed on {outcome.node}: {outcome.message} (kept in the queue)")

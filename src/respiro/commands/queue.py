@@ -57,12 +57,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         start.error(f"--retries must be >= 0; got {args.retries}")
     if args.cpus < 1:
         start.error(f"--cpus must be >= 1; got {args.cpus}")
-    from respiro.commands.cluster_run import run_queue
+    from respiro.commands.cluster_run import Cluster, run_queue
     from respiro.commands.cluster_setup import ClusterError
 
-    failed = run_queue(
-        Path.cwd(), args.cluster, args.git_remote, args.dvc_remote, args.names or None, args.retries, args.cpus
-    )
+    cluster = Cluster(args.cluster, args.cpus, args.retries)
+    failed = run_queue(Path.cwd(), cluster, args.git_remote, args.dvc_remote, args.names or None)
     if failed:
         raise ClusterError(
             f"{len(failed)} experiments failed and stay queued: {', '.join(failed)}; "

@@ -174,10 +174,10 @@ def run_grid(
     if not queued:
         return
     if cluster is not None:
-        from respiro.commands.cluster_run import run_queue
+        from respiro.commands.cluster_run import Cluster, run_queue
 
         print(f"table3: running {len(queued)} experiments on the Ray cluster {cluster}", flush=True)
-        run_queue(ROOT, cluster, names=queued)
+        run_queue(ROOT, Cluster(cluster), names=queued)
     else:
         print(f"table3: running {len(queued)} experiments, {jobs} at a time", flush=True)
         command(["dvc", "exp", "run", "--run-all", "--jobs", str(jobs)])

@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -29,6 +30,16 @@ USER_AGENT = "icbhi-resnet-cbam (python urllib)"
 # Answers that say "try again later" rather than "this will never work".
 _TRANSIENT_STATUS = frozenset({408, 429})
 _CONTENT_RANGE = re.compile(r"^bytes\s+(?:(?P<start>\d+)-\d+|\*)/(?P<total>\d+|\*)$")
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How hard a download tries: a transient failure is retried after `backoff * 2**k`
+    seconds, up to `retries` failed attempts in a row; `timeout` seconds per read."""
+
+    retries: int = 5
+    backoff: float = 1.0
+    timeout: float = 60
 
 
 class _Interrupted(Exception):
@@ -193,9 +204,7 @@ def download(
     *,
     expected_size: int | None,
     sha256: str | None,
-    retries: int = 5,
-    backoff: float = 1.0,
-    timeout: float = 60,
+    retry: Retries = Retries(),
     progress: bool = True,
 ) -> Path:
     """Download `url` to `dest`, resuming a `.part` left by an earlier run; return `dest`.
@@ -203,8 +212,8 @@ def download(
     The size is checked against `expected_size` (else the server's Content-Length) and the
     content against `sha256` (hex) when given, before `dest` appears. A `dest` that already
     meets them is not downloaded again. Transient failures (connection errors, timeouts,
-    HTTP 5xx/408/429) are retried after `backoff * 2**k` seconds; `retries` counts failed
-    attempts in a row, so a flaky link that keeps making progress still finishes.
+    HTTP 5xx/408/429) are retried as `retry` says; its `retries` counts failed attempts in a
+    row, so a flaky link that keeps making progress still finishes.
     Raises DownloadError on a size or checksum mismatch, an HTTP error, a TLS certificate
     that does not verify, or when the retries run out.
     """
@@ -218,13 +227,13 @@ def download(
     while True:
         before = _size(part)
         try:
-            total = _fetch(url, part, expected_size, timeout, context, progress)
+            total = _fetch(url, part, expected_size, retry.timeout, context, progress)
             break
         except _Interrupted as err:
             failures = 1 if _size(part) > before else failures + 1
-            if failures > retries:
+            if failures > retry.retries:
                 raise DownloadError(f"{url}: giving up after {failures} failed attempts in a row: {err}") from None
-            delay = backoff * 2 ** (failures - 1)
+            delay = retry.backoff * 2 ** (failures - 1)
             print(f"download: {url}: {err}; retrying in {delay:.1f} s", file=sys.stderr)
             time.sleep(delay)
     _verify(url, part, expected_size if expected_size is not None else total, sha256)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from respiro.core.errors import DownloadError, PretrainedWeightsError
-from respiro.data.acquire.http import download
+from respiro.data.acquire.http import Retries, download
 
 # torchvision's files carry 8 hex digits; fewer would verify next to nothing.
 _HASH_PREFIX = re.compile(r"-([0-9a-f]{8,})\.")
@@ -72,8 +72,7 @@ def find_hub_file(
     path: str | None,
     url: str,
     *,
-    retries: int = 3,
-    backoff: float = 1.0,
+    retry: Retries = Retries(retries=3),
     progress: bool = True,
 ) -> HubFile:
     """The published file `name` (described by `what` in messages), verified.
@@ -83,7 +82,7 @@ def find_hub_file(
     2. $TORCH_HOME/hub/checkpoints/<name>: read without any network;
     3. a download from `url` + <name> into that folder, resumable (an interrupted download
        leaves a .part the next run continues); a download that fails the check is deleted.
-       `retries` and `backoff` are the downloader's: offline, the message comes after about
+       `retry` is the downloader's: offline, the message comes after about
        backoff x (2**retries - 1) seconds.
 
     Raises PretrainedWeightsError with one line: a file that fails its check (named), or,
@@ -107,7 +106,7 @@ def find_hub_file(
         return HubFile(name, cached, verify(cached, published), "TORCH_HOME")
     source = url.rstrip("/") + "/" + name
     try:
-        download(source, cached, expected_size=None, sha256=None, retries=retries, backoff=backoff, progress=progress)
+        download(source, cached, expected_size=None, sha256=None, retry=retry, progress=progress)
     except (DownloadError, OSError) as err:
         reason = " ".join(str(err).split())
         raise PretrainedWeightsError(

@@ -4,9 +4,7 @@ does (ICBHI score; SPRSound's SE, SP, AS, HS), each official test part also on i
 models/model.pt + models/split.csv + data/spectrograms -> metrics/eval/ (DVCLive: the scores
 a user compares, and the confusion matrix as a plot), data/reports/evaluation.json (every
 figure, the confusion counts and what produced them), data/reports/test_predictions.csv (one
-row per test cycle with its probabilities), data/reports/errors.html (the most confident
-wrong test cycles per confusion cell, evaluate.errors_per_cell of each, with their maps and
-audio, and the scores per device and patient as pictures).
+row per test cycle with its probabilities: what the errors stage draws its page from).
 """
 
 from respiro.core.cli import parse_stage_args
@@ -16,28 +14,20 @@ if __name__ == "__main__":
 
 from pathlib import Path
 
-import numpy as np
-
-from respiro.audio.segment import CycleTable
-from respiro.audio.store import AudioStore
 from respiro.core.cli import run_stage
 from respiro.core.config import load_params
 from respiro.core.errors import StageError
-from respiro.core.outputs import StageTimer, atomic_file, read_csv, write_csv, write_json
+from respiro.core.outputs import StageTimer, read_csv, write_csv, write_json
 from respiro.core.tracking import EVAL_DIR, log_test_results, open_live
 from respiro.data.dataset import cycle_loader, load_spectrograms
-from respiro.evaluation.errors import most_confident_errors
 from respiro.evaluation.metrics import format_score
-from respiro.evaluation.reports import DETAILS, PREDICTIONS, evaluation_details, headline_metrics, prediction_rows
-from respiro.inference.errors_page import error_page
+from respiro.evaluation.reports import DETAILS, PREDICTIONS, evaluation_details, headline_metrics
+from respiro.evaluation.test_set import CyclePredictions, SplitCorpus, prediction_rows
 from respiro.training.checkpoint import load_checkpoint
 from respiro.training.device import resolve_device, use_model_kernels
 from respiro.training.prediction import predict
 
 SPECS, MODEL, SPLIT = Path("data/spectrograms"), Path("models/model.pt"), Path("models/split.csv")
-# The audio of the wrong cycles: the resampled recordings and where each cycle lies in them.
-RESAMPLED, CYCLES = Path("data/resampled"), Path("data/cycles")
-ERRORS = Path("data/reports/errors.html")
 
 
 def main() -> None:
@@ -57,41 +47,29 @@ def main() -> None:
         )
 
     specs, rows = load_spectrograms(SPECS)
-    split = read_csv(SPLIT)
-    if len(split) != len(rows):
-        raise StageError(f"{SPLIT} has {len(split)} rows but {SPECS} {len(rows)} cycles: rerun the train stage")
-    parts = np.array([r["part"] for r in split])
-    labels = np.array([int(r["label"]) for r in rows])
-    test = np.flatnonzero(parts == "test")
+    try:
+        corpus = SplitCorpus.from_split(rows, read_csv(SPLIT))
+    except ValueError as err:
+        raise StageError(f"{SPLIT} and {SPECS}: {err}; rerun the train stage") from None
+    test = corpus.test
+    labels = corpus.column("label").astype(int)
     loader = cycle_loader(specs, labels, test, loaded.mean, loaded.std, params.evaluate.batch_size, device=device)
     probs, true = predict(loaded.model, loader, device)
-    pred = probs.argmax(1)
-    devices = np.array([rows[i]["device_corrected"] for i in test])
-    patients = np.array([r["patient"] for r in rows])
+    predictions = CyclePredictions(test, true, probs.argmax(1), probs)
     # Each official test part scored alone (SPRSound: test_inter, test_intra), where the split is the official one.
-    official = np.array([rows[i]["official_split"] for i in test]) if params.split.method == "official" else None
     details = evaluation_details(
-        true, pred, devices, patients, parts, checkpoint["epoch"], loaded.provenance, scheme, official
+        predictions, corpus, scheme, loaded.provenance, checkpoint["epoch"], params.split.method == "official"
     )
     write_json(DETAILS, {**details, **kernels})
     live = open_live(EVAL_DIR)
     log_test_results(
         live,
         headline_metrics(details, checkpoint["val_scores"]["icbhi_score"]),
-        [scheme.classes[c] for c in true],
-        [scheme.classes[c] for c in pred],
+        [scheme.classes[c] for c in predictions.true],
+        [scheme.classes[c] for c in predictions.pred],
     )
     live.end()
-    write_csv(PREDICTIONS, prediction_rows(rows, test, true, pred, probs, scheme.classes))
-    cells = most_confident_errors(true, pred, probs, params.evaluate.errors_per_cell)
-    shown = [n for positions in cells.values() for n in positions]  # positions among the test cycles
-    store = AudioStore(RESAMPLED)
-    table = CycleTable.open(CYCLES, store)
-    audio = {n: table.cut(store, int(test[n]), 1)[0] for n in shown}
-    spectrograms = {n: np.asarray(specs[test[n]]) for n in shown}
-    page = error_page(loaded, cells, spectrograms, audio, [rows[i] for i in test], true, pred, probs, details)
-    with atomic_file(ERRORS) as tmp:
-        tmp.write_text(page, encoding="utf-8")
+    write_csv(PREDICTIONS, prediction_rows(predictions, corpus, scheme.classes))
     # The scheme's challenge names the mean of SE and SP: the ICBHI score, or SPRSound's AS (with HS).
     score = "AS" if scheme.scores == "sprsound" else "ICBHI score"
 
@@ -102,7 +80,7 @@ def main() -> None:
         f"{len(test)} test cycles: accuracy {format_score(details['accuracy'])}, SE {format_score(details['se'])}, SP {format_score(details['sp'])}, "
         + scores(details)
         + "".join(f"; {part}: {scores(s)}" for part, s in details.get("per_official_part", {}).items())
-        + f" ({details['database']}, {scheme.name} classes, {details['data_source']}); {len(shown)} wrong cycles -> {ERRORS}"
+        + f" ({details['database']}, {scheme.name} classes, {details['data_source']})"
     )
 
 

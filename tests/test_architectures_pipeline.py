@@ -26,8 +26,8 @@ AST_SETTINGS = [
     "train.standardize=frontend", "model.ast.dim=32", "model.ast.layers=2", "model.ast.heads=4",
 ]  # fmt: skip
 RUNS = {
-    "efficientnet_b0": ([], ["evaluate", "pretrained", "train"]),
-    "ast": (AST_SETTINGS, ["evaluate", "normalize", "pretrained", "resample", "segment", "stft", "train"]),
+    "efficientnet_b0": ([], ["errors", "evaluate", "pretrained", "train"]),
+    "ast": (AST_SETTINGS, ["errors", "evaluate", "normalize", "pretrained", "resample", "segment", "stft", "train"]),
 }
 
 

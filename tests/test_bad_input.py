@@ -192,7 +192,7 @@ def test_a_killed_stage_leaves_nothing_that_looks_complete(project):
 
 
 @pytest.mark.parametrize(
-    "name", ["download", "resample", "normalize", "segment", "stft", "pretrained", "train", "evaluate"]
+    "name", ["download", "resample", "normalize", "segment", "stft", "pretrained", "train", "evaluate", "errors"]
 )
 def test_stage_help_describes_it_and_runs_nothing(tmp_path, name):
     """`python -m stages.X --help` says what the stage reads and writes; a stray argument is

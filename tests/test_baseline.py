@@ -18,7 +18,7 @@ import yaml
 from tests import machine, strict
 from tests.conftest import ROOT, make_project_copy, run
 
-STAGES = ["download", "resample", "normalize", "segment", "stft", "pretrained", "train", "evaluate"]
+STAGES = ["download", "resample", "normalize", "segment", "stft", "pretrained", "train", "evaluate", "errors"]
 
 
 def test_baseline_is_committed_with_every_stage():
@@ -92,6 +92,12 @@ def test_check_after_repro_passes_an_unchanged_copy_and_names_what_moved(tmp_pat
     # A data stage's output moved: a failure on every machine type.
     _set_out_md5(project, "data/spectrograms", "0" * 32)
     assert any("data/spectrograms" in p for p in machine.check(project, this)[1])
+    run(["git", "checkout", "--", "dvc.lock"], project)
+
+    # The error page moved (a plotting library's upgrade, a figure's style): a page to read,
+    # rerun but compared in no mode.
+    _set_out_md5(project, "data/reports/errors.html", "e" * 32)
+    assert machine.check(project, this) == (how, [])
     run(["git", "checkout", "--", "dvc.lock"], project)
 
     # Training moved: in the lock mode any change to the lock or metrics/, in the recorded one

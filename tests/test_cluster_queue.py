@@ -140,7 +140,7 @@ CLUSTER_PARAMS = {
     "resample": {"rate": 2000},
     "segment": {"duration": 1.0},
     "stft": {"n_fft": 64, "hop_length": 64},
-    "evaluate": {"errors_per_cell": 0},
+    "errors": {"per_cell": 0},
 }
 # Four trainings that differ in their seed alone: a mix-up between them shows in every byte.
 SEEDS = {"s1": 1, "s2": 2, "s3": 3, "s4": 4}

@@ -135,9 +135,22 @@ def test_training_code_reaches_only_train_and_prediction_reaches_evaluate_too():
         return {name for name, (script, _) in stage_code_deps().items() if module in reached_from(script)}
 
     assert reaching(training / "loop.py") == reaching(training / "step.py") == {"train"}
-    assert reaching(training / "prediction.py") == {"train", "evaluate"}
+    assert reaching(training / "prediction.py") == {"train", "evaluate", "errors"}
     evaluate_deps = stage_code_deps()["evaluate"][1]
     assert training / "step.py" not in evaluate_deps and training not in evaluate_deps
+
+
+def test_the_pages_code_reaches_the_errors_stage_alone():
+    """A figure's style or the page's markup is presentation: a change to it reruns the errors
+    stage, never training or scoring (whose outputs the baseline and the fingerprint compare)."""
+    inference = SRC / "respiro" / "inference"
+    for module in ("figures.py", "page.py", "errors_page.py", "maps.py"):
+        reaching = {
+            name for name, (script, _) in stage_code_deps().items() if inference / module in reached_from(script)
+        }
+        assert reaching == {"errors"}, f"inference/{module} reaches {sorted(reaching)}"
+    for name in ("train", "evaluate"):
+        assert not any(inference in d.parents or d == inference for d in stage_code_deps()[name][1])
 
 
 def test_no_module_imports_a_layer_above_it():

@@ -18,6 +18,7 @@ import soundfile as sf
 from respiro.core.schemes import get_scheme
 from respiro.evaluation.errors import most_confident_errors
 from respiro.evaluation.reports import evaluation_details, provenance
+from respiro.evaluation.test_set import CyclePredictions, SplitCorpus
 from respiro.inference.errors_page import error_page
 from respiro.training.checkpoint import load_checkpoint
 from tests.test_report import make_checkpoint
@@ -54,10 +55,9 @@ def test_the_page_shows_each_kept_error_with_its_audio_and_maps(tmp_path):
     shape = trained.chain.shape
     specs = {i: rng.normal(-8, 2, shape).astype(np.float32) for i in shown}
     audio = {i: (0.1 * rng.standard_normal(int(4000 * (0.5 + i / 4)))).astype(np.float32) for i in shown}
-    details = evaluation_details(
-        true, pred, np.array([c["device_corrected"] for c in cycles]), np.array([c["patient"] for c in cycles]),
-        np.array(["test"] * n), 1, provenance(trained.params), get_scheme("four"),
-    )  # fmt: skip
+    predictions = CyclePredictions(np.arange(n), true, pred, probs)
+    corpus = SplitCorpus(cycles, np.array(["test"] * n))
+    details = evaluation_details(predictions, corpus, get_scheme("four"), provenance(trained.params), 1)
     page = error_page(trained, cells, specs, audio, cycles, true, pred, probs, details)
 
     assert cells.keys() == {(0, 1), (2, 1), (3, 1)} and len(cells[(0, 1)]) == 2  # 4 Normal -> Crackle, 2 kept

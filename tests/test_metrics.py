@@ -66,17 +66,23 @@ def test_labels_out_of_range_are_rejected():
 
 
 def test_evaluation_reports_of_a_small_test_set():
-    from respiro.evaluation.reports import evaluation_details, headline_metrics, prediction_rows
+    from respiro.evaluation.reports import evaluation_details, headline_metrics
+    from respiro.evaluation.test_set import CyclePredictions, SplitCorpus, prediction_rows, predictions_from_rows
 
-    true, pred = np.array([0, 0, 1, 2]), np.array([0, 1, 1, 0])
-    devices = np.array(["Litt3200", "AKGC417L", "AKGC417L", "Litt3200"])
-    patients = np.array([101, 101, 102, 103, 104, 104])  # per cycle of the corpus: 4 test, 2 not
-    parts = np.array(["test", "test", "test", "test", "train", "val"])
-    patients[4] = 102  # patient 102 on both sides
+    # Six cycles of the corpus: four test, one train, one val; patient 102 on both sides.
+    patients = ["101", "101", "102", "103", "102", "104"]
+    devices = ["Litt3200", "AKGC417L", "AKGC417L", "Litt3200", "Meditron", "Meditron"]
+    cycles = [
+        {"recording": f"r{i}", "patient": p, "start": "0", "end": f"{i + 1}", "device_corrected": d}
+        for i, (p, d) in enumerate(zip(patients, devices))
+    ]
+    corpus = SplitCorpus(cycles, np.array(["test", "test", "test", "test", "train", "val"]))
+    probs = np.array([[0.7, 0.1, 0.1, 0.1], [0.2, 0.5, 0.2, 0.1], [0.1, 0.6, 0.2, 0.1], [0.4, 0.1, 0.3, 0.2]])
+    predictions = CyclePredictions(corpus.test, np.array([0, 0, 1, 2]), probs.argmax(1), probs)
     origin = {"database": "icbhi", "data_source": "icbhi(official archive)", "synthetic_data": False}
-    details = evaluation_details(true, pred, devices, patients, parts, 7, origin, SCHEMES["four"])
+    details = evaluation_details(predictions, corpus, SCHEMES["four"], origin, 7)
     assert details["confusion_matrix"]["counts"][0] == [1, 1, 0, 0] and details["cycles"] == 4
-    assert list(details["per_device"]) == ["AKGC417L", "Litt3200"]  # sorted
+    assert list(details["per_device"]) == ["AKGC417L", "Litt3200"]  # sorted; only the test cycles'
     assert details["per_device"]["Litt3200"]["sp"] == 1.0 and details["per_device"]["Litt3200"]["se"] == 0.0
     assert details["test_patients"] == 3 and details["patients_in_train_and_test"] == ["102"]
     assert details["checkpoint_epoch"] == 7 and details["data_source"] == "icbhi(official archive)"
@@ -88,14 +94,37 @@ def test_evaluation_reports_of_a_small_test_set():
     )
     # The metrics name the database and the class scheme; the paper's scheme has no AS or HS.
     assert (headline["database"], headline["scheme"]) == ("icbhi", "four") and "hs" not in headline
+
+    rows = prediction_rows(predictions, corpus, FOUR)
+    assert [r["recording"] for r in rows] == ["r0", "r1", "r2", "r3"] and rows[3]["true_label"] == "Wheeze"
+    assert rows[1]["p_Crackle"] == "0.500000" and rows[0]["device"] == "Litt3200"
+    # Read back (the errors stage): the same answers, the probabilities to the CSV's 6 decimals.
+    back = predictions_from_rows(rows, corpus, FOUR)
+    assert np.array_equal(back.test, predictions.test) and np.array_equal(back.true, predictions.true)
+    assert np.array_equal(back.pred, predictions.pred) and np.allclose(back.probs, probs, atol=5e-7)
+
+
+def test_predictions_of_another_run_are_refused_naming_the_row():
+    from respiro.evaluation.test_set import CyclePredictions, SplitCorpus, prediction_rows, predictions_from_rows
+
     cycles = [
-        {"recording": f"r{i}", "patient": "1", "start": "0", "end": "1", "device_corrected": "Meditron"}
-        for i in range(6)
+        {"recording": f"r{i}", "patient": "1", "start": "0", "end": "1", "device_corrected": "d"} for i in range(3)
     ]
-    probs = np.full((2, 4), 0.25)
-    rows = prediction_rows(cycles, np.array([5, 2]), np.array([3, 0]), np.array([0, 0]), probs, FOUR)
-    assert [r["recording"] for r in rows] == ["r5", "r2"] and rows[0]["true_label"] == "Both"
-    assert rows[1]["p_Wheeze"] == "0.250000" and rows[0]["device"] == "Meditron"
+    corpus = SplitCorpus(cycles, np.array(["test", "train", "test"]))
+    rows = prediction_rows(
+        CyclePredictions(corpus.test, np.array([0, 1]), np.array([0, 0]), np.eye(4)[:2]), corpus, FOUR
+    )
+    other = SplitCorpus(cycles, np.array(["test", "test", "train"]))
+    with pytest.raises(ValueError, match="row 2 is r2 0-1 s, but the split's test cycle 2 is r1"):
+        predictions_from_rows(rows, other, FOUR)
+    with pytest.raises(ValueError, match="2 predictions but the split has 3 test cycles"):
+        predictions_from_rows(rows, SplitCorpus(cycles, np.array(["test"] * 3)), FOUR)
+    with pytest.raises(ValueError, match="no column p_Adventitious"):
+        predictions_from_rows(rows, corpus, SCHEMES["event_binary"].classes)
+    with pytest.raises(ValueError, match="the split has 2 rows but the corpus 3 cycles"):
+        SplitCorpus.from_split(cycles, [{"part": "test"}] * 2)
+    with pytest.raises(ValueError, match="differ in length"):
+        CyclePredictions(np.arange(2), np.zeros(2), np.zeros(3), np.zeros((2, 4)))
 
 
 def test_no_cycles_give_a_matrix_of_zeros():
@@ -115,15 +144,28 @@ def test_sprsound_scores_add_the_average_and_harmonic_mean_of_se_and_sp():
 
 def test_evaluation_scores_each_official_test_part_on_its_own():
     from respiro.evaluation.reports import evaluation_details, headline_metrics
+    from respiro.evaluation.test_set import CyclePredictions, SplitCorpus
 
     # SPRSound's inter- and intra-patient test parts are reported apart, and together.
     true, pred = np.array([0, 1, 0, 1]), np.array([0, 1, 1, 1])
     official = np.array(["test_inter", "test_inter", "test_intra", "test_intra"])
     origin = {"database": "sprsound", "data_source": "local(x)", "synthetic_data": False}
-    parts = np.array(["test"] * 4)
-    details = evaluation_details(
-        true, pred, np.array(["d"] * 4), np.arange(4), parts, 1, origin, SCHEMES["event_binary"], official
-    )
+    cycles = [
+        {
+            "recording": f"r{i}",
+            "patient": str(i),
+            "start": "0",
+            "end": "1",
+            "device_corrected": "d",
+            "official_split": o,
+        }
+        for i, o in enumerate(official)
+    ]
+    predictions = CyclePredictions(np.arange(4), true, pred, np.eye(2)[pred])
+    corpus = SplitCorpus(cycles, np.array(["test"] * 4))
+    details = evaluation_details(predictions, corpus, SCHEMES["event_binary"], origin, 1, by_official_part=True)
+    # Without an official split the parts are not scored apart.
+    assert "per_official_part" not in evaluation_details(predictions, corpus, SCHEMES["event_binary"], origin, 1)
     assert details["per_official_part"]["test_inter"]["hs"] == 1.0
     assert details["per_official_part"]["test_intra"]["sp"] == 0.0 and details["cycles"] == 4
     headline = headline_metrics(details, None)

@@ -34,7 +34,7 @@ from respiro.inference.windows import default_window, window_spans
 from respiro.training.checkpoint import load_checkpoint
 from tests.conftest import ROOT, TINY_PARAMS, shared_dir
 
-STAGES = ("download", "resample", "normalize", "segment", "stft", "pretrained", "train", "evaluate")
+STAGES = ("download", "resample", "normalize", "segment", "stft", "pretrained", "train", "evaluate", "errors")
 PROBS = [f"p_{name}" for name in CLASS_NAMES]
 # Not params.yaml's values, so that only the checkpoint can tell predict to use them.
 # Differences allowed between predict and ONNX on an input rebuilt from the metadata alone

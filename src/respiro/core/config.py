@@ -270,7 +270,10 @@ class TrainParams(Group):
 
 class EvaluateParams(Group):
     batch_size: Annotated[int, Field(ge=1)]
-    errors_per_cell: Annotated[int, Field(ge=0)]
+
+
+class ErrorsParams(Group):
+    per_cell: Annotated[int, Field(ge=0)]
 
 
 class Table3Params(Group):
@@ -300,6 +303,7 @@ class Params(Group):
     loss: LossParams
     train: TrainParams
     evaluate: EvaluateParams
+    errors: ErrorsParams
     table3: Table3Params
     # Every other top-level group, as written: the databases' own groups, validated by the
     # database that owns each (respiro.data.databases.get_database, which also refuses a group

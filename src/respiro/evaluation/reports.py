@@ -1,6 +1,6 @@
 """The evaluate stage's reports, as pure functions returning what is written: the details
-(data/reports/evaluation.json), the headline metrics DVC shows, one row per test prediction
-(data/reports/test_predictions.csv); and their parts: scores per device, where the data came
+(data/reports/evaluation.json) and the headline metrics DVC shows (the row per test
+prediction, data/reports/test_predictions.csv, is evaluation/test_set.py's); and their parts: scores per device, where the data came
 from, patients on both sides of the split."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 
 from respiro.core.schemes import ClassScheme, scheme_of_classes
 from respiro.evaluation.metrics import challenge_scores, confusion_matrix, scores_of
+from respiro.evaluation.test_set import CyclePredictions, SplitCorpus
 
 # The evaluate stage's cached reports (dvc.yaml), which Table 3 reads back from DVC's cache.
 DETAILS, PREDICTIONS = Path("data/reports/evaluation.json"), Path("data/reports/test_predictions.csv")
@@ -78,21 +79,20 @@ def patients_on_both_sides(patients: np.ndarray, parts: np.ndarray) -> list[str]
 
 
 def evaluation_details(
-    true: np.ndarray,
-    pred: np.ndarray,
-    devices: np.ndarray,
-    patients: np.ndarray,
-    parts: np.ndarray,
-    checkpoint_epoch: int,
-    origin: dict[str, Any],
+    predictions: CyclePredictions,
+    corpus: SplitCorpus,
     scheme: ClassScheme,
-    official: np.ndarray | None = None,
+    origin: dict[str, Any],
+    checkpoint_epoch: int,
+    by_official_part: bool = False,
 ) -> dict[str, Any]:
-    """Every figure of the test cycles: `true`, `pred` (class indices in `scheme`'s order),
-    `devices` and `official` (the database's official part, e.g. SPRSound's test_inter and
-    test_intra) per test cycle; `patients` and `parts` per cycle of the corpus; `origin` from
-    `provenance`. Where the test cycles come from more than one official part, each part is
-    also scored on its own (`per_official_part`)."""
+    """Every figure of the test cycles: `predictions` (class indices in `scheme`'s order) on
+    `corpus`'s test cycles; `origin` from `provenance`. With `by_official_part` (an official
+    split) and test cycles from more than one official part of the database (SPRSound's
+    test_inter and test_intra), each part is also scored on its own (`per_official_part`)."""
+    true, pred, test, parts = predictions.true, predictions.pred, predictions.test, corpus.parts
+    devices, patients = corpus.column("device_corrected", test), corpus.column("patient")
+    official = corpus.column("official_split", test) if by_official_part else None
     names = scheme.classes
     cm = confusion_matrix(true, pred, len(names))
     scores = challenge_scores(cm, names, scheme.scores)
@@ -144,32 +144,3 @@ def headline_metrics(details: dict[str, Any], val_score: float | None) -> dict[s
         "database": details["database"],
         "scheme": details["scheme"],
     }
-
-
-def prediction_rows(
-    cycles: list[dict[str, str]],
-    test: np.ndarray,
-    true: np.ndarray,
-    pred: np.ndarray,
-    probs: np.ndarray,
-    class_names: tuple[str, ...],
-) -> list[dict[str, str]]:
-    """One row per test cycle: `cycles` is the manifest, `test` the positions of the test
-    cycles in it, `true` and `pred` their classes (of `class_names`) and `probs` (n, C) their
-    probabilities."""
-    rows = []
-    for n, i in enumerate(test):
-        cycle = cycles[i]
-        rows.append(
-            {
-                "recording": cycle["recording"],
-                "patient": cycle["patient"],
-                "start": cycle["start"],
-                "end": cycle["end"],
-                "device": cycle["device_corrected"],
-                "true_label": class_names[true[n]],
-                "predicted_label": class_names[pred[n]],
-                **{f"p_{name}": f"{probs[n, c]:.6f}" for c, name in enumerate(class_names)},
-            }
-        )
-    return rows

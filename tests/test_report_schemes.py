@@ -68,3 +68,33 @@ def test_scores_per_group_carry_the_schemes_scores():
     four = per_group_scores(true, pred, groups, SCHEMES["four"].classes)
     assert list(four["a"]) == ["accuracy", "se", "sp", "icbhi_score", "cycles"]
     group_scores_figure(sprsound, EVENT_BINARY.score_labels, "Scores per device", "Device")
+
+
+def test_each_class_has_its_schemes_colour():
+    """The Okabe-Ito palette by class index, from its start again after eight classes."""
+    assert SCHEMES["four"].colours == ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
+    nine = own_scheme(tuple(f"c{i}" for i in range(9))).colours
+    assert len(nine) == 9 and nine[8] == nine[0] != nine[1]
+
+
+def test_the_timeline_draws_each_class_in_the_schemes_colour(monkeypatch):
+    """Given other colours, the scheme's, the picture's strip and curves take them."""
+    import io
+    from pathlib import Path
+
+    from PIL import Image
+
+    from respiro.core.schemes import ClassScheme
+    from respiro.inference.figures import Spectrum, timeline_figure
+    from respiro.inference.recording import RecordingPrediction
+
+    colours = ("#FF00FF", "#00FFFF", "#FF0000", "#0000FF")
+    monkeypatch.setattr(ClassScheme, "colours", property(lambda self: colours))
+    probabilities = np.array([[0.1, 0.9, 0.0, 0.0], [0.9, 0.1, 0.0, 0.0]])
+    result = RecordingPrediction(Path("a.wav"), "cycle", [0.0, 1.0], [1.0, 2.0], [None, None], probabilities, 0, [0, 1])
+    spectrum = Spectrum(np.random.default_rng(0).normal(size=(33, 100)), 4000, 80, "log")
+    png = timeline_figure(spectrum, 2.0, result, SCHEMES["four"]).png
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3).astype(int)
+    for colour in colours[:2]:  # the two classes drawn: predicted and annotated
+        wanted = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(pixels - wanted).max(axis=1) <= 8).sum() > 500, colour

@@ -18,7 +18,7 @@ import numpy as np
 from respiro.core.schemes import scheme_of_classes
 from respiro.evaluation.metrics import format_score
 from respiro.evaluation.reports import per_group_scores
-from respiro.inference.figures import Spectrum, group_scores_figure, maps_figure
+from respiro.inference.figures import MapsOfUnit, Spectrum, group_scores_figure, maps_figure
 from respiro.inference.page import STYLE, confusion_table, data_uri, score_names
 from respiro.inference.report import Agreement, unit_maps, wav_bytes
 from respiro.training.checkpoint import TrainedModel
@@ -46,15 +46,8 @@ def _cell_section(
             f"{c['device_corrected']}): annotated {names[cell[0]]}, predicted {names[cell[1]]} ({probs[n, cell[1]]:.2f})"
         )
         spectrum = Spectrum(stack[k], chain.rate, chain.stft.hop_length, chain.stft.scale)
-        png = maps_figure(
-            spectrum,
-            None if attention is None else attention[k],
-            cams[k],
-            seconds,
-            title,
-            trained.arch.attention_label,
-            trained.arch.no_attention,
-        )
+        unit = MapsOfUnit(spectrum, None if attention is None else attention[k], cams[k], seconds, title)
+        png = maps_figure(unit, trained.arch.attention_label, trained.arch.no_attention)
         items.append(
             f'<div class="error"><audio controls preload="metadata" src="{data_uri("audio/wav", wav_bytes(audio[n], chain.rate))}">'
             f'</audio><img alt="{escape(title)}" src="{data_uri("image/png", png)}"></div>'

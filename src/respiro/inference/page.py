@@ -18,7 +18,6 @@ import numpy as np
 
 from respiro.core.schemes import scheme_of_classes
 from respiro.evaluation.metrics import format_score
-from respiro.inference.figures import class_colour
 from respiro.inference.recording import RecordingPrediction
 from respiro.inference.report import Agreement, RecordingReport, agreement, annotated_pairs
 
@@ -69,9 +68,8 @@ def _percent(fraction: float) -> str:
 
 
 def class_key(names: Sequence[str]) -> str:
-    return " ".join(
-        f'<span class="swatch" style="background:{class_colour(c)}"></span>{escape(n)}' for c, n in enumerate(names)
-    )
+    colours = scheme_of_classes(tuple(names)).colours
+    return " ".join(f'<span class="swatch" style="background:{c}"></span>{escape(n)}' for c, n in zip(colours, names))
 
 
 def one_class_note(counts: np.ndarray, names: Sequence[str], what: str) -> str:
@@ -197,7 +195,7 @@ def recording_section(report: RecordingReport, names: Sequence[str]) -> str:
         rows.append(
             f'<tr data-start="{_seconds(start)}" data-end="{_seconds(end)}"><td>{n + 1}</td>'
             f"<td>{start:.3f}</td><td>{end:.3f}</td><td>{'' if annotated is None else escape(annotated)}</td>"
-            f'<td><span class="swatch" style="background:{class_colour(predicted)}"></span>{escape(names[predicted])}</td>'
+            f'<td><span class="swatch" style="background:{scheme_of_classes(tuple(names)).colours[predicted]}"></span>{escape(names[predicted])}</td>'
             + "".join(f"<td>{p:.3f}</td>" for p in probs)
             + "</tr>"
         )

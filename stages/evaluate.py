@@ -29,7 +29,7 @@ from respiro.data.dataset import cycle_loader, load_spectrograms
 from respiro.evaluation.errors import most_confident_errors
 from respiro.evaluation.metrics import format_score
 from respiro.evaluation.reports import DETAILS, PREDICTIONS, evaluation_details, headline_metrics, prediction_rows
-from respiro.inference.errors_page import error_page
+from respiro.inference.errors_page import WrongCycles, error_page
 from respiro.training.checkpoint import load_checkpoint
 from respiro.training.device import resolve_device, use_model_kernels
 from respiro.training.prediction import predict
@@ -89,7 +89,8 @@ def main() -> None:
     table = CycleTable.open(CYCLES, store)
     audio = {n: table.cut(store, int(test[n]), 1)[0] for n in shown}
     spectrograms = {n: np.asarray(specs[test[n]]) for n in shown}
-    page = error_page(loaded, cells, spectrograms, audio, [rows[i] for i in test], true, pred, probs, details)
+    errors = WrongCycles(cells, spectrograms, audio, [rows[i] for i in test], true, pred, probs)
+    page = error_page(loaded, errors, details)
     with atomic_file(ERRORS) as tmp:
         tmp.write_text(page, encoding="utf-8")
     # The scheme's challenge names the mean of SE and SP: the ICBHI score, or SPRSound's AS (with HS).

@@ -18,7 +18,7 @@ import soundfile as sf
 from respiro.core.schemes import get_scheme
 from respiro.evaluation.errors import most_confident_errors
 from respiro.evaluation.reports import evaluation_details, provenance
-from respiro.inference.errors_page import error_page
+from respiro.inference.errors_page import WrongCycles, error_page
 from respiro.training.checkpoint import load_checkpoint
 from tests.test_report import make_checkpoint
 
@@ -58,7 +58,7 @@ def test_the_page_shows_each_kept_error_with_its_audio_and_maps(tmp_path):
         true, pred, np.array([c["device_corrected"] for c in cycles]), np.array([c["patient"] for c in cycles]),
         np.array(["test"] * n), 1, provenance(trained.params), get_scheme("four"),
     )  # fmt: skip
-    page = error_page(trained, cells, specs, audio, cycles, true, pred, probs, details)
+    page = error_page(trained, WrongCycles(cells, specs, audio, cycles, true, pred, probs), details)
 
     assert cells.keys() == {(0, 1), (2, 1), (3, 1)} and len(cells[(0, 1)]) == 2  # 4 Normal -> Crackle, 2 kept
     assert "Annotated Normal, predicted Crackle: 4 cycles" in page

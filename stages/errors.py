@@ -28,7 +28,7 @@ from respiro.data.dataset import load_spectrograms
 from respiro.evaluation.errors import most_confident_errors
 from respiro.evaluation.reports import DETAILS, PREDICTIONS
 from respiro.evaluation.test_set import SplitCorpus, predictions_from_rows
-from respiro.inference.errors_page import error_page
+from respiro.inference.errors_page import WrongCycles, error_page
 from respiro.training.checkpoint import load_checkpoint
 from respiro.training.device import resolve_device, use_model_kernels
 
@@ -59,18 +59,8 @@ def main() -> None:
     table = CycleTable.open(CYCLES, store)
     audio = {n: table.cut(store, int(test[n]), 1)[0] for n in shown}
     spectrograms = {n: np.asarray(specs[test[n]]) for n in shown}
-    test_cycles = [rows[i] for i in test]
-    page = error_page(
-        loaded,
-        cells,
-        spectrograms,
-        audio,
-        test_cycles,
-        predictions.true,
-        predictions.pred,
-        predictions.probs,
-        details,
-    )
+    errors = WrongCycles(predictions, [rows[i] for i in test], cells, spectrograms, audio)
+    page = error_page(loaded, errors, details)
     with atomic_file(PAGE) as tmp:
         tmp.write_text(page, encoding="utf-8")
     timer.done(f"{len(shown)} wrong test cycles in {len(cells)} confusion cells, with maps and audio -> {PAGE}")

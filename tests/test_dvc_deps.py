@@ -5,6 +5,9 @@ anywhere in a module (function-level imports too), plus the `__init__.py` of eve
 on the way, which Python runs as well (except those holding only a docstring: no code, so
 nothing they could change). A module not covered by a dep (the file itself or a
 folder above it) would let a code change leave the committed results silently stale.
+
+Files a module reads rather than imports (the pages' templates) are no import: READ_BY names
+them, and a stage that reaches the module must list them too.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
+INFERENCE = SRC / "respiro" / "inference"
+# Module -> the folder of files it reads at run time (templating.py renders templates/).
+READ_BY = {INFERENCE / "templating.py": INFERENCE / "templates"}
 
 
 def module_file(name: str) -> Path | None:
@@ -102,6 +108,15 @@ def unreached(script: Path, deps: list[Path]) -> list[str]:
     return sorted(str(d.relative_to(ROOT)) for d in deps if d.suffix == ".py" and d != script and d not in reached)
 
 
+def unlisted_reads(script: Path, deps: list[Path]) -> list[str]:
+    """Folders that modules run by `script` read (READ_BY) and no dep covers."""
+    return sorted(
+        str(folder.relative_to(ROOT))
+        for module, folder in READ_BY.items()
+        if module in run_by(script) and not any(folder == d or d in folder.parents for d in deps)
+    )
+
+
 @pytest.mark.parametrize("stage", list(stage_code_deps()))
 def test_no_module_a_stage_lists_is_one_its_imports_never_reach(stage):
     script, deps = stage_code_deps()[stage]
@@ -144,7 +159,7 @@ def test_the_pages_code_reaches_the_errors_stage_alone():
     """A figure's style or the page's markup is presentation: a change to it reruns the errors
     stage, never training or scoring (whose outputs the baseline and the fingerprint compare)."""
     inference = SRC / "respiro" / "inference"
-    for module in ("figures.py", "page.py", "errors_page.py", "maps.py"):
+    for module in ("figures.py", "page.py", "errors_page.py", "maps.py", "templating.py"):
         reaching = {
             name for name, (script, _) in stage_code_deps().items() if inference / module in reached_from(script)
         }
@@ -166,3 +181,20 @@ def test_no_module_imports_a_layer_above_it():
                 assert layers.index(parts[1]) <= own, (
                     f"{path.relative_to(ROOT)} ({rel[0]}) imports {name}, a layer above it"
                 )
+
+
+@pytest.mark.parametrize("stage", list(stage_code_deps()))
+def test_a_stage_that_renders_a_page_lists_its_templates(stage):
+    script, deps = stage_code_deps()[stage]
+    missing = unlisted_reads(script, deps)
+    assert not missing, f"stage {stage}: dvc.yaml deps miss {', '.join(missing)}, which its code reads"
+
+
+def test_the_templates_check_fails_when_the_errors_stage_leaves_them_out():
+    from respiro.inference.templating import TEMPLATES
+
+    templates = READ_BY[INFERENCE / "templating.py"]
+    assert templates == SRC / Path(*TEMPLATES[0].split("."), TEMPLATES[1]) and any(templates.glob("*.html.j2"))
+    script, deps = stage_code_deps()["errors"]  # it writes errors.html
+    assert templates in deps
+    assert unlisted_reads(script, [d for d in deps if d != templates]) == ["src/respiro/inference/templates"]

@@ -19,7 +19,7 @@ from respiro.core.schemes import get_scheme
 from respiro.evaluation.errors import most_confident_errors
 from respiro.evaluation.reports import evaluation_details, provenance
 from respiro.evaluation.test_set import CyclePredictions, SplitCorpus
-from respiro.inference.errors_page import error_page
+from respiro.inference.errors_page import WrongCycles, error_page
 from respiro.training.checkpoint import load_checkpoint
 from tests.test_report import make_checkpoint
 
@@ -58,7 +58,7 @@ def test_the_page_shows_each_kept_error_with_its_audio_and_maps(tmp_path):
     predictions = CyclePredictions(np.arange(n), true, pred, probs)
     corpus = SplitCorpus(cycles, np.array(["test"] * n))
     details = evaluation_details(predictions, corpus, get_scheme("four"), provenance(trained.params), 1)
-    page = error_page(trained, cells, specs, audio, cycles, true, pred, probs, details)
+    page = error_page(trained, WrongCycles(predictions, cycles, cells, specs, audio), details)
 
     assert cells.keys() == {(0, 1), (2, 1), (3, 1)} and len(cells[(0, 1)]) == 2  # 4 Normal -> Crackle, 2 kept
     assert "Annotated Normal, predicted Crackle: 4 cycles" in page

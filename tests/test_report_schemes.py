@@ -3,6 +3,8 @@ score), its normal class (what is not flagged), whatever the scheme's class name
 
 from __future__ import annotations
 
+from html import unescape
+
 import numpy as np
 
 from respiro.commands.predict import main as predict
@@ -30,9 +32,10 @@ def test_an_event_binary_models_report_says_as_and_hs_not_icbhi_score(tmp_path):
         ]
     )
     html = page.read_text()
-    assert "<th>AS</th><th>HS</th>" in html and "SPRSound&#x27;s" not in html
-    assert "Accuracy, SE, SP, AS and HS compare" in html and "SPRSound's (BioCAS 2022) definitions" in html
-    assert "ICBHI score" not in html and "ICBHI challenge" not in html
+    text = unescape(html)  # as a reader sees it: the page escapes the apostrophes it shows
+    assert "<th>AS</th><th>HS</th>" in html and "&amp;" not in html  # escaped once, not twice
+    assert "Accuracy, SE, SP, AS and HS compare" in text and "SPRSound's (BioCAS 2022) definitions" in text
+    assert "ICBHI score" not in text and "ICBHI challenge" not in text
 
 
 def test_agreement_and_the_pages_words_follow_the_scheme():
@@ -68,3 +71,33 @@ def test_scores_per_group_carry_the_schemes_scores():
     four = per_group_scores(true, pred, groups, SCHEMES["four"].classes)
     assert list(four["a"]) == ["accuracy", "se", "sp", "icbhi_score", "cycles"]
     group_scores_figure(sprsound, EVENT_BINARY.score_labels, "Scores per device", "Device")
+
+
+def test_each_class_has_its_schemes_colour():
+    """The Okabe-Ito palette by class index, from its start again after eight classes."""
+    assert SCHEMES["four"].colours == ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
+    nine = own_scheme(tuple(f"c{i}" for i in range(9))).colours
+    assert len(nine) == 9 and nine[8] == nine[0] != nine[1]
+
+
+def test_the_timeline_draws_each_class_in_the_schemes_colour(monkeypatch):
+    """Given other colours, the scheme's, the picture's strip and curves take them."""
+    import io
+    from pathlib import Path
+
+    from PIL import Image
+
+    from respiro.core.schemes import ClassScheme
+    from respiro.inference.figures import Spectrum, timeline_figure
+    from respiro.inference.recording import RecordingPrediction
+
+    colours = ("#FF00FF", "#00FFFF", "#FF0000", "#0000FF")
+    monkeypatch.setattr(ClassScheme, "colours", property(lambda self: colours))
+    probabilities = np.array([[0.1, 0.9, 0.0, 0.0], [0.9, 0.1, 0.0, 0.0]])
+    result = RecordingPrediction(Path("a.wav"), "cycle", [0.0, 1.0], [1.0, 2.0], [None, None], probabilities, 0, [0, 1])
+    spectrum = Spectrum(np.random.default_rng(0).normal(size=(33, 100)), 4000, 80, "log")
+    png = timeline_figure(spectrum, 2.0, result, SCHEMES["four"]).png
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3).astype(int)
+    for colour in colours[:2]:  # the two classes drawn: predicted and annotated
+        wanted = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(pixels - wanted).max(axis=1) <= 8).sum() > 500, colour

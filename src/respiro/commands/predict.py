@@ -34,7 +34,7 @@ from respiro.core.errors import (
 )
 from respiro.core.outputs import StageTimer, atomic_file, check_output_file
 from respiro.data.databases import database_of_annotation, find_annotation
-from respiro.inference.page import one_class_note, recording_section, render_page, summary_section
+from respiro.inference.page import RecordingSection, one_class_note, page_summary, recording_section, report_page
 from respiro.inference.recording import (
     RecordingAnnotation,
     RecordingPrediction,
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     predicted: Counter[str] = Counter()
     skipped: list[str] = []
     results: list[RecordingPrediction] = []
-    sections: list[str] = []  # each recording's part of the report, rendered as it is done
+    sections: list[RecordingSection] = []  # each recording's part of the report, gathered as it is done
     with atomic_file(args.out, OUT_SUFFIXES, inputs) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns(trained.class_names), lineterminator="\n")
         writer.writeheader()
@@ -312,14 +312,14 @@ def write_report(
     inputs: list[Path],
     trained: TrainedModel,
     results: list[RecordingPrediction],
-    sections: list[str],
+    sections: list[RecordingSection],
     skipped: list[str],
 ) -> None:
     """The report page (inference/page.py), written atomically as --out is."""
     origin = trained.provenance
-    summary = summary_section(results, trained.class_names, trained.describe(), origin.get("note"), skipped, DISCLAIMER)
+    summary = page_summary(results, trained.class_names, trained.describe(), origin.get("note"), skipped, DISCLAIMER)
     with atomic_file(path, REPORT_SUFFIXES, inputs) as tmp:
-        tmp.write_text(render_page(f"respiro predict: {len(results)} recordings", summary, sections), encoding="utf-8")
+        tmp.write_text(report_page(summary, sections), encoding="utf-8")
 
 
 def run(argv: list[str] | None = None) -> None:

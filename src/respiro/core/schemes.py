@@ -16,6 +16,9 @@ of respiro.data.databases declares its mapping into the schemes it supports).
 
 Here in core (not with the databases) because the params schema checks `loss.alpha`, one
 weight per class, against the chosen scheme. Adding a scheme is adding one entry to SCHEMES.
+
+A scheme also gives each class its colour (`colours`): the report's pictures and pages
+(inference/figures.py, inference/templates/) draw a class in the same colour everywhere.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "Fine Crackle",
     "Wheeze+Crackle",
 )
+# Okabe & Ito (2008): blue, orange, bluish green, reddish purple, vermillion, sky blue, yellow,
+# black; they stay apart for readers with any of the common colour-vision deficiencies.
+OKABE_ITO: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,12 @@ class ClassScheme:
     def challenge(self) -> str:
         """Whose definitions the scores follow, for a page's words."""
         return CHALLENGES[self.scores]
+
+    @property
+    def colours(self) -> tuple[str, ...]:
+        """A colour per class, in class order: the Okabe-Ito palette by index (again from its
+        start after eight classes)."""
+        return tuple(OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(self.classes)))
 
 
 # The scores each kind of scheme is judged by (evaluation/metrics.py computes them).

@@ -2,8 +2,8 @@
 
 As the field draws them (matplotlib `specgram`, librosa `specshow`): time in seconds and
 frequency in Hz on the axes, a colour bar, the cycles or windows marked. Colours: viridis
-for spectrograms, magma for the maps laid over them, and the Okabe-Ito palette for the
-classes, which stays apart for readers with any of the common colour-vision deficiencies.
+for spectrograms, magma for the maps laid over them, and each class its scheme's colour
+(ClassScheme.colours, the Okabe-Ito palette, which the pages' class keys use too).
 
 The recording figure has a fixed layout (no tight bounding box), so that the page can put
 its clickable spans and the playhead over the picture from the time axis' position
@@ -13,7 +13,7 @@ its clickable spans and the playhead over the picture from the time axis' positi
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import matplotlib
@@ -26,14 +26,11 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
-# Okabe & Ito (2008): blue, orange, bluish green, reddish purple, vermillion, sky blue, yellow, black.
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
+from respiro.core.schemes import OKABE_ITO, ClassScheme  # noqa: E402
+from respiro.inference.recording import RecordingPrediction  # noqa: E402
+
 DPI = 80
 SCALE_LABELS = {"log": "ln power", "db": "dB", "linear": "power"}
-
-
-def class_colour(index: int) -> str:
-    return OKABE_ITO[index % len(OKABE_ITO)]
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -80,6 +77,20 @@ class TimelineFigure:
     end: float  # seconds at axis_right
 
 
+@dataclass(frozen=True)
+class MapsOfUnit:
+    """What maps_figure draws of one cycle or window: the spectrogram the network saw, its
+    attention view (None for an architecture without one) and Grad-CAM of the predicted
+    class, both `(F, T)` on the spectrogram's grid; `audio_seconds` where the unit's own
+    audio ends (the rest is padding to the model's cycle length); `title` above the three."""
+
+    spectrum: Spectrum
+    attention: np.ndarray | None
+    cam: np.ndarray
+    audio_seconds: float
+    title: str
+
+
 def _draw_spectrum(ax: plt.Axes, spectrum: Spectrum, cmap: str = "viridis") -> matplotlib.image.AxesImage:
     image = ax.imshow(
         spectrum.values, origin="lower", aspect="auto", cmap=cmap, extent=spectrum.extent, interpolation="nearest"
@@ -89,18 +100,13 @@ def _draw_spectrum(ax: plt.Axes, spectrum: Spectrum, cmap: str = "viridis") -> m
 
 
 def timeline_figure(
-    spectrum: Spectrum,
-    duration: float,
-    starts: Sequence[float],
-    ends: Sequence[float],
-    probabilities: np.ndarray,
-    annotated: Sequence[int | None],
-    class_names: Sequence[str],
-    unit: str,
+    spectrum: Spectrum, duration: float, result: RecordingPrediction, scheme: ClassScheme
 ) -> TimelineFigure:
-    """One recording: its spectrogram with the cycles (or windows) marked, a strip of the
-    annotated and predicted class of each, and each class' probability over time
-    (`probabilities (n, C)`, drawn at each unit's middle), all on one time axis of `duration` s."""
+    """One recording: its spectrogram with the cycles (or windows) of `result` marked, a strip
+    of the annotated and predicted class of each, and each class' probability over time (drawn
+    at each unit's middle), all on one time axis of `duration` s; classes in `scheme`'s colours."""
+    starts, ends, annotated, unit = result.starts, result.ends, result.annotated_classes, result.unit
+    probabilities, colours = result.probabilities, scheme.colours
     fig = plt.figure(figsize=(12, 6.2))
     grid = fig.add_gridspec(
         3, 2, height_ratios=(3.2, 0.9, 2), width_ratios=(60, 1), left=0.07, right=0.92, top=0.95, bottom=0.09
@@ -131,14 +137,14 @@ def timeline_figure(
             height = 0.45 if unit == "cycle" else 0.22
             bottom = y + (0.0 if unit == "cycle" else 0.23 * level) + 0.03
             ax_strip.add_patch(
-                Rectangle((start, bottom), end - start, height, color=class_colour(int(cls)), ec="white", lw=0.5)
+                Rectangle((start, bottom), end - start, height, color=colours[int(cls)], ec="white", lw=0.5)
             )
     has_annotation = any(a is not None for a in annotated)
     ax_strip.set_ylim(0 if has_annotation else 0.95, 1.55)
     ax_strip.set_yticks([0.25, 1.25] if has_annotation else [1.25], ["annotated", "predicted"][not has_annotation :])
     middles = (np.asarray(starts) + np.asarray(ends)) / 2
-    for c, name in enumerate(class_names):
-        ax_prob.plot(middles, probabilities[:, c], "o-", color=class_colour(c), label=name, ms=3, lw=1.5)
+    for c, name in enumerate(scheme.classes):
+        ax_prob.plot(middles, probabilities[:, c], "o-", color=colours[c], label=name, ms=3, lw=1.5)
     ax_prob.set_ylim(-0.02, 1.02)
     ax_prob.set_ylabel("Probability")
     ax_prob.set_xlabel("Time (s)")
@@ -152,25 +158,18 @@ def timeline_figure(
     return TimelineFigure(png_bytes(fig), box.x0, box.x1, 1 - box.y1, 1 - box.y0, 1 - lowest.y0, 0.0, duration)
 
 
-def maps_figure(
-    spectrum: Spectrum,
-    attention: np.ndarray | None,
-    cam: np.ndarray,
-    audio_seconds: float,
-    title: str,
-    attention_label: str,
-    no_attention: str,
-) -> bytes:
+def maps_figure(unit: MapsOfUnit, attention_label: str, no_attention: str) -> bytes:
     """What the network saw of one cycle or window (its fixed-length spectrogram), its
     attention view (`attention_label`, e.g. CBAM's spatial attention of the last block; a
     grey panel saying `no_attention` when None) and Grad-CAM of the predicted class, both
-    `(F, T)` on the spectrogram's grid and laid over it; a dashed line where the unit's own
-    audio (`audio_seconds`) ends and the padding to the model's cycle length begins."""
-    panels = [("Spectrogram the model saw", None), (attention_label, attention)]
-    panels.append(("Grad-CAM of the predicted class", cam))
+    laid over the spectrogram; a dashed line where the unit's own audio ends and the padding
+    to the model's cycle length begins."""
+    spectrum, audio_seconds = unit.spectrum, unit.audio_seconds
+    panels = [("Spectrogram the model saw", None), (attention_label, unit.attention)]
+    panels.append(("Grad-CAM of the predicted class", unit.cam))
     fig, axes = plt.subplots(1, 3, figsize=(12, 2.6), sharey=True)
     fig.subplots_adjust(left=0.06, right=0.97, top=0.8, bottom=0.17, wspace=0.08)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(unit.title, fontsize=10)
     end = spectrum.extent[1]
     for ax, (label, overlay) in zip(axes, panels):
         if overlay is None and label == attention_label:
@@ -221,7 +220,7 @@ def group_scores_figure(
             [x[i] + (k - (len(keys) - 1) / 2) * width for i, _ in shown],
             [v for _, v in shown],
             width,
-            color=OKABE_ITO[k],
+            color=OKABE_ITO[k],  # the scores' own colours, in the classes' palette
             label=label,
         )
         for i, v in enumerate(values):  # an undefined score must not read as a bar of 0

@@ -20,7 +20,7 @@ import torch
 from respiro.core.schemes import scheme_of_classes
 from respiro.data.dataset import cycle_loader
 from respiro.evaluation.metrics import confusion_matrix, scores_of
-from respiro.inference.figures import Spectrum, TimelineFigure, maps_figure, timeline_figure
+from respiro.inference.figures import MapsOfUnit, Spectrum, TimelineFigure, maps_figure, timeline_figure
 from respiro.inference.maps import attention_and_grad_cam, upsample
 from respiro.inference.recording import Piece, RecordingAnnotation, RecordingPrediction, pieces_of, read_recording
 from respiro.training.checkpoint import TrainedModel
@@ -129,9 +129,7 @@ def recording_report(
     audio = read_recording(trained, result.file)
     duration = len(audio) / chain.rate
     whole = Spectrum(chain.spectrograms(audio[None])[0], chain.rate, chain.stft.hop_length, chain.stft.scale)
-    timeline = timeline_figure(
-        whole, duration, result.starts, result.ends, result.probabilities, result.annotated_classes, names, result.unit
-    )
+    timeline = timeline_figure(whole, duration, result, scheme_of_classes(names))
     chosen, flagged = flagged_units(result.probabilities, names, max_maps)
     maps: list[UnitMaps] = []
     attention_found = trained.arch.attention_layer(trained.model) is not None
@@ -151,15 +149,8 @@ def recording_report(
                 f"({result.probabilities[n, classes[k]]:.2f})"
                 + ("" if piece.annotated is None else f", annotated {piece.annotated}")
             )
-            png = maps_figure(
-                spectrum,
-                None if attention is None else attention[k],
-                cams[k],
-                seconds,
-                title,
-                trained.arch.attention_label,
-                trained.arch.no_attention,
-            )
+            unit = MapsOfUnit(spectrum, None if attention is None else attention[k], cams[k], seconds, title)
+            png = maps_figure(unit, trained.arch.attention_label, trained.arch.no_attention)
             maps.append(UnitMaps(n, png))
     return RecordingReport(
         result,

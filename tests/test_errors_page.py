@@ -1,7 +1,7 @@
-"""The evaluate stage's page of wrong test cycles: which errors it keeps, and what it shows.
+"""The errors stage's page of wrong test cycles: which errors it keeps, and what it shows.
 
 The selection (evaluation/errors.py) on hand-made predictions; the page (inference/
-errors_page.py) from an untrained checkpoint and made-up test cycles, as the evaluate stage
+errors_page.py) from an untrained checkpoint and made-up test cycles, as the errors stage
 hands them over (the stage itself runs in the pipeline tests).
 """
 

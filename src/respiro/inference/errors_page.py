@@ -1,4 +1,4 @@
-"""The evaluate stage's page of the test cycles the model got wrong (data/reports/errors.html).
+"""The errors stage's page of the test cycles the model got wrong (data/reports/errors.html).
 
 Grouped by confusion cell (annotated -> predicted), the most confident errors of each
 (evaluation/errors.py), each with the spectrogram the network saw, its attention view and

@@ -1,6 +1,6 @@
 """The pages' HTML: Jinja2 templates in inference/templates/, filled with plain data.
 
-page.py (predict --report) and errors_page.py (the evaluate stage's wrong test cycles)
+page.py (predict --report) and errors_page.py (the errors stage's wrong test cycles)
 gather records of strings, numbers and data URIs; the templates hold every tag. One
 environment for both: autoescaped, so a recording's file name or a class name the user
 chose shows as text, never as markup; StrictUndefined, so a name a template uses and the

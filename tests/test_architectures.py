@@ -357,3 +357,15 @@ def test_no_code_outside_the_networks_modules_names_a_network():
             if value in names:
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {value!r}")
     assert found == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_network_names_its_weights_files_in_one_table(name):
+    """`weights_files` is the one place a network names its published files: the choices
+    model.pretrained takes and each file come from it; a choice it lacks is refused by name."""
+    arch = ARCHITECTURES[name]
+    assert arch.weights_choices == tuple(arch.weights_files) and arch.weights_choices
+    for choice, file in arch.weights_files.items():
+        assert arch.weights_file(choice) == file
+    with pytest.raises(ValueError, match=f"{name} has no nowhere weights"):
+        arch.weights_file("nowhere")

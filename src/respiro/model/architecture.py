@@ -81,15 +81,23 @@ class Architecture(ABC):
             return None
         return validate_group(f"model.{self.name}", params.options_of(self.name), self.options_schema)
 
-    @abstractmethod
-    def weights_file(self, pretrained: str) -> str:
-        """The published file name of the `model.pretrained` choice (not `none`), carrying
-        its SHA-256 prefix; `weights_choices` lists the choices."""
-
     @property
     @abstractmethod
+    def weights_files(self) -> Mapping[str, str]:
+        """`{model.pretrained choice: published file name}` for every choice besides `none`
+        this network has weights for (a torchvision-style name carries its SHA-256 prefix)."""
+
+    @property
     def weights_choices(self) -> tuple[str, ...]:
         """The model.pretrained values besides `none` this network has weights for."""
+        return tuple(self.weights_files)
+
+    def weights_file(self, pretrained: str) -> str:
+        """The published file name of the `model.pretrained` choice `pretrained`."""
+        files = self.weights_files
+        if pretrained not in files:
+            raise ValueError(f"{self.name} has no {pretrained} weights")
+        return files[pretrained]
 
     def read_weights(self, path: Path) -> dict[str, Tensor]:
         """The tensors of a weights file of this network's (torch.save's, by default)."""

@@ -192,14 +192,9 @@ class ASTArchitecture(Architecture):
         return SpectrogramTransformer(num_classes, options)
 
     @property
-    def weights_choices(self) -> tuple[str, ...]:
-        return ("audioset",)
-
-    def weights_file(self, pretrained: str) -> str:
+    def weights_files(self) -> dict[str, str]:
         """The hub's file name (it carries no hash: pretrained.sha256 pins it)."""
-        if pretrained != "audioset":
-            raise ValueError(f"{self.name} has no {pretrained} weights")
-        return AUDIOSET_FILE
+        return {"audioset": AUDIOSET_FILE}
 
     def weights_source(self, pretrained: str) -> str:
         return f"the hub's {AUDIOSET_MODEL} {AUDIOSET_FILE}"

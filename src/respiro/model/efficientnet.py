@@ -76,16 +76,11 @@ class EfficientNetB0Architecture(Architecture):
         return EfficientNetB0(num_classes, params.cbam, params.cbam_reduction)
 
     @property
-    def weights_choices(self) -> tuple[str, ...]:
-        return ("imagenet",)
-
-    def weights_file(self, pretrained: str) -> str:
+    def weights_files(self) -> dict[str, str]:
         """torchvision's ImageNet-1k file (IMAGENET1K_V1), named by its weights API."""
-        if pretrained != "imagenet":
-            raise ValueError(f"{self.name} has no {pretrained} weights")
         from torchvision.models import EfficientNet_B0_Weights
 
-        return EfficientNet_B0_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+        return {"imagenet": EfficientNet_B0_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]}
 
     def map_weights(self, state: dict[str, Tensor], model: nn.Module, source: Path | str) -> dict[str, Tensor]:
         is_new = lambda key: self.param_group(key) == "new"  # noqa: E731

@@ -223,13 +223,8 @@ class ResNetArchitecture(Architecture):
         return build_model(self.depth, params.cbam, params.cbam_reduction, num_classes)
 
     @property
-    def weights_choices(self) -> tuple[str, ...]:
-        return ("imagenet",)
-
-    def weights_file(self, pretrained: str) -> str:
-        if pretrained != "imagenet":
-            raise ValueError(f"{self.name} has no {pretrained} weights")
-        return IMAGENET[self.depth]
+    def weights_files(self) -> dict[str, str]:
+        return {"imagenet": IMAGENET[self.depth]}
 
     def map_weights(self, state: dict[str, Tensor], model: nn.Module, source: Path | str) -> dict[str, Tensor]:
         is_new = lambda key: self.param_group(key) == "new"  # noqa: E731

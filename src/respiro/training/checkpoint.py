@@ -22,8 +22,6 @@ a ready model or one line naming the file and what is missing or wrong.
 
 from __future__ import annotations
 
-import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ from respiro.core.outputs import atomic_file
 from respiro.evaluation.reports import provenance
 from respiro.model.architecture import Architecture
 from respiro.model.registry import architecture_of, get_architecture, upgrade_model_group
+from respiro.model.tensor_file import load_data_only
 from respiro.training.device import to_device
 
 REQUIRED_KEYS = (
@@ -218,26 +217,6 @@ def _check_stats(path: Path, checkpoint: dict[str, Any], bins: int) -> tuple[np.
     return out[0], out[1]
 
 
-def _load_data_only(path: Path) -> Any:
-    """`torch.load(path, weights_only=True)`, or CheckpointError naming the file.
-
-    torch's own message on a refused file ends in advice to load it with weights_only=False,
-    which would run whatever code the file names: the one line here says what the file is
-    not, and which Python object it asked for, without that advice.
-    """
-    try:
-        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": not the user's concern
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any failure to unpickle a user's file is a bad file, not a bug
-        wanted = re.search(r"GLOBAL ([\w.]+)", str(err))
-        if wanted:
-            why = f"it asks for the Python object {wanted.group(1)}, and a checkpoint is loaded as data only (tensors, numbers, strings), never as code"
-        else:
-            why = "not a file of tensors and plain data written by torch.save"
-        raise CheckpointError(f"{path}: not a checkpoint of this project: {why}; refused") from None
-
-
 def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")) -> TrainedModel:
     """Load and check a checkpoint of this project; the model comes back on `device`, in eval
     mode and channels_last layout (as training and evaluation run it).
@@ -250,7 +229,7 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"{path}: no such checkpoint file")
-    checkpoint = _load_data_only(path)
+    checkpoint = load_data_only(path, CheckpointError, "a checkpoint of this project")
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f"{path}: not a checkpoint of this project (a {type(checkpoint).__name__}, expected a dict with {', '.join(REQUIRED_KEYS)})"

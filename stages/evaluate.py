@@ -25,7 +25,7 @@ from respiro.core.config import load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, atomic_file, read_csv, write_csv, write_json
 from respiro.core.tracking import EVAL_DIR, log_test_results, open_live
-from respiro.data.dataset import cycle_loader, load_spectrograms
+from respiro.data.dataset import CycleSet, cycle_loader, load_spectrograms
 from respiro.evaluation.errors import most_confident_errors
 from respiro.evaluation.metrics import format_score
 from respiro.evaluation.reports import DETAILS, PREDICTIONS, evaluation_details, headline_metrics, prediction_rows
@@ -63,7 +63,9 @@ def main() -> None:
     parts = np.array([r["part"] for r in split])
     labels = np.array([int(r["label"]) for r in rows])
     test = np.flatnonzero(parts == "test")
-    loader = cycle_loader(specs, labels, test, loaded.mean, loaded.std, params.evaluate.batch_size, device=device)
+    loader = cycle_loader(
+        CycleSet(specs, labels, test, loaded.mean, loaded.std), params.evaluate.batch_size, device=device
+    )
     probs, true = predict(loaded.model, loader, device)
     pred = probs.argmax(1)
     devices = np.array([rows[i]["device_corrected"] for i in test])

@@ -22,7 +22,7 @@ from respiro.core.config import load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, write_csv, write_json
 from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
-from respiro.data.dataset import input_stats, load_spectrograms
+from respiro.data.dataset import CycleSet, input_stats, load_spectrograms
 from respiro.data.splits import PARTS, assign_parts, held_out_masks, split_rows
 from respiro.evaluation.metrics import format_score
 from respiro.model.loss import build_loss
@@ -91,12 +91,9 @@ def main() -> None:
 
     seed_everything(tp.seed)
     mean, std = input_stats(specs, index["train"], tp.standardize)
+    train_set = CycleSet(specs, labels, index["train"], mean, std)
     batches = TrainBatches.load(
-        specs,
-        labels,
-        index["train"],
-        mean,
-        std,
+        train_set,
         device,
         batch_size=tp.batch_size,
         time_mask=tp.time_mask,
@@ -104,7 +101,7 @@ def main() -> None:
         seed=tp.seed,
         shard=shard,
     )
-    val = HeldCycles.load(specs, labels, index["val"], mean, std, device, tp.batch_size)
+    val = HeldCycles.load(train_set.part(index["val"]), device, tp.batch_size)
     network = arch.build(len(classes), params.model)
     if init is not None:
         load_pretrained(arch, network, init[0])  # after the usual init, which CBAM and the head keep

@@ -113,7 +113,7 @@ def test_train_stage_keeps_the_best_validation_epoch_and_never_sees_test(tmp_pat
     monkeypatch.setattr(  # on the class: a plain function there is called unbound, as HeldCycles.load is
         train_stage.HeldCycles,
         "load",
-        lambda specs, y, index, *a, **k: (loaded.append(np.array(index)), real_held(specs, y, index, *a, **k))[1],
+        lambda cycles, *a, **k: (loaded.append(np.array(cycles.index)), real_held(cycles, *a, **k))[1],
     )
     monkeypatch.setattr(
         train_stage,

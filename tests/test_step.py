@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from respiro.core.errors import StageError
-from respiro.data.dataset import cycle_loader
+from respiro.data.dataset import CycleSet, cycle_loader
 from respiro.model.loss import build_loss
 from respiro.model.resnet import build_model
 from respiro.training.batches import HeldCycles, Shard, TrainBatches
@@ -167,9 +167,10 @@ def test_validation_on_held_cycles_equals_the_loader():
     torch.manual_seed(0)
     model = small_net().eval()
     loss_fn = torch.nn.functional.cross_entropy
-    held = HeldCycles.load(specs, labels, index, mean, std, torch.device("cpu"), 4)
+    cycles = CycleSet(specs, labels, index, mean, std)
+    held = HeldCycles.load(cycles, torch.device("cpu"), 4)
     assert len(held) == 4 and len(list(held)) == 4
-    by_loader = validate(model, cycle_loader(specs, labels, index, mean, std, 4), loss_fn, torch.device("cpu"))
+    by_loader = validate(model, cycle_loader(cycles, 4), loss_fn, torch.device("cpu"))
     on_device = validate(model, held, loss_fn, torch.device("cpu"))
     assert on_device[0] == by_loader[0]
     assert np.array_equal(on_device[1], by_loader[1]) and np.array_equal(on_device[2], by_loader[2])

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from respiro.data.dataset import CycleSet
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -75,15 +77,14 @@ def apply_mask_bands(x: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(masked, 0.0)
 
 
-def standardized_rows(
-    specs: np.ndarray, rows: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device, chunk: int = 256
-) -> torch.Tensor:
-    """Spectrograms `specs[rows]` standardized per bin, as one float32 (n, 1, F, T) tensor on
-    `device`, read chunk by chunk so only the result sits in memory."""
+def standardized_rows(cycles: CycleSet, device: torch.device, chunk: int = 256) -> torch.Tensor:
+    """The spectrograms of `cycles` standardized per bin, as one float32 (n, 1, F, T) tensor
+    on `device`, read chunk by chunk so only the result sits in memory."""
+    specs, rows = cycles.specs, np.asarray(cycles.index)
     _, bins, frames = specs.shape
     out = torch.empty((len(rows), 1, bins, frames), dtype=torch.float32, device=device)
-    mean_t = torch.from_numpy(np.asarray(mean, dtype=np.float32))[:, None]
-    std_t = torch.from_numpy(np.asarray(std, dtype=np.float32))[:, None]
+    mean_t = torch.from_numpy(np.asarray(cycles.mean, dtype=np.float32))[:, None]
+    std_t = torch.from_numpy(np.asarray(cycles.std, dtype=np.float32))[:, None]
     for start in range(0, len(rows), chunk):
         block = torch.from_numpy(np.asarray(specs[rows[start : start + chunk]], dtype=np.float32))  # (b, F, T)
         out[start : start + len(block), 0] = ((block - mean_t) / std_t).to(device)
@@ -99,18 +100,10 @@ class HeldCycles:
         self.x, self.y, self.batch_size = x, y, batch_size
 
     @classmethod
-    def load(
-        cls,
-        specs: np.ndarray,
-        labels: np.ndarray,
-        index: np.ndarray,
-        mean: np.ndarray,
-        std: np.ndarray,
-        device: torch.device,
-        batch_size: int,
-    ) -> HeldCycles:
-        x = standardized_rows(specs, np.asarray(index), mean, std, device)
-        return cls(x, torch.from_numpy(np.asarray(labels)[index].astype(np.int64)).to(device), batch_size)
+    def load(cls, cycles: CycleSet, device: torch.device, batch_size: int) -> HeldCycles:
+        x = standardized_rows(cycles, device)
+        y = torch.from_numpy(np.asarray(cycles.labels)[cycles.index].astype(np.int64)).to(device)
+        return cls(x, y, batch_size)
 
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
@@ -145,11 +138,7 @@ class TrainBatches:
     @classmethod
     def load(
         cls,
-        specs: np.ndarray,
-        labels: np.ndarray,
-        index: np.ndarray,
-        mean: np.ndarray,
-        std: np.ndarray,
+        cycles: CycleSet,
         device: torch.device,
         *,
         batch_size: int,
@@ -159,10 +148,8 @@ class TrainBatches:
         shard: Shard = Shard(),
     ) -> TrainBatches:
         """Read this shard's rows (`index[rank::world]`) of the memory map onto `device`."""
-        held = HeldCycles.load(
-            specs, labels, np.asarray(index)[shard.rank :: shard.world], mean, std, device, batch_size
-        )
-        return cls(held.x, held.y, len(index), batch_size, time_mask, freq_mask, seed, shard)
+        held = HeldCycles.load(cycles.part(np.asarray(cycles.index)[shard.rank :: shard.world]), device, batch_size)
+        return cls(held.x, held.y, len(cycles.index), batch_size, time_mask, freq_mask, seed, shard)
 
     @property
     def device(self) -> torch.device:

@@ -37,7 +37,7 @@ import torch
 from respiro.core.schemes import SCHEMES
 from respiro.model.loss import build_loss
 from respiro.model.resnet import build_model
-from respiro.training.batches import HeldCycles, TrainBatches
+from respiro.training.batches import HeldCycles, Sampling, TrainBatches
 from respiro.training.device import to_device
 from respiro.training.fit import EpochResult, fit
 from respiro.training.loop import make_optimizer, train_one_epoch
@@ -64,7 +64,7 @@ def random_batches(cycles: int, batch: int, device: torch.device, seed: int = 0)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(cycles, 1, *SHAPE, generator=generator).to(device)
     y = torch.randint(0, 4, (cycles,), generator=generator).to(device)
-    return TrainBatches(x, y, cycles, batch, time_mask=16, freq_mask=8, seed=seed)
+    return TrainBatches(x, y, cycles, Sampling(batch, time_mask=16, freq_mask=8, seed=seed))
 
 
 def new_step(

@@ -29,7 +29,7 @@ from respiro.model.loss import build_loss
 from respiro.model.pretrained import load_pretrained, read_init
 from respiro.model.registry import architecture_of
 from respiro.training import distributed
-from respiro.training.batches import HeldCycles, TrainBatches
+from respiro.training.batches import HeldCycles, Sampling, TrainBatches
 from respiro.training.checkpoint import VAL_SCORES, save_checkpoint
 from respiro.training.device import (
     round_optimizer_sqrt,
@@ -92,15 +92,7 @@ def main() -> None:
     seed_everything(tp.seed)
     mean, std = input_stats(specs, index["train"], tp.standardize)
     train_set = CycleSet(specs, labels, index["train"], mean, std)
-    batches = TrainBatches.load(
-        train_set,
-        device,
-        batch_size=tp.batch_size,
-        time_mask=tp.time_mask,
-        freq_mask=tp.freq_mask,
-        seed=tp.seed,
-        shard=shard,
-    )
+    batches = TrainBatches.load(train_set, device, Sampling.of(tp), shard)
     val = HeldCycles.load(train_set.part(index["val"]), device, tp.batch_size)
     network = arch.build(len(classes), params.model)
     if init is not None:

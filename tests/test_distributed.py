@@ -23,7 +23,7 @@ from respiro.core.outputs import read_csv
 from respiro.data.dataset import CycleSet, cycle_loader, load_spectrograms
 from respiro.model.resnet import build_model
 from respiro.training import distributed
-from respiro.training.batches import Shard, TrainBatches
+from respiro.training.batches import Sampling, Shard, TrainBatches
 from respiro.training.loop import train_one_epoch
 from respiro.training.prediction import predict
 from respiro.training.step import EagerStep
@@ -55,11 +55,8 @@ def train_two_epochs(shard: Shard) -> tuple[dict[str, torch.Tensor], list[float]
     batches = TrainBatches.load(
         CycleSet(specs, labels, np.arange(N), np.zeros(10, np.float32), np.ones(10, np.float32)),
         torch.device("cpu"),
-        batch_size=BATCH,
-        time_mask=3,
-        freq_mask=2,
-        seed=5,
-        shard=shard,
+        Sampling(BATCH, time_mask=3, freq_mask=2, seed=5),
+        shard,
     )
     model = distributed.wrap(small_net(), torch.device("cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)

@@ -20,7 +20,7 @@ from respiro.core.errors import StageError
 from respiro.data.dataset import CycleSet, cycle_loader
 from respiro.model.loss import build_loss
 from respiro.model.resnet import build_model
-from respiro.training.batches import HeldCycles, Shard, TrainBatches
+from respiro.training.batches import HeldCycles, Sampling, Shard, TrainBatches
 from respiro.training.device import to_device
 from respiro.training.loop import lr_factor, make_optimizer, set_epoch_lr, train_one_epoch
 from respiro.training.prediction import validate
@@ -45,7 +45,7 @@ def random_batches(n: int, batch_size: int, device: torch.device, shard: Shard =
     generator = torch.Generator().manual_seed(3)
     x = torch.randn(n, 1, 10, 12, generator=generator)[shard.rank :: shard.world].to(device)
     y = torch.randint(0, 4, (n,), generator=generator)[shard.rank :: shard.world].to(device)
-    return TrainBatches(x, y, n, batch_size, time_mask=3, freq_mask=2, seed=5, shard=shard)
+    return TrainBatches(x, y, n, Sampling(batch_size, time_mask=3, freq_mask=2, seed=5), shard)
 
 
 class RecordWithoutRunning:

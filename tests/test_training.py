@@ -10,6 +10,7 @@ import torch
 from respiro.core.errors import ParamsError, StageError
 from respiro.core.schemes import SCHEMES
 from respiro.training.batches import (
+    Sampling,
     Shard,
     TrainBatches,
     apply_mask_bands,
@@ -24,14 +25,12 @@ from respiro.training.step import EagerStep
 FOUR = SCHEMES["four"].classes
 
 
-def batches_of(
-    n: int, batch_size: int, shard: Shard = Shard(), bins: int = 6, frames: int = 8, seed: int = 0, masks: int = 0
-) -> TrainBatches:
-    """A TrainBatches over n cycles whose value is their position (x[i] = i everywhere)."""
+def batches_of(n: int, batch_size: int, shard: Shard = Shard(), seed: int = 0, masks: int = 0) -> TrainBatches:
+    """A TrainBatches over n cycles (6 bins, 8 frames) whose value is their position (x[i] = i everywhere)."""
     positions = np.arange(n)[shard.rank :: shard.world]
-    x = torch.from_numpy(positions.astype(np.float32))[:, None, None, None].expand(-1, 1, bins, frames).clone()
+    x = torch.from_numpy(positions.astype(np.float32))[:, None, None, None].expand(-1, 1, 6, 8).clone()
     y = torch.from_numpy(positions % 4)
-    return TrainBatches(x, y, n, batch_size, time_mask=masks, freq_mask=masks, seed=seed, shard=shard)
+    return TrainBatches(x, y, n, Sampling(batch_size, time_mask=masks, freq_mask=masks, seed=seed), shard)
 
 
 def xs(data: TrainBatches, batch) -> torch.Tensor:

@@ -19,11 +19,10 @@ from tqdm import tqdm
 
 from respiro.core.cli import run_stage
 from respiro.core.config import load_params
-from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, write_csv, write_json
 from respiro.core.tracking import TRAIN_DIR, log_epoch, open_live
 from respiro.data.dataset import CycleSet, input_stats, load_spectrograms
-from respiro.data.splits import PARTS, assign_parts, held_out_masks, split_rows
+from respiro.data.splits import PARTS, split_cycles, split_rows
 from respiro.evaluation.metrics import format_score
 from respiro.model.loss import build_loss
 from respiro.model.pretrained import load_pretrained, read_init
@@ -55,7 +54,7 @@ CURVES_NOTE = f"{TRAIN_DIR}/ may hold the curves of the epochs it reached: `git 
 def main() -> None:
     timer = StageTimer("train")
     params = load_params()
-    tp, sp = params.train, params.split
+    tp = params.train
     arch = architecture_of(params.model)  # a network that has what model.* ask, or one line
     # (weights file, {file, sha256}) for pretrained weights, None from scratch.
     init = read_init(PRETRAINED, params.model.pretrained, arch.name)
@@ -69,26 +68,10 @@ def main() -> None:
     precision = "strict" if tp.precision == "strict" else arithmetic  # what the report says
     classes = params.classes.class_scheme().classes
     specs, rows = load_spectrograms(IN)
+    parts = split_cycles(rows, params.split, tp.val_fraction)
+    index = {part: np.flatnonzero(parts == part) for part in PARTS}
     labels = np.array([int(r["label"]) for r in rows])
     patients = np.array([r["patient"] for r in rows])
-    official = np.array([r["official_split"] for r in rows])
-    test, excluded = held_out_masks(
-        patients,
-        labels,
-        official,
-        method=sp.method,
-        test_fraction=sp.test_fraction,
-        n_folds=sp.n_folds,
-        fold=sp.fold,
-        folds_file=Path(sp.folds_file) if sp.folds_file else None,
-        seed=sp.seed,
-    )
-    parts = assign_parts(patients, labels, test, excluded, tp.val_fraction, sp.seed)
-    index = {part: np.flatnonzero(parts == part) for part in PARTS}
-    for part in ("train", "val", "test"):
-        if len(index[part]) == 0:
-            raise StageError(f"split.method={sp.method} leaves no {part} cycles ({len(rows)} cycles in all)")
-
     seed_everything(tp.seed)
     mean, std = input_stats(specs, index["train"], tp.standardize)
     train_set = CycleSet(specs, labels, index["train"], mean, std)

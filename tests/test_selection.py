@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from respiro.core.config import SplitParams
 from respiro.core.schemes import SCHEMES
 from respiro.data.dataset import MANIFEST, SPECTROGRAMS, frequency_stats
 from respiro.data.splits import assign_parts, held_out_masks
@@ -40,9 +41,8 @@ def official_corpus(n_patients: int = 24, seed: int = 0) -> tuple[np.ndarray, np
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_official_split_validation_is_patient_disjoint_from_training(seed: int) -> None:
     patients, labels, official = official_corpus(seed=seed)
-    test, excluded = held_out_masks(
-        patients, labels, official, method="official", test_fraction=0.3, n_folds=5, fold=0, folds_file=None, seed=seed
-    )
+    split = SplitParams(method="official", test_fraction=0.3, folds_file=None, n_folds=5, fold=0, seed=seed)
+    test, excluded = held_out_masks(patients, labels, official, split)
     parts = assign_parts(patients, labels, test, excluded, 0.2, seed)
     train, val, test = (set(patients[parts == p].tolist()) for p in ("train", "val", "test"))
     assert val and train

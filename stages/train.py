@@ -37,7 +37,7 @@ from respiro.training.device import (
     to_device,
     training_device,
 )
-from respiro.training.fit import EpochResult, fit
+from respiro.training.fit import EpochResult, Validation, fit
 from respiro.training.kernel_check import ensure_bf16_kernels, refuse_restart, restart_capped
 from respiro.training.loop import make_optimizer
 from respiro.training.precision import autocast_dtype, resolve_arithmetic
@@ -95,16 +95,7 @@ def main() -> None:
         arithmetic = precision = "fp32"
     model = distributed.wrap(network, device)
     loss_fn = build_loss(params.loss.name, params.loss.gamma, params.loss.alpha, len(classes)).to(device)
-    optimizer = make_optimizer(
-        model,
-        tp.optimizer,
-        tp.lr,
-        tp.weight_decay,
-        pretrained=arch if init is not None else None,
-        backbone_lr_factor=tp.backbone_lr_factor,
-        freeze_epochs=tp.freeze_epochs,
-        device=device,
-    )
+    optimizer = make_optimizer(model, tp, pretrained=arch if init is not None else None, device=device)
     if tp.precision == "strict":
         round_optimizer_sqrt(optimizer)  # MKL's sqrt rounds by CPU vendor (training/device.py)
     step = make_step(model, batches, loss_fn, optimizer, autocast_dtype(arithmetic), tp.capture)
@@ -122,17 +113,8 @@ def main() -> None:
             f"{e.seconds:.0f} s{' *' if e.improved else ''}"
         )
 
-    best = fit(
-        step,
-        batches,
-        val,
-        epochs=tp.epochs,
-        schedule=tp.schedule,
-        class_names=classes,
-        validates=main_process,
-        on_epoch=log,
-        on_step=lambda: bar.update(1),
-    )
+    validation = Validation(val, classes) if main_process else None
+    best = fit(step, batches, validation, tp, on_epoch=log, on_step=lambda: bar.update(1))
     bar.close()
     distributed.stop()
     if best is None:  # a process that only trained

@@ -25,7 +25,9 @@ from respiro.training.device import to_device
 from respiro.training.loop import lr_factor, make_optimizer, set_epoch_lr, train_one_epoch
 from respiro.training.prediction import validate
 from respiro.training.step import WARMUP_STEPS, EagerStep, GraphStep, captures, make_step
+from tests.conftest import train_params
 
+ADAM = train_params(optimizer="adam", lr=1e-3, weight_decay=1e-4)
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the real graph capture)")
 
 
@@ -152,7 +154,7 @@ def test_which_step_runs_where():
     assert not captures("auto", cpu, 1, capturable)
     data = random_batches(8, 4, cpu)
     model = small_net()
-    optimizer = make_optimizer(model, "adam", 1e-3, 1e-4)  # on the CPU: foreach AdamW, float rate
+    optimizer = make_optimizer(model, ADAM)  # on the CPU: foreach AdamW, float rate
     assert isinstance(optimizer.param_groups[0]["lr"], float) and not optimizer.param_groups[0]["capturable"]
     assert make_step(model, data, torch.nn.functional.cross_entropy, optimizer, None).kind == "eager"
     with pytest.raises(ValueError, match="one process"):
@@ -192,7 +194,7 @@ def test_a_cuda_graph_step_trains_as_the_eager_step_on_a_gpu(arithmetic):
     for kind in ("eager", "graph"):
         torch.manual_seed(0)
         model = to_device(build_model(18, True), cuda)
-        optimizer = make_optimizer(model, "adam", 1e-3, 1e-4, device=cuda)
+        optimizer = make_optimizer(model, ADAM, device=cuda)
         loss_fn = build_loss("focal", 1.0, None, 4).to(cuda)
         step = (EagerStep if kind == "eager" else GraphStep)(model, data, loss_fn, optimizer, precision)
         step.autocast_cache = False  # as a graph step computes: like against like

@@ -29,7 +29,7 @@ from respiro.model.pretrained import load_pretrained, read_init
 from respiro.model.registry import architecture_of
 from respiro.training import distributed
 from respiro.training.batches import HeldCycles, Sampling, TrainBatches
-from respiro.training.checkpoint import VAL_SCORES, save_checkpoint
+from respiro.training.checkpoint import VAL_SCORES, CheckpointContents, save_checkpoint
 from respiro.training.device import (
     round_optimizer_sqrt,
     seed_everything,
@@ -123,15 +123,17 @@ def main() -> None:
 
     save_checkpoint(
         MODEL,
-        state_dict=best.state_dict,
-        class_names=classes,
-        params=params.as_dict(),
-        input_mean=mean,
-        input_std=std,
-        epoch=best.epoch,
-        val_scores=best.val,
-        cycle_seconds_median=float(np.median([float(rows[i]["seconds"]) for i in index["train"]])),
-        init_weights=None if init is None else init[1],
+        CheckpointContents(
+            state_dict=best.state_dict,
+            class_names=classes,
+            params=params.as_dict(),
+            input_mean=mean,
+            input_std=std,
+            epoch=best.epoch,
+            val_scores=best.val,
+            cycle_seconds_median=float(np.median([float(rows[i]["seconds"]) for i in index["train"]])),
+            init_weights=None if init is None else init[1],
+        ),
     )
     write_csv(SPLIT, split_rows(rows, parts))
     live.end()

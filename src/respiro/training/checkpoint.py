@@ -96,33 +96,36 @@ def upgrade_params(params: Any) -> Any:
     return upgraded
 
 
-def save_checkpoint(
-    path: Path,
-    *,
-    state_dict: dict[str, torch.Tensor],
-    class_names: tuple[str, ...],
-    params: Mapping[str, Mapping[str, Any]],
-    input_mean: np.ndarray,
-    input_std: np.ndarray,
-    epoch: int,
-    val_scores: Mapping[str, float | None],
-    cycle_seconds_median: float,
-    init_weights: Mapping[str, str] | None = None,
-) -> None:
-    """Write a checkpoint to `path` (atomically: complete or not at all). `params` holds at
-    least PARAMS_GROUPS (params.yaml as a dict), `val_scores` at least VAL_SCORES;
-    `init_weights` the {file, sha256} of the ImageNet weights training started from
-    (model.pretrained: imagenet), stored only then."""
+@dataclass(frozen=True)
+class CheckpointContents:
+    """What the train stage saves: the keys above, as it has them."""
+
+    state_dict: dict[str, torch.Tensor]
+    class_names: tuple[str, ...]
+    params: Mapping[str, Mapping[str, Any]]  # params.yaml as a dict: at least PARAMS_GROUPS
+    input_mean: np.ndarray  # (F,) float32
+    input_std: np.ndarray  # (F,) float32
+    epoch: int
+    val_scores: Mapping[str, float | None]  # at least VAL_SCORES
+    cycle_seconds_median: float
+    # {file, sha256} of the ImageNet weights training started from (model.pretrained:
+    # imagenet), stored only then.
+    init_weights: Mapping[str, str] | None = None
+
+
+def save_checkpoint(path: Path, contents: CheckpointContents) -> None:
+    """Write a checkpoint of `contents` to `path` (atomically: complete or not at all)."""
+    c = contents
     checkpoint = {  # the keys in this order: the same run gives the same bytes
-        "state_dict": state_dict,
-        "class_names": list(class_names),
-        "params": {group: dict(params[group]) for group in PARAMS_GROUPS},
-        "input_mean": torch.from_numpy(input_mean),
-        "input_std": torch.from_numpy(input_std),
-        "epoch": epoch,
-        "val_scores": {k: val_scores[k] for k in VAL_SCORES},
-        "cycle_seconds_median": float(cycle_seconds_median),
-        **({"init_weights": dict(init_weights)} if init_weights is not None else {}),
+        "state_dict": c.state_dict,
+        "class_names": list(c.class_names),
+        "params": {group: dict(c.params[group]) for group in PARAMS_GROUPS},
+        "input_mean": torch.from_numpy(c.input_mean),
+        "input_std": torch.from_numpy(c.input_std),
+        "epoch": c.epoch,
+        "val_scores": {k: c.val_scores[k] for k in VAL_SCORES},
+        "cycle_seconds_median": float(c.cycle_seconds_median),
+        **({"init_weights": dict(c.init_weights)} if c.init_weights is not None else {}),
     }
     with atomic_file(path) as tmp:
         torch.save(checkpoint, tmp)

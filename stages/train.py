@@ -87,7 +87,6 @@ def main() -> None:
         network,
         val.x[: tp.batch_size].contiguous(memory_format=torch.channels_last),
         arithmetic,
-        device,
         restart=None if tp.precision == "auto" else restart_capped if shard.world == 1 else refuse_restart,
     )
     kernels.update(checked.record())

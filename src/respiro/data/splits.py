@@ -151,6 +151,16 @@ def split_cycles(cycles: list[dict[str, str]], split: SplitParams, val_fraction:
     return parts
 
 
+def part_sizes(cycles: list[dict[str, str]], parts: np.ndarray) -> dict[str, dict[str, int]]:
+    """Cycles and patients in every part (PARTS) of the manifest `cycles`: {"cycles": {part:
+    count}, "patients": {part: count}}."""
+    patients = np.array([c["patient"] for c in cycles])
+    return {
+        "cycles": {part: int((parts == part).sum()) for part in PARTS},
+        "patients": {part: len(np.unique(patients[parts == part])) for part in PARTS},
+    }
+
+
 def split_rows(cycles: list[dict[str, str]], parts: np.ndarray) -> list[dict[str, str]]:
     """models/split.csv: every cycle of the manifest `cycles` with its part."""
     return [

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from respiro.core.config import TrainParams
-from respiro.evaluation.metrics import scores_of
+from respiro.evaluation.metrics import format_score, scores_of
 from respiro.training.batches import TrainBatches
 from respiro.training.distributed import plain_state_dict, unwrap
 from respiro.training.loop import lr_factor, set_epoch_lr, train_one_epoch
@@ -37,6 +37,15 @@ class EpochResult:
     val: dict[str, Any]  # evaluation.metrics.icbhi_scores of the validation cycles
     improved: bool  # the best validation score so far: these weights are kept
     seconds: float
+
+    def line(self, epochs: int) -> str:
+        """`epoch 3/12: train loss 0.9120, val loss ..., val SE ... SP ... score ..., 41 s *`
+        (`*`: the best so far)."""
+        return (
+            f"epoch {self.epoch}/{epochs}: train loss {self.train_loss:.4f}, val loss {self.val_loss:.4f}, "
+            f"val SE {format_score(self.val['se'])} SP {format_score(self.val['sp'])} score {format_score(self.val['icbhi_score'])}, "
+            f"{self.seconds:.0f} s{' *' if self.improved else ''}"
+        )
 
     def curves(self) -> dict[str, float | None]:
         """The per-epoch values DVCLive plots (None: undefined, e.g. SE without abnormal cycles)."""

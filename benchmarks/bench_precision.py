@@ -65,7 +65,7 @@ def auto_choice() -> dict[str, str]:
     verdicts = {}
     for frames in (126, 32):
         x = torch.randn(32, 1, 129, frames).contiguous(memory_format=torch.channels_last)
-        verdict = ensure_bf16_kernels(model, x, arithmetic, cpu, restart=None, say=lambda _line: None)
+        verdict = ensure_bf16_kernels(model, x, arithmetic, restart=None, say=lambda _line: None)
         verdicts[frames] = verdict
     picked = "fp32" if verdicts[126].kernels == "fp32" else arithmetic
     return {

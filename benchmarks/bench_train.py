@@ -34,12 +34,13 @@ import time
 
 import torch
 
+from respiro.core.config import TrainParams, load_params
 from respiro.core.schemes import SCHEMES
 from respiro.model.loss import build_loss
 from respiro.model.resnet import build_model
-from respiro.training.batches import HeldCycles, TrainBatches
+from respiro.training.batches import HeldCycles, Sampling, TrainBatches
 from respiro.training.device import to_device
-from respiro.training.fit import EpochResult, fit
+from respiro.training.fit import EpochResult, Validation, fit
 from respiro.training.loop import make_optimizer, train_one_epoch
 from respiro.training.precision import Arithmetic, autocast_dtype, resolve_arithmetic, set_cuda_fp32
 from respiro.training.step import WARMUP_STEPS, EagerStep, make_step
@@ -60,11 +61,17 @@ def step_kinds(device: torch.device) -> list[str]:
     return ["eager", "cuda graph"] if device.type == "cuda" else ["eager"]
 
 
+def train_params(**values: object) -> TrainParams:
+    """params.yaml's train group with AdamW at 1e-3, weight decay 1e-4, and `values` in place."""
+    bench = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, **values}
+    return TrainParams.model_validate({**load_params().train.model_dump(), **bench})
+
+
 def random_batches(cycles: int, batch: int, device: torch.device, seed: int = 0) -> TrainBatches:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(cycles, 1, *SHAPE, generator=generator).to(device)
     y = torch.randint(0, 4, (cycles,), generator=generator).to(device)
-    return TrainBatches(x, y, cycles, batch, time_mask=16, freq_mask=8, seed=seed)
+    return TrainBatches(x, y, cycles, Sampling(batch, time_mask=16, freq_mask=8, seed=seed))
 
 
 def new_step(
@@ -76,7 +83,7 @@ def new_step(
         set_cuda_fp32(arithmetic)
     torch.manual_seed(0)
     model = to_device(build_model(depth, cbam), device)
-    optimizer = make_optimizer(model, "adam", 1e-3, 1e-4, device=device)
+    optimizer = make_optimizer(model, train_params(), device=device)
     loss_fn = build_loss("focal", 1.0, None, 4).to(device)
     if compiled:  # the module under torch.compile; the step itself as the train stage runs it
         return EagerStep(torch.compile(model), batches, loss_fn, optimizer, autocast_dtype(arithmetic))
@@ -155,7 +162,13 @@ def fit_rows(devices: list[torch.device], cycles: int, batch: int = 32, epochs: 
             # work is in them.
             results: list[EpochResult] = []
             step = new_step(34, True, arithmetic, kind, batches)
-            fit(step, batches, val, epochs=epochs, schedule="cosine", class_names=classes, on_epoch=results.append)
+            fit(
+                step,
+                batches,
+                Validation(val, classes),
+                train_params(epochs=epochs, schedule="cosine"),
+                on_epoch=results.append,
+            )
             seconds = [e.seconds for e in results]
             rows.append({"benchmark": f"fit epoch, {cycles} + {val_cycles} val cycles", "model": "ResNet-34 + CBAM",
                          "device": device_name(device), "precision": arithmetic, "step": kind,

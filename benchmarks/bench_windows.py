@@ -35,7 +35,7 @@ import yaml
 from respiro.core.config import ModelParams
 from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from respiro.model.registry import ARCHITECTURES, create_model, get_architecture
-from respiro.training.checkpoint import save_checkpoint
+from respiro.training.checkpoint import CheckpointContents, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,14 +52,16 @@ def untrained_checkpoint(path: Path, arch: str | None, cbam: bool | None, durati
     torch.manual_seed(0)
     save_checkpoint(  # the train stage's writer: the format stays the one place's
         path,
-        state_dict=create_model(ModelParams(**m), len(CLASS_NAMES)).state_dict(),
-        class_names=CLASS_NAMES,
-        params=params,
-        input_mean=np.full(bins, -8.0, dtype=np.float32),
-        input_std=np.full(bins, 3.0, dtype=np.float32),
-        epoch=1,
-        val_scores={"icbhi_score": None, "se": None, "sp": None},
-        cycle_seconds_median=2.7,  # ICBHI's median cycle: the default window
+        CheckpointContents(
+            state_dict=create_model(ModelParams(**m), len(CLASS_NAMES)).state_dict(),
+            class_names=CLASS_NAMES,
+            params=params,
+            input_mean=np.full(bins, -8.0, dtype=np.float32),
+            input_std=np.full(bins, 3.0, dtype=np.float32),
+            epoch=1,
+            val_scores={"icbhi_score": None, "se": None, "sp": None},
+            cycle_seconds_median=2.7,  # ICBHI's median cycle: the default window
+        ),
     )
     return params
 

@@ -19,7 +19,7 @@ from respiro.core.config import load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import StageTimer, read_csv, write_csv, write_json
 from respiro.core.tracking import EVAL_DIR, log_test_results, open_live
-from respiro.data.dataset import cycle_loader, load_spectrograms
+from respiro.data.dataset import CycleSet, cycle_loader, load_spectrograms
 from respiro.evaluation.metrics import format_score
 from respiro.evaluation.reports import DETAILS, PREDICTIONS, evaluation_details, headline_metrics
 from respiro.evaluation.test_set import CyclePredictions, SplitCorpus, prediction_rows
@@ -53,7 +53,9 @@ def main() -> None:
         raise StageError(f"{SPLIT} and {SPECS}: {err}; rerun the train stage") from None
     test = corpus.test
     labels = corpus.column("label").astype(int)
-    loader = cycle_loader(specs, labels, test, loaded.mean, loaded.std, params.evaluate.batch_size, device=device)
+    loader = cycle_loader(
+        CycleSet(specs, labels, test, loaded.mean, loaded.std), params.evaluate.batch_size, device=device
+    )
     probs, true = predict(loaded.model, loader, device)
     predictions = CyclePredictions(test, true, probs.argmax(1), probs)
     # Each official test part scored alone (SPRSound: test_inter, test_intra), where the split is the official one.

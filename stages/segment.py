@@ -26,7 +26,7 @@ from respiro.core.cli import run_stage
 from respiro.core.config import load_params
 from respiro.core.errors import StageError
 from respiro.core.outputs import SkipReport, StageTimer, atomic_dir, write_csv
-from respiro.data.catalog import cycle_row
+from respiro.data.catalog import Catalog
 from respiro.data.databases import database_of
 from respiro.data.raw_folder import raw_root
 
@@ -38,6 +38,7 @@ def main() -> None:
     timer = StageTimer("segment")
     params = load_params()
     database, scheme = database_of(params), params.classes.class_scheme()
+    catalog = Catalog(database, scheme)
     store = AudioStore(IN)
     gains = read_gains(GAINS, [rec["stem"] for rec in store.rows])
     report = SkipReport("segment")
@@ -69,9 +70,7 @@ def main() -> None:
                 continue
             clipped += span.clipped
             where.append((i, span.start, span.end, gains[i]))
-            rows.append(
-                cycle_row(len(rows), rec, event, span.end - span.start, span.clipped, rate, database, scheme, label)
-            )
+            rows.append(catalog.row(len(rows), rec, event, span.end - span.start, span.clipped, label))
     if not rows:
         raise StageError(f"no cycles found in the annotations of {len(store)} recordings")
     recording, start, end, gain_db = (np.array(column) for column in zip(*where))

@@ -11,6 +11,8 @@ from typing import NamedTuple
 import pytest
 import yaml
 
+from respiro.core.config import TrainParams
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
@@ -72,6 +74,11 @@ def set_params(project: Path, overrides: dict[str, dict]) -> None:
     for group, values in overrides.items():
         params[group].update(values)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def train_params(**values: object) -> TrainParams:
+    """The project's train params (params.yaml) with `values` in their place, validated."""
+    return TrainParams.model_validate({**yaml.safe_load((ROOT / "params.yaml").read_text())["train"], **values})
 
 
 # Small enough for a whole pipeline in well under a minute on 2 cores, big enough that every

@@ -31,7 +31,7 @@ from respiro.core.config import parse_params
 from respiro.core.errors import ParamsError
 from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from respiro.model.resnet import build_model
-from respiro.training.checkpoint import save_checkpoint
+from respiro.training.checkpoint import CheckpointContents, save_checkpoint
 from tests.conftest import DVC_ENV, ROOT, TINY_PARAMS, make_project_copy
 
 RATE = 4000
@@ -66,14 +66,16 @@ def models(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     save_checkpoint(  # the train stage's writer
         folder / "model.pt",
-        state_dict=build_model(18, False, 16, len(CLASS_NAMES)).state_dict(),
-        class_names=CLASS_NAMES,
-        params=params,
-        input_mean=np.full(bins, -8.0, dtype=np.float32),
-        input_std=np.full(bins, 3.0, dtype=np.float32),
-        epoch=1,
-        val_scores={"icbhi_score": None, "se": None, "sp": None},
-        cycle_seconds_median=2.5,
+        CheckpointContents(
+            state_dict=build_model(18, False, 16, len(CLASS_NAMES)).state_dict(),
+            class_names=CLASS_NAMES,
+            params=params,
+            input_mean=np.full(bins, -8.0, dtype=np.float32),
+            input_std=np.full(bins, 3.0, dtype=np.float32),
+            epoch=1,
+            val_scores={"icbhi_score": None, "se": None, "sp": None},
+            cycle_seconds_median=2.5,
+        ),
     )
     torch.save({"state_dict": {}, "weights": [1, 2, 3]}, folder / "foreign.pt")
     torch.save({"state_dict": Evil(folder / "PWNED")}, folder / "evil.pt")

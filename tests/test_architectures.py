@@ -26,6 +26,7 @@ from respiro.model.efficientnet import STAGE_WIDTHS, EfficientNetB0Architecture
 from respiro.model.pretrained import load_pretrained
 from respiro.model.registry import ARCHITECTURES, architecture_of, create_model, get_architecture, upgrade_model_group
 from respiro.training.loop import make_optimizer, set_epoch_lr
+from tests.conftest import train_params
 
 NAMES = list(ARCHITECTURES)
 CNNS = [n for n in NAMES if ARCHITECTURES[n].cbam_placement is not None]
@@ -219,7 +220,8 @@ def test_parameter_groups_cover_the_network_and_freezing_holds_exactly_the_early
     for key in ours:
         fits = key in published and (published[key].shape == ours[key].shape or published[key].shape[1:2] == (3,))
         assert fits == (arch.param_group(key) != "new"), key
-    optimizer = make_optimizer(model, "adam", 1e-3, 0.0, pretrained=arch, backbone_lr_factor=0.1, freeze_epochs=1)
+    fine_tuning = train_params(optimizer="adam", lr=1e-3, weight_decay=0.0, backbone_lr_factor=0.1, freeze_epochs=1)
+    optimizer = make_optimizer(model, fine_tuning, pretrained=arch)
     set_epoch_lr(optimizer, 1.0, 1)
     assert [g["lr"] for g in optimizer.param_groups] == [0.0, pytest.approx(1e-4), 1e-3]
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

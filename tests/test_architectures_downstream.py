@@ -27,7 +27,7 @@ from respiro.inference.onnx import export_onnx, onnx_probabilities
 from respiro.inference.recording import classify_spectrograms
 from respiro.inference.report import unit_maps
 from respiro.model.registry import ARCHITECTURES, create_model
-from respiro.training.checkpoint import load_checkpoint, save_checkpoint
+from respiro.training.checkpoint import CheckpointContents, load_checkpoint, save_checkpoint
 from tests.conftest import ROOT
 from tests.test_report import make_recordings
 
@@ -58,14 +58,16 @@ def make_checkpoint(path: Path, arch: str, cbam: bool = True) -> Path:
     bins = AudioChain.from_params(params).shape[0]
     save_checkpoint(
         path,
-        state_dict=model.state_dict(),
-        params=params,
-        input_mean=np.full(bins, -9.0, np.float32),
-        input_std=np.full(bins, 3.0, np.float32),
-        epoch=1,
-        val_scores={"icbhi_score": None, "se": None, "sp": None},
-        cycle_seconds_median=2.0,
-        class_names=CLASS_NAMES,
+        CheckpointContents(
+            state_dict=model.state_dict(),
+            params=params,
+            input_mean=np.full(bins, -9.0, np.float32),
+            input_std=np.full(bins, 3.0, np.float32),
+            epoch=1,
+            val_scores={"icbhi_score": None, "se": None, "sp": None},
+            cycle_seconds_median=2.0,
+            class_names=CLASS_NAMES,
+        ),
     )
     return path
 

@@ -30,7 +30,7 @@ from respiro.model.ast import PATCH, STRIDE, patch_grid_shape
 from respiro.model.pretrained import load_pretrained
 from respiro.model.registry import architecture_of, create_model, get_architecture
 from respiro.training.loop import make_optimizer, set_epoch_lr
-from tests.conftest import ROOT
+from tests.conftest import ROOT, train_params
 
 ARCH = get_architecture("ast")
 
@@ -161,7 +161,8 @@ def test_one_training_step_reaches_every_parameter_and_the_groups_cover_them():
     assert {n for n, g in groups.items() if g == "new"} == {n for n in groups if n.startswith("head.")}
     early = {n for n, g in groups.items() if g == "early"}
     assert early == {n for n in groups if n.startswith(("ast.embeddings.", "ast.layers.0."))}
-    optimizer = make_optimizer(model, "adam", 1e-3, 0.0, pretrained=ARCH, backbone_lr_factor=0.1, freeze_epochs=1)
+    fine_tuning = train_params(optimizer="adam", lr=1e-3, weight_decay=0.0, backbone_lr_factor=0.1, freeze_epochs=1)
+    optimizer = make_optimizer(model, fine_tuning, pretrained=ARCH)
     set_epoch_lr(optimizer, 1.0, 1)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer.zero_grad()

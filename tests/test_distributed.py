@@ -20,10 +20,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from respiro.core.outputs import read_csv
-from respiro.data.dataset import cycle_loader, load_spectrograms
+from respiro.data.dataset import CycleSet, cycle_loader, load_spectrograms
 from respiro.model.resnet import build_model
 from respiro.training import distributed
-from respiro.training.batches import Shard, TrainBatches
+from respiro.training.batches import Sampling, Shard, TrainBatches
 from respiro.training.loop import train_one_epoch
 from respiro.training.prediction import predict
 from respiro.training.step import EagerStep
@@ -53,9 +53,11 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 def train_two_epochs(shard: Shard) -> tuple[dict[str, torch.Tensor], list[float]]:
     specs, labels = data()
     batches = TrainBatches.load(
-        specs, labels, np.arange(N), np.zeros(10, np.float32), np.ones(10, np.float32), torch.device("cpu"),
-        batch_size=BATCH, time_mask=3, freq_mask=2, seed=5, shard=shard,
-    )  # fmt: skip
+        CycleSet(specs, labels, np.arange(N), np.zeros(10, np.float32), np.ones(10, np.float32)),
+        torch.device("cpu"),
+        Sampling(BATCH, time_mask=3, freq_mask=2, seed=5),
+        shard,
+    )
     model = distributed.wrap(small_net(), torch.device("cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
     step = EagerStep(model, batches, torch.nn.functional.cross_entropy, optimizer, None)
@@ -116,7 +118,9 @@ def probabilities_of(project: Path) -> np.ndarray:
     labels = np.array([int(r["label"]) for r in rows])
     mean, std = checkpoint["input_mean"].numpy(), checkpoint["input_std"].numpy()
     probs, _ = predict(
-        model, cycle_loader(specs, labels, np.flatnonzero(parts != "excluded"), mean, std, 64), torch.device("cpu")
+        model,
+        cycle_loader(CycleSet(specs, labels, np.flatnonzero(parts != "excluded"), mean, std), 64),
+        torch.device("cpu"),
     )
     return probs
 

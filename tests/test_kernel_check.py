@@ -27,7 +27,6 @@ from respiro.training.kernel_check import (
 
 SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
 EPYC = frozenset({"avx2", "avx512f", "avx512_bf16"})
-CPU = torch.device("cpu")
 
 
 def resnet() -> nn.Module:
@@ -90,7 +89,7 @@ def test_an_injected_wrong_kernel_is_caught_and_named(amx_narrow_conv_is_wrong):
 def test_the_fallback_says_one_line_and_starts_again_capped(amx_narrow_conv_is_wrong):
     said, restarted = [], []
     verdict = ensure_bf16_kernels(
-        resnet(), cycles(32), "bf16", CPU, flags=SAPPHIRE_RAPIDS, restart=restarted.append, say=said.append
+        resnet(), cycles(32), "bf16", flags=SAPPHIRE_RAPIDS, restart=restarted.append, say=said.append
     )
     assert verdict.kernels == "capped" and restarted == [verdict.failed]
     assert len(said) == 1 and "\n" not in said[0]
@@ -101,7 +100,7 @@ def test_a_safe_model_shape_keeps_the_fast_kernels(amx_narrow_conv_is_wrong):
     """The default 8 s cycle (126 frames) never reaches a 1- or 2-wide input: the same
     injected bug leaves it on the fast kernels."""
     restarted = []
-    verdict = ensure_bf16_kernels(resnet(), cycles(126), "bf16", CPU, flags=SAPPHIRE_RAPIDS, restart=restarted.append)
+    verdict = ensure_bf16_kernels(resnet(), cycles(126), "bf16", flags=SAPPHIRE_RAPIDS, restart=restarted.append)
     assert verdict.kernels == "fast" and restarted == []
     assert verdict.record() == {"bf16_kernels": {"kernels": "fast", "cases": verdict.cases, "failed": None}}
     assert verdict.summary() == f"; bf16 kernels: AMX, {verdict.cases} layers checked"
@@ -115,14 +114,14 @@ def test_nothing_is_checked_where_nothing_is_suspect(amx_narrow_conv_is_wrong, m
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
     restarted = []
-    verdict = ensure_bf16_kernels(resnet(), cycles(32), arithmetic, CPU, flags=flags, restart=restarted.append)
+    verdict = ensure_bf16_kernels(resnet(), cycles(32), arithmetic, flags=flags, restart=restarted.append)
     assert verdict.kernels == "not checked" and restarted == [] and verdict.summary() == ""
 
 
 def test_the_restarted_run_reports_why_it_is_capped(monkeypatch):
     monkeypatch.setenv(AMX_CAP[0], AMX_CAP[1])
     monkeypatch.setenv(FALLBACK_VARIABLE, "layer4.0.conv1: conv2d ...: NaN or infinite outputs")
-    verdict = ensure_bf16_kernels(resnet(), cycles(32), "bf16", CPU, flags=SAPPHIRE_RAPIDS, restart=pytest.fail)
+    verdict = ensure_bf16_kernels(resnet(), cycles(32), "bf16", flags=SAPPHIRE_RAPIDS, restart=pytest.fail)
     assert verdict.kernels == "capped" and verdict.failed.startswith("layer4.0.conv1")
     assert verdict.summary().startswith(f"; bf16 kernels capped ({AMX_CAP[0]}={AMX_CAP[1]}): layer4.0.conv1")
 
@@ -152,18 +151,16 @@ def test_a_run_of_several_processes_stops_with_one_line_instead(amx_narrow_conv_
     with pytest.raises(
         StageError, match=rf"^bf16 kernel self-test: layer.*set {AMX_CAP[0]}={AMX_CAP[1]} in the environment"
     ):
-        ensure_bf16_kernels(resnet(), cycles(32), "bf16", CPU, flags=SAPPHIRE_RAPIDS, restart=refuse_restart, say=print)
+        ensure_bf16_kernels(resnet(), cycles(32), "bf16", flags=SAPPHIRE_RAPIDS, restart=refuse_restart, say=print)
 
 
 def test_auto_trains_in_fp32_instead_of_capped_bf16(amx_narrow_conv_is_wrong):
     """train.precision auto: a failing layer makes the run fp32 (no AMX kernel; capped bf16
     was slower than fp32 on the Xeon measured), with one line and no restart."""
     said = []
-    verdict = ensure_bf16_kernels(
-        resnet(), cycles(32), "bf16", CPU, flags=SAPPHIRE_RAPIDS, restart=None, say=said.append
-    )
+    verdict = ensure_bf16_kernels(resnet(), cycles(32), "bf16", flags=SAPPHIRE_RAPIDS, restart=None, say=said.append)
     assert verdict.kernels == "fp32" and verdict.failed is not None
     assert len(said) == 1 and "train.precision auto trains in fp32 instead" in said[0]
     assert verdict.summary() == f"; fp32, not bf16: {verdict.failed}"
-    safe = ensure_bf16_kernels(resnet(), cycles(126), "bf16", CPU, flags=SAPPHIRE_RAPIDS, restart=None)
+    safe = ensure_bf16_kernels(resnet(), cycles(126), "bf16", flags=SAPPHIRE_RAPIDS, restart=None)
     assert safe.kernels == "fast"  # the default shape keeps bf16 on AMX

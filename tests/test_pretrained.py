@@ -40,7 +40,7 @@ from respiro.model.registry import get_architecture
 from respiro.model.resnet import DEPTHS, build_model
 from respiro.training.checkpoint import upgrade_params
 from respiro.training.loop import make_optimizer, set_epoch_lr
-from tests.conftest import DVC_ENV, ROOT, FinishedRun, copy_project, run, set_params
+from tests.conftest import DVC_ENV, ROOT, FinishedRun, copy_project, run, set_params, train_params
 from tests.test_acquire import FileServer
 
 # --- files in torchvision's layout -------------------------------------------------------------
@@ -278,7 +278,7 @@ def test_the_train_stage_reads_only_a_record_that_fits_its_params(tmp_path):
 
 
 def test_default_optimizer_is_one_group_at_the_plain_rate():
-    optimizer = make_optimizer(build_model(18, cbam=True), "adam", 0.5, 1e-4)
+    optimizer = make_optimizer(build_model(18, cbam=True), train_params(optimizer="adam", lr=0.5, weight_decay=1e-4))
     assert len(optimizer.param_groups) == 1
     assert set_epoch_lr(optimizer, 0.74, epoch=1) == optimizer.param_groups[0]["lr"] == 0.37
 
@@ -287,7 +287,8 @@ def test_default_optimizer_is_one_group_at_the_plain_rate():
 def test_backbone_factor_and_freezing_move_exactly_the_layers_they_name(name):
     torch.manual_seed(0)
     model = build_model(18, cbam=True)
-    optimizer = make_optimizer(model, name, 1e-3, 1e-4, pretrained=arch(18), backbone_lr_factor=0.1, freeze_epochs=1)
+    fine_tuning = train_params(optimizer=name, lr=1e-3, weight_decay=1e-4, backbone_lr_factor=0.1, freeze_epochs=1)
+    optimizer = make_optimizer(model, fine_tuning, pretrained=arch(18))
     names = {id(p): n for n, p in model.named_parameters()}
     groups = [{names[id(p)] for p in g["params"]} for g in optimizer.param_groups]
     assert all(n.startswith(("conv1.", "bn1.", "layer1.")) for n in groups[0])

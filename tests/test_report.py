@@ -26,7 +26,7 @@ from respiro.core.errors import OutputPathError, StageError
 from respiro.core.outputs import read_csv
 from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from respiro.model.resnet import build_model
-from respiro.training.checkpoint import save_checkpoint
+from respiro.training.checkpoint import CheckpointContents, save_checkpoint
 from tests.conftest import ROOT
 
 RATE = 8000
@@ -49,14 +49,16 @@ def make_checkpoint(path: Path, class_names: tuple[str, ...] = CLASS_NAMES, sche
     bins = params["stft"]["n_fft"] // 2 + 1
     save_checkpoint(
         path,
-        state_dict=model.state_dict(),
-        params=params,
-        input_mean=np.full(bins, -9.0, np.float32),
-        input_std=np.full(bins, 3.0, np.float32),
-        epoch=1,
-        val_scores={"icbhi_score": None, "se": None, "sp": None},
-        cycle_seconds_median=2.0,
-        class_names=class_names,
+        CheckpointContents(
+            state_dict=model.state_dict(),
+            params=params,
+            input_mean=np.full(bins, -9.0, np.float32),
+            input_std=np.full(bins, 3.0, np.float32),
+            epoch=1,
+            val_scores={"icbhi_score": None, "se": None, "sp": None},
+            cycle_seconds_median=2.0,
+            class_names=class_names,
+        ),
     )
     return path
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from respiro.core.config import SplitParams
 from respiro.core.schemes import SCHEMES
 from respiro.data.dataset import MANIFEST, SPECTROGRAMS, frequency_stats
 from respiro.data.splits import assign_parts, held_out_masks
@@ -40,9 +41,8 @@ def official_corpus(n_patients: int = 24, seed: int = 0) -> tuple[np.ndarray, np
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_official_split_validation_is_patient_disjoint_from_training(seed: int) -> None:
     patients, labels, official = official_corpus(seed=seed)
-    test, excluded = held_out_masks(
-        patients, labels, official, method="official", test_fraction=0.3, n_folds=5, fold=0, folds_file=None, seed=seed
-    )
+    split = SplitParams(method="official", test_fraction=0.3, folds_file=None, n_folds=5, fold=0, seed=seed)
+    test, excluded = held_out_masks(patients, labels, official, split)
     parts = assign_parts(patients, labels, test, excluded, 0.2, seed)
     train, val, test = (set(patients[parts == p].tolist()) for p in ("train", "val", "test"))
     assert val and train
@@ -80,11 +80,12 @@ def test_per_device_scores_are_each_devices_cycles_alone() -> None:
     assert per_device["C"]["icbhi_score"] == 1.0
 
 
-def write_spectrograms(folder, patients, labels, official, bins=16, frames=12, seed=0) -> None:
-    """The stft stage's output format: spectrograms.npy (N, F, T) and the cycle manifest."""
+def write_spectrograms(folder, patients, labels, official) -> None:
+    """The stft stage's output format: spectrograms.npy (N, F, T) of 16 bins and 12 frames,
+    and the cycle manifest."""
     folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    specs = rng.normal(0, 1, (len(labels), bins, frames)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    specs = rng.normal(0, 1, (len(labels), 16, 12)).astype(np.float32)
     specs += labels[:, None, None].astype(np.float32)  # learnable, barely
     np.save(folder / SPECTROGRAMS, specs)
     with (folder / MANIFEST).open("w", newline="") as f:
@@ -113,7 +114,7 @@ def test_train_stage_keeps_the_best_validation_epoch_and_never_sees_test(tmp_pat
     monkeypatch.setattr(  # on the class: a plain function there is called unbound, as HeldCycles.load is
         train_stage.HeldCycles,
         "load",
-        lambda specs, y, index, *a, **k: (loaded.append(np.array(index)), real_held(specs, y, index, *a, **k))[1],
+        lambda cycles, *a, **k: (loaded.append(np.array(cycles.index)), real_held(cycles, *a, **k))[1],
     )
     monkeypatch.setattr(
         train_stage,

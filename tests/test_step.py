@@ -17,15 +17,17 @@ import pytest
 import torch
 
 from respiro.core.errors import StageError
-from respiro.data.dataset import cycle_loader
+from respiro.data.dataset import CycleSet, cycle_loader
 from respiro.model.loss import build_loss
 from respiro.model.resnet import build_model
-from respiro.training.batches import HeldCycles, Shard, TrainBatches
+from respiro.training.batches import HeldCycles, Sampling, Shard, TrainBatches
 from respiro.training.device import to_device
 from respiro.training.loop import lr_factor, make_optimizer, set_epoch_lr, train_one_epoch
 from respiro.training.prediction import validate
 from respiro.training.step import WARMUP_STEPS, EagerStep, GraphStep, captures, make_step
+from tests.conftest import train_params
 
+ADAM = train_params(optimizer="adam", lr=1e-3, weight_decay=1e-4)
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the real graph capture)")
 
 
@@ -45,7 +47,7 @@ def random_batches(n: int, batch_size: int, device: torch.device, shard: Shard =
     generator = torch.Generator().manual_seed(3)
     x = torch.randn(n, 1, 10, 12, generator=generator)[shard.rank :: shard.world].to(device)
     y = torch.randint(0, 4, (n,), generator=generator)[shard.rank :: shard.world].to(device)
-    return TrainBatches(x, y, n, batch_size, time_mask=3, freq_mask=2, seed=5, shard=shard)
+    return TrainBatches(x, y, n, Sampling(batch_size, time_mask=3, freq_mask=2, seed=5), shard)
 
 
 class RecordWithoutRunning:
@@ -152,7 +154,7 @@ def test_which_step_runs_where():
     assert not captures("auto", cpu, 1, capturable)
     data = random_batches(8, 4, cpu)
     model = small_net()
-    optimizer = make_optimizer(model, "adam", 1e-3, 1e-4)  # on the CPU: foreach AdamW, float rate
+    optimizer = make_optimizer(model, ADAM)  # on the CPU: foreach AdamW, float rate
     assert isinstance(optimizer.param_groups[0]["lr"], float) and not optimizer.param_groups[0]["capturable"]
     assert make_step(model, data, torch.nn.functional.cross_entropy, optimizer, None).kind == "eager"
     with pytest.raises(ValueError, match="one process"):
@@ -167,9 +169,10 @@ def test_validation_on_held_cycles_equals_the_loader():
     torch.manual_seed(0)
     model = small_net().eval()
     loss_fn = torch.nn.functional.cross_entropy
-    held = HeldCycles.load(specs, labels, index, mean, std, torch.device("cpu"), 4)
+    cycles = CycleSet(specs, labels, index, mean, std)
+    held = HeldCycles.load(cycles, torch.device("cpu"), 4)
     assert len(held) == 4 and len(list(held)) == 4
-    by_loader = validate(model, cycle_loader(specs, labels, index, mean, std, 4), loss_fn, torch.device("cpu"))
+    by_loader = validate(model, cycle_loader(cycles, 4), loss_fn, torch.device("cpu"))
     on_device = validate(model, held, loss_fn, torch.device("cpu"))
     assert on_device[0] == by_loader[0]
     assert np.array_equal(on_device[1], by_loader[1]) and np.array_equal(on_device[2], by_loader[2])
@@ -191,7 +194,7 @@ def test_a_cuda_graph_step_trains_as_the_eager_step_on_a_gpu(arithmetic):
     for kind in ("eager", "graph"):
         torch.manual_seed(0)
         model = to_device(build_model(18, True), cuda)
-        optimizer = make_optimizer(model, "adam", 1e-3, 1e-4, device=cuda)
+        optimizer = make_optimizer(model, ADAM, device=cuda)
         loss_fn = build_loss("focal", 1.0, None, 4).to(cuda)
         step = (EagerStep if kind == "eager" else GraphStep)(model, data, loss_fn, optimizer, precision)
         step.autocast_cache = False  # as a graph step computes: like against like

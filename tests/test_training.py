@@ -10,28 +10,28 @@ import torch
 from respiro.core.errors import ParamsError, StageError
 from respiro.core.schemes import SCHEMES
 from respiro.training.batches import (
+    Sampling,
     Shard,
     TrainBatches,
     apply_mask_bands,
     draw_mask_bands,
 )
 from respiro.training.device import resolve_device
-from respiro.training.fit import EpochResult, fit
+from respiro.training.fit import EpochResult, Validation, fit
 from respiro.training.loop import NonFiniteLossError, lr_factor, make_optimizer, train_one_epoch
 from respiro.training.precision import choose_arithmetic, cpu_flags, cpu_has_native_bf16, set_cuda_fp32
 from respiro.training.step import EagerStep
+from tests.conftest import train_params
 
 FOUR = SCHEMES["four"].classes
 
 
-def batches_of(
-    n: int, batch_size: int, shard: Shard = Shard(), bins: int = 6, frames: int = 8, seed: int = 0, masks: int = 0
-) -> TrainBatches:
-    """A TrainBatches over n cycles whose value is their position (x[i] = i everywhere)."""
+def batches_of(n: int, batch_size: int, shard: Shard = Shard(), seed: int = 0, masks: int = 0) -> TrainBatches:
+    """A TrainBatches over n cycles (6 bins, 8 frames) whose value is their position (x[i] = i everywhere)."""
     positions = np.arange(n)[shard.rank :: shard.world]
-    x = torch.from_numpy(positions.astype(np.float32))[:, None, None, None].expand(-1, 1, bins, frames).clone()
+    x = torch.from_numpy(positions.astype(np.float32))[:, None, None, None].expand(-1, 1, 6, 8).clone()
     y = torch.from_numpy(positions % 4)
-    return TrainBatches(x, y, n, batch_size, time_mask=masks, freq_mask=masks, seed=seed, shard=shard)
+    return TrainBatches(x, y, n, Sampling(batch_size, time_mask=masks, freq_mask=masks, seed=seed), shard)
 
 
 def xs(data: TrainBatches, batch) -> torch.Tensor:
@@ -85,7 +85,7 @@ def test_fit_keeps_the_best_validation_epoch_and_logs_the_loss_of_the_logits():
     val_y = torch.arange(40) % 4
     val_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(val_x, val_y), batch_size=16)
     loss_fn = torch.nn.functional.cross_entropy
-    optimizer = make_optimizer(model, "sgd", 0.5, 0.0)
+    optimizer = make_optimizer(model, train_params(optimizer="sgd", lr=0.5, weight_decay=0.0))
     seen: list[tuple[EpochResult, dict, float]] = []
 
     def on_epoch(e: EpochResult) -> None:
@@ -94,15 +94,8 @@ def test_fit_keeps_the_best_validation_epoch_and_logs_the_loss_of_the_logits():
         seen.append((e, {k: v.clone() for k, v in model.state_dict().items()}, loss))
 
     train = batches_of(32, 8)
-    best = fit(
-        EagerStep(model, train, loss_fn, optimizer, None),
-        train,
-        val_loader,
-        epochs=6,
-        schedule="cosine",
-        class_names=FOUR,
-        on_epoch=on_epoch,
-    )
+    val, six = Validation(val_loader, FOUR), train_params(epochs=6, schedule="cosine")
+    best = fit(EagerStep(model, train, loss_fn, optimizer, None), train, val, six, on_epoch=on_epoch)
     assert [e.epoch for e, _, _ in seen] == list(range(1, 7))
     assert [e.lr for e, _, _ in seen] == pytest.approx([0.5 * lr_factor("cosine", i, 6) for i in range(6)])
     for e, _, loss in seen:  # cross-entropy of the logits, not of log-probabilities clamped
@@ -119,11 +112,8 @@ def test_fit_keeps_the_best_validation_epoch_and_logs_the_loss_of_the_logits():
         fit(
             EagerStep(model, train, loss_fn, optimizer, None),
             train,
-            val_loader,
-            epochs=1,
-            schedule="constant",
-            class_names=FOUR,
-            validates=False,
+            None,
+            train_params(epochs=1, schedule="constant"),
             on_epoch=on_epoch,
         )
         is None

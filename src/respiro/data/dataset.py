@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,15 +56,30 @@ def frequency_stats(specs: np.ndarray, index: np.ndarray, chunk: int = 512) -> t
     return mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32)
 
 
-class CycleDataset(Dataset):
-    """Items `(spectrogram (1, F, T) float32 standardized per bin, label)` for `index`."""
+@dataclass(frozen=True)
+class CycleSet:
+    """Cycles `index` of the spectrograms `specs`, to be standardized per frequency bin with
+    `mean` and `std` (input_stats of the training cycles, or a checkpoint's): what the
+    training, validation, test and predict batches are made of."""
 
-    def __init__(
-        self, specs: np.ndarray, labels: np.ndarray, index: np.ndarray, mean: np.ndarray, std: np.ndarray
-    ) -> None:
-        self.specs, self.labels, self.index = specs, labels, np.asarray(index)
-        self.mean = torch.from_numpy(mean)[:, None]
-        self.std = torch.from_numpy(std)[:, None]
+    specs: np.ndarray  # (N, F, T), memory-mapped
+    labels: np.ndarray  # (N,) class indices, one per spectrogram
+    index: np.ndarray  # (n,) rows of specs in the set, in order
+    mean: np.ndarray  # (F,) float32
+    std: np.ndarray  # (F,) float32
+
+    def part(self, index: np.ndarray) -> CycleSet:
+        """The rows `index` of the same spectrograms, standardized alike."""
+        return replace(self, index=index)
+
+
+class CycleDataset(Dataset):
+    """Items `(spectrogram (1, F, T) float32 standardized per bin, label)` of `cycles`."""
+
+    def __init__(self, cycles: CycleSet) -> None:
+        self.specs, self.labels, self.index = cycles.specs, cycles.labels, np.asarray(cycles.index)
+        self.mean = torch.from_numpy(cycles.mean)[:, None]
+        self.std = torch.from_numpy(cycles.std)[:, None]
 
     def __len__(self) -> int:
         return len(self.index)
@@ -75,21 +91,13 @@ class CycleDataset(Dataset):
 
 
 def cycle_loader(
-    specs: np.ndarray,
-    labels: np.ndarray,
-    index: np.ndarray,
-    mean: np.ndarray,
-    std: np.ndarray,
-    batch_size: int,
-    *,
-    workers: int = 0,
-    device: torch.device = torch.device("cpu"),
+    cycles: CycleSet, batch_size: int, *, workers: int = 0, device: torch.device = torch.device("cpu")
 ) -> DataLoader:
-    """Batches `(x (B, 1, F, T), y (B,))` of the cycles in `index`, in index order: the
-    validation, test and predict loaders. (Training batches come from the device-resident
-    split, src/respiro/training/batches.py.)"""
+    """Batches `(x (B, 1, F, T), y (B,))` of `cycles`, in index order: the validation, test
+    and predict loaders. (Training batches come from the device-resident split,
+    src/respiro/training/batches.py.)"""
     return DataLoader(
-        CycleDataset(specs, labels, index, mean, std),
+        CycleDataset(cycles),
         batch_size=batch_size,
         num_workers=workers,
         pin_memory=device.type == "cuda",

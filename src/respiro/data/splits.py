@@ -20,7 +20,8 @@ from typing import assert_never
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from respiro.core.config import SplitMethod
+from respiro.core.config import SplitParams
+from respiro.core.errors import StageError
 from respiro.data.icbhi import read_patient_folds
 
 PARTS = ("train", "val", "test", "excluded")
@@ -73,36 +74,33 @@ def assign_folds(patients: np.ndarray, labels: np.ndarray, n_folds: int, seed: i
 
 
 def held_out_masks(
-    patients: np.ndarray,
-    labels: np.ndarray,
-    official: np.ndarray,
-    *,
-    method: SplitMethod,
-    test_fraction: float,
-    n_folds: int,
-    fold: int,
-    folds_file: Path | None,
-    seed: int,
+    patients: np.ndarray, labels: np.ndarray, official: np.ndarray, split: SplitParams
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(test, excluded) boolean masks over cycles for `split.method` = `method`:
-    `official` (the official part of each cycle's recording: `train`, `test` or `test_<part>`;
-    anything else, e.g. "" for a recording the split file does not name, is excluded), `patient` and `random`
-    (`test_fraction` of the cycles), `folds` (fold `fold` of `n_folds`, or of `folds_file`)."""
+    """(test, excluded) boolean masks over cycles for `split.method`: `official` (the
+    official part of each cycle's recording: `train`, `test` or `test_<part>`; anything else,
+    e.g. "" for a recording the split file does not name, is excluded), `patient` and
+    `random` (`split.test_fraction` of the cycles), `folds` (fold `split.fold` of
+    `split.n_folds`, or of `split.folds_file`)."""
     n = len(labels)
     excluded = np.zeros(n, dtype=bool)
+    method = split.method
     if method == "official":
         test = np.array([side == "test" or side.startswith("test_") for side in official.tolist()], dtype=bool)
         return test, ~test & (official != "train")
     if method == "patient":
-        return group_split(patients, labels, test_fraction, seed), excluded
+        return group_split(patients, labels, split.test_fraction, split.seed), excluded
     if method == "folds":
-        folds = read_patient_folds(folds_file) if folds_file else assign_folds(patients, labels, n_folds, seed)
+        folds = (
+            read_patient_folds(Path(split.folds_file))
+            if split.folds_file
+            else assign_folds(patients, labels, split.n_folds, split.seed)
+        )
         fold_of = np.array([folds.get(str(p), -1) for p in patients])
-        return fold_of == fold, fold_of < 0
+        return fold_of == split.fold, fold_of < 0
     if method != "random":
         assert_never(method)
     _, test_index = train_test_split(
-        np.arange(n), test_size=test_fraction, random_state=seed, stratify=_stratify(labels)
+        np.arange(n), test_size=split.test_fraction, random_state=split.seed, stratify=_stratify(labels)
     )
     mask = np.zeros(n, dtype=bool)
     mask[test_index] = True
@@ -136,6 +134,31 @@ def assign_parts(
         _, val = train_test_split(pool, test_size=val_fraction, random_state=seed, stratify=_stratify(labels[pool]))
     parts[val] = "val"
     return parts
+
+
+def split_cycles(cycles: list[dict[str, str]], split: SplitParams, val_fraction: float) -> np.ndarray:
+    """The part of every cycle of the manifest `cycles`, as the train stage assigns them:
+    held_out_masks, then assign_parts (`val_fraction`: train.val_fraction). Raises
+    StageError where the train, val or test part is left empty."""
+    labels = np.array([int(c["label"]) for c in cycles])
+    patients = np.array([c["patient"] for c in cycles])
+    official = np.array([c["official_split"] for c in cycles])
+    test, excluded = held_out_masks(patients, labels, official, split)
+    parts = assign_parts(patients, labels, test, excluded, val_fraction, split.seed)
+    for part in ("train", "val", "test"):
+        if not (parts == part).any():
+            raise StageError(f"split.method={split.method} leaves no {part} cycles ({len(cycles)} cycles in all)")
+    return parts
+
+
+def part_sizes(cycles: list[dict[str, str]], parts: np.ndarray) -> dict[str, dict[str, int]]:
+    """Cycles and patients in every part (PARTS) of the manifest `cycles`: {"cycles": {part:
+    count}, "patients": {part: count}}."""
+    patients = np.array([c["patient"] for c in cycles])
+    return {
+        "cycles": {part: int((parts == part).sum()) for part in PARTS},
+        "patients": {part: len(np.unique(patients[parts == part])) for part in PARTS},
+    }
 
 
 def split_rows(cycles: list[dict[str, str]], parts: np.ndarray) -> list[dict[str, str]]:

@@ -21,7 +21,7 @@ from respiro.audio.wavio import read_mono
 from respiro.core.schemes import scheme_of_classes
 from respiro.data.databases import database_of_annotation
 from respiro.data.databases.base import AnnotationRef, Database
-from respiro.data.dataset import cycle_loader
+from respiro.data.dataset import CycleSet, cycle_loader
 from respiro.inference.windows import batched, iter_window_spans
 from respiro.training.checkpoint import TrainedModel
 from respiro.training.prediction import predict
@@ -179,9 +179,8 @@ def classify_spectrograms(trained: TrainedModel, specs: np.ndarray, batch_size: 
     """Class probabilities `(n, C)` float64 of spectrograms `(n, F, T)`, standardized and
     batched exactly as the evaluate stage does."""
     index = np.arange(len(specs))
-    loader = cycle_loader(
-        specs, np.zeros(len(specs), np.int64), index, trained.mean, trained.std, batch_size, device=trained.device
-    )
+    cycles = CycleSet(specs, np.zeros(len(specs), np.int64), index, trained.mean, trained.std)
+    loader = cycle_loader(cycles, batch_size, device=trained.device)
     probs, _ = predict(trained.model, loader, trained.device)
     return probs
 

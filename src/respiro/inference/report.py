@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 
 from respiro.core.schemes import scheme_of_classes
-from respiro.data.dataset import cycle_loader
+from respiro.data.dataset import CycleSet, cycle_loader
 from respiro.evaluation.metrics import confusion_matrix, scores_of
 from respiro.inference.figures import MapsOfUnit, Spectrum, TimelineFigure, maps_figure, timeline_figure
 from respiro.inference.maps import attention_and_grad_cam, upsample
@@ -90,7 +90,9 @@ def unit_maps(trained: TrainedModel, specs: np.ndarray, classes: np.ndarray) -> 
     """The architecture's attention view (None without one: a CNN without CBAM) and Grad-CAM
     of `classes (n,)`, both `(n, F, T)` on the grid of spectrograms `specs (n, F, T)`, which
     are standardized as the evaluate stage does."""
-    loader = cycle_loader(specs, classes, np.arange(len(specs)), trained.mean, trained.std, 16, device=trained.device)
+    loader = cycle_loader(
+        CycleSet(specs, classes, np.arange(len(specs)), trained.mean, trained.std), 16, device=trained.device
+    )
     arch = trained.arch
     grid = (arch.feature_stride, arch.feature_offset)
     attention: list[np.ndarray] = []

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor, nn
 
 from respiro.core.errors import DamagedArtifactError, PretrainedWeightsError
+from respiro.model.tensor_file import load_data_only
 
 if TYPE_CHECKING:
     from respiro.model.architecture import Architecture
@@ -99,13 +99,7 @@ def adapt_stem(weight: Tensor) -> Tensor:
 
 def load_weights_file(path: Path) -> dict[str, Tensor]:
     """A torchvision state dict from `path`, loaded with weights_only=True (data, never code)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any failure to unpickle a user's file is a bad file, not a bug
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise PretrainedWeightsError(
-            f"{path}: not a weights file that loads with weights_only=True ({reason[:200]})"
-        ) from None
+    state = load_data_only(path, PretrainedWeightsError, "a weights file")
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise PretrainedWeightsError(f"{path}: not a state dict (a mapping of tensor names to tensors)")
     return state

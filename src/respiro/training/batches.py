@@ -26,6 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from respiro.core.config import TrainParams
+from respiro.data.dataset import CycleSet
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -33,6 +36,23 @@ class Shard:
 
     rank: int = 0
     world: int = 1
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How each epoch's batches are drawn: `batch_size` cycles per global batch, SpecAugment
+    bands up to `time_mask` frames and `freq_mask` bins wide, all from a generator seeded by
+    (`seed`, epoch)."""
+
+    batch_size: int
+    time_mask: int
+    freq_mask: int
+    seed: int
+
+    @classmethod
+    def of(cls, train: TrainParams) -> Sampling:
+        """train.batch_size, time_mask, freq_mask and seed."""
+        return cls(train.batch_size, train.time_mask, train.freq_mask, train.seed)
 
 
 @dataclass(frozen=True)
@@ -75,15 +95,14 @@ def apply_mask_bands(x: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(masked, 0.0)
 
 
-def standardized_rows(
-    specs: np.ndarray, rows: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device, chunk: int = 256
-) -> torch.Tensor:
-    """Spectrograms `specs[rows]` standardized per bin, as one float32 (n, 1, F, T) tensor on
-    `device`, read chunk by chunk so only the result sits in memory."""
+def standardized_rows(cycles: CycleSet, device: torch.device, chunk: int = 256) -> torch.Tensor:
+    """The spectrograms of `cycles` standardized per bin, as one float32 (n, 1, F, T) tensor
+    on `device`, read chunk by chunk so only the result sits in memory."""
+    specs, rows = cycles.specs, np.asarray(cycles.index)
     _, bins, frames = specs.shape
     out = torch.empty((len(rows), 1, bins, frames), dtype=torch.float32, device=device)
-    mean_t = torch.from_numpy(np.asarray(mean, dtype=np.float32))[:, None]
-    std_t = torch.from_numpy(np.asarray(std, dtype=np.float32))[:, None]
+    mean_t = torch.from_numpy(np.asarray(cycles.mean, dtype=np.float32))[:, None]
+    std_t = torch.from_numpy(np.asarray(cycles.std, dtype=np.float32))[:, None]
     for start in range(0, len(rows), chunk):
         block = torch.from_numpy(np.asarray(specs[rows[start : start + chunk]], dtype=np.float32))  # (b, F, T)
         out[start : start + len(block), 0] = ((block - mean_t) / std_t).to(device)
@@ -99,18 +118,10 @@ class HeldCycles:
         self.x, self.y, self.batch_size = x, y, batch_size
 
     @classmethod
-    def load(
-        cls,
-        specs: np.ndarray,
-        labels: np.ndarray,
-        index: np.ndarray,
-        mean: np.ndarray,
-        std: np.ndarray,
-        device: torch.device,
-        batch_size: int,
-    ) -> HeldCycles:
-        x = standardized_rows(specs, np.asarray(index), mean, std, device)
-        return cls(x, torch.from_numpy(np.asarray(labels)[index].astype(np.int64)).to(device), batch_size)
+    def load(cls, cycles: CycleSet, device: torch.device, batch_size: int) -> HeldCycles:
+        x = standardized_rows(cycles, device)
+        y = torch.from_numpy(np.asarray(cycles.labels)[cycles.index].astype(np.int64)).to(device)
+        return cls(x, y, batch_size)
 
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
@@ -125,44 +136,20 @@ class TrainBatches:
     """This process's shard of the training split on the device, and each epoch's batches."""
 
     def __init__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        total: int,
-        batch_size: int,
-        time_mask: int,
-        freq_mask: int,
-        seed: int,
-        shard: Shard = Shard(),
+        self, x: torch.Tensor, y: torch.Tensor, total: int, sampling: Sampling, shard: Shard = Shard()
     ) -> None:
         expected = len(range(shard.rank, total, shard.world))
         if len(x) != expected or len(y) != expected:
             raise ValueError(f"rank {shard.rank} of {shard.world} needs {expected} of {total} cycles; got {len(x)}")
         self.x, self.y = x, y
-        self.total, self.batch_size, self.shard = total, batch_size, shard
-        self.time_mask, self.freq_mask, self.seed = time_mask, freq_mask, seed
+        self.total, self.sampling, self.shard = total, sampling, shard
 
     @classmethod
-    def load(
-        cls,
-        specs: np.ndarray,
-        labels: np.ndarray,
-        index: np.ndarray,
-        mean: np.ndarray,
-        std: np.ndarray,
-        device: torch.device,
-        *,
-        batch_size: int,
-        time_mask: int,
-        freq_mask: int,
-        seed: int,
-        shard: Shard = Shard(),
-    ) -> TrainBatches:
+    def load(cls, cycles: CycleSet, device: torch.device, sampling: Sampling, shard: Shard = Shard()) -> TrainBatches:
         """Read this shard's rows (`index[rank::world]`) of the memory map onto `device`."""
-        held = HeldCycles.load(
-            specs, labels, np.asarray(index)[shard.rank :: shard.world], mean, std, device, batch_size
-        )
-        return cls(held.x, held.y, len(index), batch_size, time_mask, freq_mask, seed, shard)
+        mine = cycles.part(np.asarray(cycles.index)[shard.rank :: shard.world])
+        held = HeldCycles.load(mine, device, sampling.batch_size)
+        return cls(held.x, held.y, len(cycles.index), sampling, shard)
 
     @property
     def device(self) -> torch.device:
@@ -175,13 +162,15 @@ class TrainBatches:
     def _plan(self, epoch: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
         """The epoch's global order, its batches (arrays of positions), and one SpecAugment
         band per position of the order. Seeded by (seed, epoch) only."""
-        rng = np.random.default_rng([self.seed, epoch])
+        sampling, world = self.sampling, self.shard.world
+        rng = np.random.default_rng([sampling.seed, epoch])
         order = rng.permutation(self.total)
-        bands = draw_mask_bands(rng, self.total, self.time_mask, self.freq_mask, self.x.shape[3], self.x.shape[2])
-        world = self.shard.world
+        bands = draw_mask_bands(
+            rng, self.total, sampling.time_mask, sampling.freq_mask, self.x.shape[3], self.x.shape[2]
+        )
         batches = []
-        for start in range(0, self.total, self.batch_size):
-            positions = np.arange(start, min(start + self.batch_size, self.total))
+        for start in range(0, self.total, sampling.batch_size):
+            positions = np.arange(start, min(start + sampling.batch_size, self.total))
             if world > 1 and len(np.unique(order[positions] % world)) < world:
                 continue  # some process would get no cycle of this batch
             batches.append(positions)

@@ -22,8 +22,6 @@ a ready model or one line naming the file and what is missing or wrong.
 
 from __future__ import annotations
 
-import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ from respiro.core.outputs import atomic_file
 from respiro.evaluation.reports import provenance
 from respiro.model.architecture import Architecture
 from respiro.model.registry import architecture_of, get_architecture, upgrade_model_group
+from respiro.model.tensor_file import load_data_only
 from respiro.training.device import to_device
 
 REQUIRED_KEYS = (
@@ -97,33 +96,36 @@ def upgrade_params(params: Any) -> Any:
     return upgraded
 
 
-def save_checkpoint(
-    path: Path,
-    *,
-    state_dict: dict[str, torch.Tensor],
-    class_names: tuple[str, ...],
-    params: Mapping[str, Mapping[str, Any]],
-    input_mean: np.ndarray,
-    input_std: np.ndarray,
-    epoch: int,
-    val_scores: Mapping[str, float | None],
-    cycle_seconds_median: float,
-    init_weights: Mapping[str, str] | None = None,
-) -> None:
-    """Write a checkpoint to `path` (atomically: complete or not at all). `params` holds at
-    least PARAMS_GROUPS (params.yaml as a dict), `val_scores` at least VAL_SCORES;
-    `init_weights` the {file, sha256} of the ImageNet weights training started from
-    (model.pretrained: imagenet), stored only then."""
+@dataclass(frozen=True)
+class CheckpointContents:
+    """What the train stage saves: the keys above, as it has them."""
+
+    state_dict: dict[str, torch.Tensor]
+    class_names: tuple[str, ...]
+    params: Mapping[str, Mapping[str, Any]]  # params.yaml as a dict: at least PARAMS_GROUPS
+    input_mean: np.ndarray  # (F,) float32
+    input_std: np.ndarray  # (F,) float32
+    epoch: int
+    val_scores: Mapping[str, float | None]  # at least VAL_SCORES
+    cycle_seconds_median: float
+    # {file, sha256} of the ImageNet weights training started from (model.pretrained:
+    # imagenet), stored only then.
+    init_weights: Mapping[str, str] | None = None
+
+
+def save_checkpoint(path: Path, contents: CheckpointContents) -> None:
+    """Write a checkpoint of `contents` to `path` (atomically: complete or not at all)."""
+    c = contents
     checkpoint = {  # the keys in this order: the same run gives the same bytes
-        "state_dict": state_dict,
-        "class_names": list(class_names),
-        "params": {group: dict(params[group]) for group in PARAMS_GROUPS},
-        "input_mean": torch.from_numpy(input_mean),
-        "input_std": torch.from_numpy(input_std),
-        "epoch": epoch,
-        "val_scores": {k: val_scores[k] for k in VAL_SCORES},
-        "cycle_seconds_median": float(cycle_seconds_median),
-        **({"init_weights": dict(init_weights)} if init_weights is not None else {}),
+        "state_dict": c.state_dict,
+        "class_names": list(c.class_names),
+        "params": {group: dict(c.params[group]) for group in PARAMS_GROUPS},
+        "input_mean": torch.from_numpy(c.input_mean),
+        "input_std": torch.from_numpy(c.input_std),
+        "epoch": c.epoch,
+        "val_scores": {k: c.val_scores[k] for k in VAL_SCORES},
+        "cycle_seconds_median": float(c.cycle_seconds_median),
+        **({"init_weights": dict(c.init_weights)} if c.init_weights is not None else {}),
     }
     with atomic_file(path) as tmp:
         torch.save(checkpoint, tmp)
@@ -218,26 +220,6 @@ def _check_stats(path: Path, checkpoint: dict[str, Any], bins: int) -> tuple[np.
     return out[0], out[1]
 
 
-def _load_data_only(path: Path) -> Any:
-    """`torch.load(path, weights_only=True)`, or CheckpointError naming the file.
-
-    torch's own message on a refused file ends in advice to load it with weights_only=False,
-    which would run whatever code the file names: the one line here says what the file is
-    not, and which Python object it asked for, without that advice.
-    """
-    try:
-        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": not the user's concern
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any failure to unpickle a user's file is a bad file, not a bug
-        wanted = re.search(r"GLOBAL ([\w.]+)", str(err))
-        if wanted:
-            why = f"it asks for the Python object {wanted.group(1)}, and a checkpoint is loaded as data only (tensors, numbers, strings), never as code"
-        else:
-            why = "not a file of tensors and plain data written by torch.save"
-        raise CheckpointError(f"{path}: not a checkpoint of this project: {why}; refused") from None
-
-
 def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")) -> TrainedModel:
     """Load and check a checkpoint of this project; the model comes back on `device`, in eval
     mode and channels_last layout (as training and evaluation run it).
@@ -250,7 +232,7 @@ def load_checkpoint(path: Path | str, device: torch.device = torch.device("cpu")
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"{path}: no such checkpoint file")
-    checkpoint = _load_data_only(path)
+    checkpoint = load_data_only(path, CheckpointError, "a checkpoint of this project")
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f"{path}: not a checkpoint of this project (a {type(checkpoint).__name__}, expected a dict with {', '.join(REQUIRED_KEYS)})"

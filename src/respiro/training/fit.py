@@ -2,8 +2,8 @@
 validation pass, keeping the weights of the epoch with the best validation ICBHI score.
 
 The test cycles never enter here: the epoch is chosen on the validation cycles only. Under
-DistributedDataParallel every process trains; only the one that validates (`validates=True`,
-process 0) sees the scores and gets a result.
+DistributedDataParallel every process trains; only the one that validates (given the
+validation cycles: process 0) sees the scores and gets a result.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from respiro.core.config import Schedule
-from respiro.evaluation.metrics import scores_of
+from respiro.core.config import TrainParams
+from respiro.evaluation.metrics import format_score, scores_of
 from respiro.training.batches import TrainBatches
 from respiro.training.distributed import plain_state_dict, unwrap
 from respiro.training.loop import lr_factor, set_epoch_lr, train_one_epoch
@@ -38,6 +38,15 @@ class EpochResult:
     improved: bool  # the best validation score so far: these weights are kept
     seconds: float
 
+    def line(self, epochs: int) -> str:
+        """`epoch 3/12: train loss 0.9120, val loss ..., val SE ... SP ... score ..., 41 s *`
+        (`*`: the best so far)."""
+        return (
+            f"epoch {self.epoch}/{epochs}: train loss {self.train_loss:.4f}, val loss {self.val_loss:.4f}, "
+            f"val SE {format_score(self.val['se'])} SP {format_score(self.val['sp'])} score {format_score(self.val['icbhi_score'])}, "
+            f"{self.seconds:.0f} s{' *' if self.improved else ''}"
+        )
+
     def curves(self) -> dict[str, float | None]:
         """The per-epoch values DVCLive plots (None: undefined, e.g. SE without abnormal cycles)."""
         return {
@@ -46,6 +55,15 @@ class EpochResult:
             "val/loss": self.val_loss,
             **{f"val/{k}": self.val[k] for k in CURVE_SCORES},
         }
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The cycles that choose the epoch, in batches (batches.HeldCycles, or any batches),
+    scored in the class scheme's `class_names` (class 0 normal)."""
+
+    batches: Batches
+    class_names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -60,36 +78,32 @@ class FitResult:
 def fit(
     step: EagerStep,
     batches: TrainBatches,
-    val: Batches,
+    val: Validation | None,
+    train: TrainParams,
     *,
-    epochs: int,
-    schedule: Schedule,
-    class_names: tuple[str, ...],
-    validates: bool = True,
     on_epoch: Callable[[EpochResult], None] | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> FitResult | None:
-    """Train `step.model` with `step` (training/step.py) for `epochs` epochs, validating on
-    `val` (batches.HeldCycles, or any batches) after each when `validates`; `on_epoch` gets
-    each epoch's result there. Every parameter group's learning rate follows `schedule`
-    (loop.lr_factor) from the rate the optimizer was made with, its peak; validation is
-    scored in `class_names` (the class scheme's, class 0 normal). Returns the best epoch (the
-    first of equal scores; an undefined score counts as -1), or None where this process does
-    not validate.
+    """Train `step.model` with `step` (training/step.py) for train.epochs epochs, validating
+    on `val` after each, where this process validates (None: it only trains); `on_epoch` gets
+    each epoch's result there. Every parameter group's learning rate follows train.schedule
+    (loop.lr_factor) from the rate the optimizer was made with, its peak. Returns the best
+    epoch (the first of equal scores; an undefined score counts as -1), or None where this
+    process does not validate.
 
     Raises NonFiniteLossError when the training loss stops being finite.
     """
     best: FitResult | None = None
     best_score = -1.0
     device = batches.device
-    for epoch in range(1, epochs + 1):
+    for epoch in range(1, train.epochs + 1):
         started = time.perf_counter()
-        epoch_lr = set_epoch_lr(step.optimizer, lr_factor(schedule, epoch - 1, epochs), epoch)
+        epoch_lr = set_epoch_lr(step.optimizer, lr_factor(train.schedule, epoch - 1, train.epochs), epoch)
         train_loss = train_one_epoch(step, batches, epoch, on_step=on_step)
-        if not validates:
+        if val is None:
             continue
-        val_loss, probs, true = validate(unwrap(step.model), val, step.loss_fn, device)
-        val_scores = scores_of(true, probs.argmax(1), class_names)
+        val_loss, probs, true = validate(unwrap(step.model), val.batches, step.loss_fn, device)
+        val_scores = scores_of(true, probs.argmax(1), val.class_names)
         score = val_scores["icbhi_score"] if val_scores["icbhi_score"] is not None else -1.0
         improved = best is None or score > best_score
         if improved:

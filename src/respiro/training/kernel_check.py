@@ -192,20 +192,20 @@ def ensure_bf16_kernels(
     model: nn.Module,
     x: Tensor,
     arithmetic: str,
-    device: torch.device,
     *,
     flags: frozenset[str] | None = None,
     restart: Callable[[str], None] | None = restart_capped,
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
 ) -> Verdict:
-    """The kernels this run may keep (see the module's docstring); on a failing case, one
+    """The kernels this run may keep for `model` on inputs like `x`, on x's device (see the
+    module's docstring); on a failing case, one
     line and `restart` (which does not return in a real run), or, with `restart` None
     (train.precision auto), the verdict `fp32`: train in float32, which uses no AMX kernel and
     was faster than capped bf16 where measured."""
     fallback = os.environ.get(FALLBACK_VARIABLE)
     if fallback is not None and os.environ.get(AMX_CAP[0]) == AMX_CAP[1]:
         return Verdict("capped", failed=fallback)
-    if not kernels_suspect(arithmetic, device, os.environ, cpu_flags() if flags is None else flags):
+    if not kernels_suspect(arithmetic, x.device, os.environ, cpu_flags() if flags is None else flags):
         return Verdict("not checked")
     verdict = self_test(model, x)
     if verdict.failed is None:

@@ -16,7 +16,7 @@ from typing import Any, assert_never
 import torch
 from torch import nn
 
-from respiro.core.config import Optimizer, Schedule
+from respiro.core.config import Schedule, TrainParams
 from respiro.core.errors import UserError
 from respiro.model.architecture import Architecture
 from respiro.training.batches import TrainBatches
@@ -52,18 +52,15 @@ def parameter_groups(
 
 def make_optimizer(
     model: nn.Module,
-    name: Optimizer,
-    lr: float,
-    weight_decay: float,
+    train: TrainParams,
     *,
     pretrained: Architecture | None = None,
-    backbone_lr_factor: float = 1.0,
-    freeze_epochs: int = 0,
     device: torch.device = torch.device("cpu"),
 ) -> torch.optim.Optimizer:
-    """`adam` (AdamW) or `sgd` (Nesterov momentum 0.9) over `model`; with `pretrained` (the
-    architecture of a network started from pretrained weights), over its `parameter_groups`
-    (per-group peak rates, early layers frozen for `freeze_epochs`).
+    """train.optimizer, `adam` (AdamW) or `sgd` (Nesterov momentum 0.9), over `model` at
+    train.lr and train.weight_decay; with `pretrained` (the architecture of a network started
+    from pretrained weights), over its `parameter_groups` (per-group peak rates from
+    train.backbone_lr_factor, early layers frozen for train.freeze_epochs).
 
     From scratch every parameter is in one group, as it always was: nothing about the default
     run's arithmetic changes. On CUDA, adam is torch's fused AdamW (one kernel for all
@@ -71,12 +68,13 @@ def make_optimizer(
     device tensor that `set_epoch_lr` updates in place: what a CUDA graph of the step
     (training/step.py) needs. On the CPU it is the default (foreach) AdamW, as always.
     """
+    lr, weight_decay = train.lr, train.weight_decay
     parameters: Any = (
-        parameter_groups(model, pretrained, lr, backbone_lr_factor, freeze_epochs)
+        parameter_groups(model, pretrained, lr, train.backbone_lr_factor, train.freeze_epochs)
         if pretrained is not None
         else model.parameters()
     )
-    if name == "adam":
+    if train.optimizer == "adam":
         if device.type != "cuda":
             return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
         if pretrained is not None:
@@ -84,9 +82,9 @@ def make_optimizer(
                 group["lr"] = torch.tensor(group["lr"], device=device)
         rate = torch.tensor(lr, device=device)
         return torch.optim.AdamW(parameters, lr=rate, weight_decay=weight_decay, fused=True, capturable=True)
-    if name == "sgd":
+    if train.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    assert_never(name)
+    assert_never(train.optimizer)
 
 
 def set_epoch_lr(optimizer: torch.optim.Optimizer, factor: float, epoch: int) -> float:

@@ -105,8 +105,8 @@ def test_two_clean_runs_give_the_same_bytes(first_run, tmp_path):
         # does not change, and it costs nothing.
         ({"model": {"arch": "resnet34"}}, ["pretrained", "train"]),
         ({"split": {"method": "patient"}}, ["train", "evaluate"]),  # evaluate scores official parts only with official
-        # A strict model is also evaluated on strict kernels.
-        ({"train": {"precision": "strict"}}, ["train", "evaluate"]),
+        # A strict model is also evaluated, and its maps drawn, on strict kernels.
+        ({"train": {"precision": "strict"}}, ["train", "evaluate", "errors"]),
         ({"stft": {"hop_length": 128}}, ["stft"]),
         ({"normalize": {"method": "peak"}}, ["normalize"]),
         ({"segment": {"pad": "zero"}}, ["stft"]),  # segment stores where cycles lie

@@ -8,7 +8,9 @@ import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from respiro.core.config import TrainParams
@@ -74,6 +76,38 @@ def set_params(project: Path, overrides: dict[str, dict]) -> None:
     for group, values in overrides.items():
         params[group].update(values)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def write_untrained_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    params: dict,
+    class_names: tuple[str, ...],
+    standardization: tuple[float, float] = (-9.0, 3.0),
+    median_seconds: float = 2.0,
+) -> Path:
+    """`model` as the train stage writes a checkpoint (save_checkpoint), for the tests of what
+    reads one: `params` (params.yaml's shape), one input mean and std for every bin of the
+    params' front-end, epoch 1 with no validation scores."""
+    from respiro.audio.chain import AudioChain
+    from respiro.training.checkpoint import CheckpointContents, save_checkpoint
+
+    bins = AudioChain.from_params(params).shape[0]
+    mean, std = standardization
+    save_checkpoint(
+        path,
+        CheckpointContents(
+            state_dict=model.state_dict(),
+            class_names=class_names,
+            params=params,
+            input_mean=np.full(bins, mean, np.float32),
+            input_std=np.full(bins, std, np.float32),
+            epoch=1,
+            val_scores={"icbhi_score": None, "se": None, "sp": None},
+            cycle_seconds_median=median_seconds,
+        ),
+    )
+    return path
 
 
 def train_params(**values: object) -> TrainParams:

@@ -31,8 +31,7 @@ from respiro.core.config import parse_params
 from respiro.core.errors import ParamsError
 from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from respiro.model.resnet import build_model
-from respiro.training.checkpoint import CheckpointContents, save_checkpoint
-from tests.conftest import DVC_ENV, ROOT, TINY_PARAMS, make_project_copy
+from tests.conftest import DVC_ENV, ROOT, TINY_PARAMS, make_project_copy, write_untrained_checkpoint
 
 RATE = 4000
 CYCLES = "0.0\t1.5\t0\t0\n1.5\t3.0\t1\t0\n3.0\t4.0\t0\t1\n"
@@ -62,21 +61,9 @@ def models(tmp_path_factory) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["segment"]["duration"] = 2.0
     params["model"].update(arch="resnet18", cbam=False)
-    bins = params["stft"]["n_fft"] // 2 + 1
     torch.manual_seed(0)
-    save_checkpoint(  # the train stage's writer
-        folder / "model.pt",
-        CheckpointContents(
-            state_dict=build_model(18, False, 16, len(CLASS_NAMES)).state_dict(),
-            class_names=CLASS_NAMES,
-            params=params,
-            input_mean=np.full(bins, -8.0, dtype=np.float32),
-            input_std=np.full(bins, 3.0, dtype=np.float32),
-            epoch=1,
-            val_scores={"icbhi_score": None, "se": None, "sp": None},
-            cycle_seconds_median=2.5,
-        ),
-    )
+    model = build_model(18, False, 16, len(CLASS_NAMES))
+    write_untrained_checkpoint(folder / "model.pt", model, params, CLASS_NAMES, (-8.0, 3.0), 2.5)
     torch.save({"state_dict": {}, "weights": [1, 2, 3]}, folder / "foreign.pt")
     torch.save({"state_dict": Evil(folder / "PWNED")}, folder / "evil.pt")
     return folder

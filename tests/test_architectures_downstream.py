@@ -18,7 +18,6 @@ import pytest
 import torch
 import yaml
 
-from respiro.audio.chain import AudioChain
 from respiro.commands.predict import main as predict
 from respiro.core.config import ModelParams
 from respiro.core.errors import CheckpointError
@@ -27,8 +26,8 @@ from respiro.inference.onnx import export_onnx, onnx_probabilities
 from respiro.inference.recording import classify_spectrograms
 from respiro.inference.report import unit_maps
 from respiro.model.registry import ARCHITECTURES, create_model
-from respiro.training.checkpoint import CheckpointContents, load_checkpoint, save_checkpoint
-from tests.conftest import ROOT
+from respiro.training.checkpoint import load_checkpoint
+from tests.conftest import ROOT, write_untrained_checkpoint
 from tests.test_report import make_recordings
 
 # The networks whose downstream is not covered by the ResNet-18 checkpoints of the other tests.
@@ -55,20 +54,7 @@ def make_checkpoint(path: Path, arch: str, cbam: bool = True) -> Path:
     model = create_model(ModelParams(**params["model"]), len(CLASS_NAMES))
     with torch.no_grad():  # every unit Crackle: the report draws maps of the abnormal ones
         [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].bias.copy_(torch.tensor([0.0, 6.0, 0, 0]))
-    bins = AudioChain.from_params(params).shape[0]
-    save_checkpoint(
-        path,
-        CheckpointContents(
-            state_dict=model.state_dict(),
-            params=params,
-            input_mean=np.full(bins, -9.0, np.float32),
-            input_std=np.full(bins, 3.0, np.float32),
-            epoch=1,
-            val_scores={"icbhi_score": None, "se": None, "sp": None},
-            cycle_seconds_median=2.0,
-            class_names=CLASS_NAMES,
-        ),
-    )
+    write_untrained_checkpoint(path, model, params, CLASS_NAMES)
     return path
 
 

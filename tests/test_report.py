@@ -26,8 +26,7 @@ from respiro.core.errors import OutputPathError, StageError
 from respiro.core.outputs import read_csv
 from respiro.core.schemes import FOUR_CLASSES as CLASS_NAMES  # the paper's four classes
 from respiro.model.resnet import build_model
-from respiro.training.checkpoint import CheckpointContents, save_checkpoint
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_untrained_checkpoint
 
 RATE = 8000
 RECORDINGS = {  # stem: (seconds, annotation lines or None for windows)
@@ -46,20 +45,7 @@ def make_checkpoint(path: Path, class_names: tuple[str, ...] = CLASS_NAMES, sche
     model = build_model(18, True, params["model"]["cbam_reduction"], len(class_names))
     with torch.no_grad():
         model.fc.bias.copy_(torch.tensor([0.0, 6.0] + [0.0] * (len(class_names) - 2)))
-    bins = params["stft"]["n_fft"] // 2 + 1
-    save_checkpoint(
-        path,
-        CheckpointContents(
-            state_dict=model.state_dict(),
-            params=params,
-            input_mean=np.full(bins, -9.0, np.float32),
-            input_std=np.full(bins, 3.0, np.float32),
-            epoch=1,
-            val_scores={"icbhi_score": None, "se": None, "sp": None},
-            cycle_seconds_median=2.0,
-            class_names=class_names,
-        ),
-    )
+    write_untrained_checkpoint(path, model, params, class_names)
     return path
 
 

@@ -8,7 +8,7 @@ an `Architecture` that says, for the code around it:
   scheme's class count (`build`), with CBAM where it goes (`cbam_placement`; None where the
   network has no place for it, and model.cbam: true is then refused);
 - its pretrained weights: the published file of each `model.pretrained` choice
-  (`weights_file`: a torchvision-style name whose SHA-256 prefix is checked), and how such a
+  (`weights_files`: torchvision-style names whose SHA-256 prefix is checked), and how such a
   file's tensors map onto it (`map_weights`);
 - its parameter groups for train.backbone_lr_factor and train.freeze_epochs (`param_group`:
   `new` for what pretrained weights do not provide, `early` for the stem and first stage,

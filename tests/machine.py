@@ -109,13 +109,13 @@ def lock_differences(reproduced: dict[str, Any], committed: dict[str, Any]) -> l
     out): each output whose md5 moved, or the stage when only its deps or params did."""
     problems = []
     for name in sorted((set(reproduced["stages"]) | set(committed["stages"])) - set(PRESENTATION_STAGES)):
-        new, old = reproduced["stages"].get(name), committed["stages"].get(name)
-        if new == old:
+        if reproduced["stages"].get(name) == committed["stages"].get(name):
             continue
+        new, old = lock_outs(reproduced, (name,)), lock_outs(committed, (name,))
         moved = [
-            f"dvc.lock: {name}: {path} md5 {md5} != committed {lock_outs(committed, (name,)).get(path)}"
-            for path, md5 in lock_outs(reproduced, (name,)).items()
-            if md5 != lock_outs(committed, (name,)).get(path)
+            f"dvc.lock: {name}: {path} md5 {md5} != committed {old.get(path)}"
+            for path, md5 in new.items()
+            if md5 != old.get(path)
         ]
         problems += moved or [f"dvc.lock: stage {name}'s deps or params differ from the committed ones"]
     return problems
